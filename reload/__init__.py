@@ -1,0 +1,3 @@
+"""reload: the RELOAD peer-to-peer protocol (RFC 6940) on Twisted."""
+
+__version__ = "0.1.0"

@@ -41,11 +41,9 @@ class Reader:
     path of every :class:`DecodeError` raised through this reader.
     """
 
-    __slots__ = ("data", "pos", "end", "path")
+    __slots__ = ("data", "end", "path", "pos")
 
-    def __init__(
-        self, data: bytes, pos: int = 0, end: int | None = None, path: str = ""
-    ) -> None:
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None, path: str = "") -> None:
         self.data = data
         self.pos = pos
         self.end = len(data) if end is None else end

@@ -112,7 +112,9 @@ class Destination:
         value = self.value
         if self.compressed:
             if len(value) != 2 or not value[0] & 0x80 or self.type != DestinationType.OPAQUE_ID:
-                raise EncodeError("a compressed destination is a 2-byte opaque id with the top bit set")
+                raise EncodeError(
+                    "a compressed destination is a 2-byte opaque id with the top bit set"
+                )
             return value
         t = self.type
         if not 1 <= t <= 127:
@@ -149,7 +151,10 @@ class Destination:
         r.pos = end
         if first == 2 or first == 3:
             if n == 0 or data[pos + 2] != n - 1:
-                raise r.error(f"{field_name}.destination_data", "inner length does not match the destination length")
+                raise r.error(
+                    f"{field_name}.destination_data",
+                    "inner length does not match the destination length",
+                )
             return cls(first, bytes(data[pos + 3 : end]))
         return cls(first, bytes(data[pos + 2 : end]))
 
@@ -297,21 +302,21 @@ class HeaderView:
     """
 
     __slots__ = (
-        "data",
-        "overlay",
+        "_dest_ends",
         "configuration_sequence",
-        "version",
-        "ttl",
+        "data",
+        "dest_start",
+        "destinations",
         "fragment",
         "length",
-        "transaction_id",
         "max_response_length",
-        "via_start",
-        "dest_start",
-        "options_start",
         "options_end",
-        "destinations",
-        "_dest_ends",
+        "options_start",
+        "overlay",
+        "transaction_id",
+        "ttl",
+        "version",
+        "via_start",
     )
 
     def __init__(self, data: bytes, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
@@ -337,7 +342,10 @@ class HeaderView:
         if self.version != VERSION:
             raise DecodeError("ForwardingHeader.version", f"unsupported version {self.version:#x}")
         if length > max_message_size:
-            raise DecodeError("ForwardingHeader.length", f"{length} exceeds the maximum message size {max_message_size}")
+            raise DecodeError(
+                "ForwardingHeader.length",
+                f"{length} exceeds the maximum message size {max_message_size}",
+            )
         if length != size:
             raise DecodeError("ForwardingHeader.length", f"announces {length} bytes, {size} given")
         if not self.fragment & FRAGMENT_HIGH_BIT:
@@ -349,7 +357,9 @@ class HeaderView:
         self.options_start = options_start = dest_start + dest_len
         self.options_end = options_start + opt_len
         if self.options_end > size:
-            raise DecodeError("ForwardingHeader", "via list, destination list and options exceed the message")
+            raise DecodeError(
+                "ForwardingHeader", "via list, destination list and options exceed the message"
+            )
         # Walk the via list for bounds only; keep the destination list.
         r = Reader(data, FIXED_HEADER_SIZE, dest_start, "ForwardingHeader.via_list")
         index = 0

@@ -60,12 +60,18 @@ def fuzz_decoder(
     rng = random.Random(seed)
     decoded = 0
     for n in range(count):
-        data = mutate(rng, rng.choice(seeds)) if seeds and n % 8 else rng.randbytes(rng.randrange(0, 64))
+        data = (
+            mutate(rng, rng.choice(seeds))
+            if seeds and n % 8
+            else rng.randbytes(rng.randrange(0, 64))
+        )
         try:
             decode(data)
         except DecodeError:
             continue
         except Exception as exc:  # pragma: no cover - this is the failure path
-            raise AssertionError(f"decoder raised {exc!r} on input #{n} (seed {seed}): {data.hex()}") from exc
+            raise AssertionError(
+                f"decoder raised {exc!r} on input #{n} (seed {seed}): {data.hex()}"
+            ) from exc
         decoded += 1
     return decoded

@@ -1,0 +1,46 @@
+"""``GET /status``: what the peer is and how it is doing, as JSON.
+
+Operators and ``reloadctl status`` read it; it is served only on the
+``--admin`` endpoint, which an operator binds to loopback or a management
+network.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+
+class StatusResource(Resource):
+    """Serves ``status()`` as ``application/json``."""
+
+    isLeaf = True
+
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        super().__init__()
+        self._status = status
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(self._status(), indent=2, sort_keys=True).encode() + b"\n"
+
+
+def adminRoot(status: Callable[[], dict[str, Any]]) -> Resource:
+    """The admin site's root: ``/status`` and an index that points to it."""
+    root = Resource()
+    root.putChild(b"status", StatusResource(status))
+    root.putChild(b"", _Index())
+    return root
+
+
+class _Index(Resource):
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"RELOAD peer admin API\n  GET /status  peer status (JSON)\n"

@@ -1,0 +1,1 @@
+"""``reloadctl``: the command-line client of a RELOAD peer."""

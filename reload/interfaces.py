@@ -1,0 +1,289 @@
+"""The plugin contracts of a RELOAD peer.
+
+Three kinds of plugin extend a peer, all found with
+:func:`twisted.plugin.getPlugins` and checked with
+:func:`zope.interface.verify.verifyObject` when loaded (see
+:mod:`reload.plugins`):
+
+- an :class:`ITopologyPlugin` is an overlay algorithm (RFC 6940 section 3.2.1
+  and 6.4.2): CHORD-RELOAD, or an alternative named by the overlay
+  configuration's ``topology-plugin`` element;
+- an :class:`IUsage` is an application of the overlay (section 5.2): it brings
+  :class:`IKind` definitions and, optionally, a service that runs beside the
+  node (a SIP front end, a TURN server, a ReDiR registrar);
+- an :class:`IAccessPolicy` is an access-control policy (section 7.3) that a
+  usage brings when the four of the base protocol do not fit.
+
+A plugin talks to its node only through :class:`INode`, the node's public API.
+It never imports the link, transport or storage internals; if a plugin needs
+more than :class:`INode` offers, the API is widened on purpose.
+
+Names follow Twisted's camelCase for interface attributes.  Identifiers are
+``bytes``: a Node-ID is ``NodeIdLength`` bytes (16 for CHORD-RELOAD, section
+10), a Resource-ID is at most 255 bytes (section 6.3.2.2).  Times are seconds
+as ``float`` from the node's injected clock (an ``IReactorTime``), never read
+from the system.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from twisted.plugin import IPlugin
+from zope.interface import Attribute, Interface
+
+__all__ = [
+    "AccessRequest",
+    "DataModel",
+    "IAccessPolicy",
+    "IKind",
+    "INode",
+    "ITopology",
+    "ITopologyPlugin",
+    "IUsage",
+]
+
+
+class DataModel(IntEnum):
+    """RFC 6940 section 7.2 data models; the values are the wire codes of
+    section 7.4.1.1."""
+
+    SINGLE = 1
+    ARRAY = 2
+    DICTIONARY = 3
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRequest:
+    """What an access policy decides on: one value a signer wants to store.
+
+    Built by the storing peer for every value of a StoreReq (section 7.4.1.1)
+    and again by a fetcher that verifies what it got (section 7.4.2.2), after
+    the signature over the value has been verified.
+    """
+
+    resourceId: bytes
+    kindId: int
+    #: The Kind's data model and, for ARRAY and DICTIONARY, the entry's index
+    #: or key (``None`` for SINGLE).
+    dataModel: DataModel
+    entry: int | bytes | None
+    #: The encoded value (the ``value`` field of the model's entry).
+    value: bytes
+    #: From the signer's certificate (section 11.3): the rfc822Name user name
+    #: and the Node-IDs of its ``reload:`` URI SANs.
+    signerUserName: str
+    signerNodeIds: tuple[bytes, ...]
+    #: The Kind's ``max-node-multiple`` from the configuration, or ``None``.
+    maxNodeMultiple: int | None
+
+
+class IAccessPolicy(Interface):
+    """An access-control policy (RFC 6940 section 7.3).
+
+    The base policies USER-MATCH, NODE-MATCH, USER-NODE-MATCH and
+    NODE-MULTIPLE ship with the node; a usage that needs another (ReDiR's
+    NODE-ID-MATCH, RFC 7374 section 5; USER-CHAIN-ACL, RFC 8076) provides an
+    object with this interface from :meth:`IUsage.accessPolicies`.
+    """
+
+    name = Attribute(
+        "The policy's name as the configuration's <kind> element and the IANA "
+        "registry spell it, e.g. 'NODE-ID-MATCH'."
+    )
+
+    def permits(request: AccessRequest, node: INode) -> bool:  # type: ignore[misc]
+        """Whether the signer may write ``request``.
+
+        ``node`` gives the overlay's hash (:meth:`INode.resourceId`) and the
+        locally stored data a policy such as USER-CHAIN-ACL consults.  Called
+        on the storing peer and on fetchers; it must be deterministic and must
+        return ``False`` when it cannot decide (security fails closed).
+        """
+
+
+class IKind(Interface):
+    """A Kind: a type of data stored in the overlay (RFC 6940 section 7.1,
+    and section 5.2 for how usages define them)."""
+
+    name = Attribute("The Kind's name, e.g. 'SIP-REGISTRATION'.")
+    kindId = Attribute(
+        "The 32-bit Kind-ID (section 14.6 registry, or 0xf0000000 and above "
+        "for private kinds).  Two kinds with one id in one overlay are a "
+        "configuration error."
+    )
+    dataModel = Attribute("A DataModel: SINGLE, ARRAY or DICTIONARY.")
+    accessPolicy = Attribute(
+        "The name of the access policy (section 7.3): one of the base four or one a usage provides."
+    )
+    maxCount = Attribute(
+        "Default max-count (values per Resource-ID for this Kind) when the "
+        "overlay configuration gives none."
+    )
+    maxSize = Attribute("Default max-size in bytes of one value, likewise.")
+
+    def validate(value: bytes) -> None:  # type: ignore[misc]
+        """Check an encoded value before it is stored or after it is fetched.
+
+        Raise :class:`ValueError` with a reason a person can read; the storing
+        peer answers Error_Invalid_Message with that reason.
+        """
+
+    def encode(value: object) -> bytes:  # type: ignore[misc]
+        """Encode an application value (the usage's own type) to bytes."""
+
+    def decode(data: bytes) -> object:  # type: ignore[misc]
+        """Decode bytes to the usage's value type; :class:`ValueError` on
+        bytes that are not a valid value."""
+
+
+class INode(Interface):
+    """A node's public API, the only way plugins act on the overlay.
+
+    Every method returning a Deferred fails it with
+    :class:`reload.errors.ReloadError` (carrying the RFC 6940 error code) when
+    the overlay answers with an Error, and with
+    :class:`twisted.internet.defer.TimeoutError` when no answer arrives.
+    """
+
+    nodeId = Attribute("This node's Node-ID (bytes), from its certificate.")
+    overlayName = Attribute("The overlay instance name (section 11.1).")
+    configuration = Attribute("The overlay configuration in force (reload.config).")
+    clock = Attribute("The IReactorTime every timer of a plugin must use.")
+    reactor = Attribute("The reactor, for plugins that open sockets (TURN, SIP).")
+
+    def resourceId(name: bytes) -> bytes:  # type: ignore[misc]
+        """Hash a resource name to its Resource-ID with the topology's hash
+        (section 10.2 for CHORD-RELOAD)."""
+
+    def kind(kindId: int) -> IKind:  # type: ignore[misc]
+        """The Kind with this id in the configuration; KeyError if none."""
+
+    def request(destination: bytes, messageCode: int, body: bytes):  # type: ignore[no-untyped-def]
+        """Send a request (section 6.3) routed to ``destination`` (a Node-ID
+        or Resource-ID, as the topology routes it) and return a Deferred that
+        fires with ``(messageCode, body)`` of the answer."""
+
+    def store(resourceId: bytes, kindId: int, values: object, resourceName: bytes | None = None):  # type: ignore[no-untyped-def]
+        """Store values of one Kind (section 7.4.1); Deferred of the StoreAns."""
+
+    def fetch(resourceId: bytes, specifiers: object):  # type: ignore[no-untyped-def]
+        """Fetch (section 7.4.2); Deferred of the verified values per Kind."""
+
+    def stat(resourceId: bytes, specifiers: object):  # type: ignore[no-untyped-def]
+        """Stat (section 7.4.3); Deferred of the metadata per Kind."""
+
+    def find(resourceId: bytes, kindIds: object):  # type: ignore[no-untyped-def]
+        """Find (section 7.4.4); Deferred of a mapping Kind-ID -> closest
+        Resource-ID at or after ``resourceId`` that holds that Kind."""
+
+    def localData(resourceId: bytes, kindId: int) -> object:  # type: ignore[misc]
+        """What this node itself stores for (resourceId, kindId), for access
+        policies that consult stored data; empty when it stores nothing."""
+
+    def appAttach(nodeId: bytes, application: int):  # type: ignore[no-untyped-def]
+        """Open a direct connection to the peer ``nodeId`` for ``application``
+        (AppAttach, section 6.5.2); Deferred of an ITransport."""
+
+    def listenApplication(application: int, factory: object) -> None:  # type: ignore[misc]
+        """Accept AppAttach connections for ``application`` (section 6.5.2,
+        e.g. 5060 for SIP) with the given protocol factory."""
+
+
+class ITopology(Interface):
+    """One node's overlay algorithm state, made by an
+    :class:`ITopologyPlugin` for that node (RFC 6940 section 6.4.2).
+
+    The transport asks it routing questions on every message; it drives its
+    own Join, Update, Leave and RouteQuery exchanges through :class:`INode`.
+    """
+
+    def nextHop(destination: bytes) -> bytes | None:  # type: ignore[misc]
+        """The Node-ID of the connected neighbour to forward a message for
+        ``destination`` to, or ``None`` when this node is the one to handle
+        it (section 6.1.2)."""
+
+    def isResponsible(resourceId: bytes) -> bool:  # type: ignore[misc]
+        """Whether this node is responsible for ``resourceId`` (for
+        CHORD-RELOAD: in (predecessor, self], section 10.1)."""
+
+    def replicaSet(resourceId: bytes) -> list[bytes]:  # type: ignore[misc]
+        """Node-IDs that should hold replicas of data this node is
+        responsible for (section 10.4: the next two successors)."""
+
+    def hashResource(name: bytes) -> bytes:  # type: ignore[misc]
+        """The topology's hash of a resource name to a Resource-ID (section
+        10.2: SHA-1 truncated to 128 bits for CHORD-RELOAD)."""
+
+    def neighbours() -> dict[str, list[bytes]]:  # type: ignore[misc]
+        """The routing state by role, for status pages and ``reloadctl ring``:
+        e.g. {'predecessors': [...], 'successors': [...], 'fingers': [...]}."""
+
+    def join(admittingPeer: bytes | None):  # type: ignore[no-untyped-def]
+        """Run the join procedure (section 10.5 for CHORD-RELOAD) through the
+        admitting peer, or start a new overlay when it is ``None``; Deferred
+        that fires when the node is part of the overlay."""
+
+    def leave():  # type: ignore[no-untyped-def]
+        """Leave gracefully (section 10.9); Deferred fired when done."""
+
+    def handleJoin(joiningPeer: bytes, data: bytes) -> bytes:  # type: ignore[misc]
+        """Answer a JoinReq's overlay-specific data (section 6.4.2.1)."""
+
+    def handleUpdate(sender: bytes, data: bytes) -> bytes:  # type: ignore[misc]
+        """Apply an UpdateReq's overlay-specific data (section 6.4.2.3)."""
+
+    def handleLeave(leavingPeer: bytes, data: bytes) -> None:  # type: ignore[misc]
+        """Apply a LeaveReq's overlay-specific data (section 6.4.2.2)."""
+
+    def handleRouteQuery(destination: bytes, sendUpdate: bool, data: bytes) -> bytes:  # type: ignore[misc]
+        """Answer a RouteQueryReq (section 6.4.2.4)."""
+
+    def linkUp(nodeId: bytes) -> None:  # type: ignore[misc]
+        """The link layer has an authenticated connection to ``nodeId``."""
+
+    def linkDown(nodeId: bytes) -> None:  # type: ignore[misc]
+        """The connection to ``nodeId`` failed or closed (section 10.7.1)."""
+
+    def onResponsibilityChange(callback: object) -> None:  # type: ignore[misc]
+        """Register ``callback(ranges)`` to be called whenever the set of
+        Resource-IDs this node is responsible for, or a replica set, changes,
+        so that storage can hand data over or re-replicate (section 10.7)."""
+
+
+class ITopologyPlugin(IPlugin):
+    """An overlay algorithm that a configuration can name (section 11.1,
+    ``topology-plugin``)."""
+
+    name = Attribute("The configuration's topology-plugin value, e.g. 'CHORD-RELOAD'.")
+    nodeIdLength = Attribute("Node-ID length in bytes this topology uses (16-20).")
+
+    def makeTopology(node: INode) -> ITopology:  # type: ignore[misc]
+        """Build the topology state for one node; nothing is sent until
+        :meth:`ITopology.join` is called."""
+
+
+class IUsage(IPlugin):
+    """An application of the overlay (RFC 6940 section 5.2)."""
+
+    name = Attribute("The name ``--usage`` selects, e.g. 'SIP', 'TURN', 'REDIR'.")
+    description = Attribute("One line for ``twistd reload --help`` and the status page.")
+    options = Attribute(
+        "A mapping option name -> one-line help of the options this usage "
+        "takes (``--usage-option NAME:KEY=VALUE``)."
+    )
+
+    def kinds() -> list[IKind]:  # type: ignore[misc]
+        """The Kinds this usage defines; the overlay configuration must list
+        them (with their limits) for the node to store them."""
+
+    def accessPolicies() -> list[IAccessPolicy]:  # type: ignore[misc]
+        """Access policies this usage brings beyond the base four (often
+        none)."""
+
+    def makeService(node: INode, options: dict[str, str]):  # type: ignore[no-untyped-def]
+        """The IService that runs this usage beside ``node`` (started after
+        the node has joined, stopped before it leaves), or ``None`` when the
+        usage only defines Kinds.  Raise :class:`ValueError` naming the option
+        for a bad option value."""

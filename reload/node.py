@@ -1,0 +1,73 @@
+"""A RELOAD peer as a tree of Twisted services.
+
+:class:`Node` is the root ``MultiService`` that ``twistd reload`` runs.  It
+owns the data directory, holds the selected topology and usage plugins and
+runs the admin API; the overlay link listener, transport and storage hang
+below it as they are built (see DESIGN.md, "Layers and layout").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import MultiService
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from reload import __version__
+from reload.admin.status import adminRoot
+from reload.settings import PeerSettings
+
+
+class Node(MultiService):
+    """The root service of one peer."""
+
+    log = Logger()
+
+    def __init__(self, settings: PeerSettings, reactor: IReactorTime) -> None:
+        super().__init__()
+        self.settings = settings
+        self.reactor = reactor
+        self.startedAt: float | None = None
+        if settings.admin is not None:
+            site = Site(adminRoot(self.status))
+            site.displayTracebacks = False
+            strports.service(settings.admin, site).setServiceParent(self)
+
+    def startService(self) -> None:
+        settings = self.settings
+        settings.dataDir.makedirs(ignoreExistingDirectory=True)
+        self.startedAt = self.reactor.seconds()
+        self.log.info(
+            "RELOAD peer {version} starting: overlay {overlay} ({topology}), "
+            "usages {usages}, data in {dataDir}",
+            version=__version__,
+            overlay=settings.configuration.instanceName,
+            topology=settings.topology.name,
+            usages=", ".join(u.name for u in settings.usages) or "none",
+            dataDir=settings.dataDir.path,
+        )
+        super().startService()
+
+    def stopService(self) -> Any:
+        self.log.info("RELOAD peer stopping")
+        return super().stopService()
+
+    def status(self) -> dict[str, Any]:
+        """The peer's state for the admin API and ``reloadctl status``."""
+        settings = self.settings
+        uptime = None if self.startedAt is None else self.reactor.seconds() - self.startedAt
+        return {
+            "version": __version__,
+            "overlay": settings.configuration.instanceName,
+            "configurationSequence": settings.configuration.sequence,
+            "topology": settings.topology.name,
+            "usages": [u.name for u in settings.usages],
+            "dataDir": settings.dataDir.path,
+            "listen": settings.listen,
+            "bootstrap": [str(b) for b in settings.bootstrap],
+            "running": bool(self.running),
+            "uptime": uptime,
+        }

@@ -1,0 +1,35 @@
+"""What a peer is started with, gathered and checked by :mod:`reload.tap`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from twisted.python.filepath import FilePath
+
+from reload.config import OverlayConfiguration
+from reload.interfaces import ITopologyPlugin, IUsage
+
+
+@dataclass(frozen=True)
+class BootstrapAddress:
+    """A peer to join through (``--bootstrap``), section 11.1 bootstrap-node."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class PeerSettings:
+    """Everything ``twistd reload`` was told, validated."""
+
+    configuration: OverlayConfiguration
+    dataDir: FilePath  # type: ignore[type-arg]
+    listen: str
+    topology: ITopologyPlugin
+    admin: str | None = None
+    bootstrap: tuple[BootstrapAddress, ...] = ()
+    usages: tuple[IUsage, ...] = ()
+    usageOptions: dict[str, dict[str, str]] = field(default_factory=dict)

@@ -1,0 +1,213 @@
+"""``twistd reload``: command-line options and the service of a RELOAD peer.
+
+Everything an operator can get wrong on the command line is checked in
+:meth:`Options.postOptions` and reported as a one-line usage error, before any
+service starts: endpoint syntax, bootstrap addresses, the configuration
+document, plugin names and usage options.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+from twisted.python.filepath import FilePath
+
+from reload.config import (
+    ConfigError,
+    OverlayConfiguration,
+    defaultConfiguration,
+    parseConfiguration,
+)
+from reload.endpoints import EndpointSyntaxError, checkServerEndpoint
+from reload.plugins import PluginError, loadTopology, loadUsages
+from reload.settings import BootstrapAddress, PeerSettings
+
+__all__ = ["Options", "makeService"]
+
+#: Section 11.1 / IANA: the RELOAD port, for TCP (TLS) and UDP (DTLS).
+DEFAULT_PORT = 6084
+#: Configuration documents are small; refuse anything absurd before parsing.
+MAX_CONFIG_FILE_SIZE = 1024 * 1024
+
+
+def parseBootstrap(value: str) -> BootstrapAddress:
+    """``HOST:PORT``, ``HOST`` (port 6084) or ``[IPv6]:PORT``."""
+    host, port = value, str(DEFAULT_PORT)
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            raise usage.UsageError(f"--bootstrap {value!r}: missing ']' after the IPv6 address")
+        host, rest = value[1:end], value[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise usage.UsageError(f"--bootstrap {value!r}: expected ':PORT' after ']'")
+            port = rest[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise usage.UsageError(
+                f"--bootstrap {value!r}: {host!r} is not an IPv6 address"
+            ) from None
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    elif value.count(":") > 1:
+        raise usage.UsageError(f"--bootstrap {value!r}: write IPv6 addresses as [ADDRESS]:PORT")
+    if not host:
+        raise usage.UsageError(f"--bootstrap {value!r}: no host")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise usage.UsageError(f"--bootstrap {value!r}: port must be a number from 1 to 65535")
+    return BootstrapAddress(host, int(port))
+
+
+def loadConfigurationFile(path: str) -> OverlayConfiguration:
+    """Read and validate an overlay configuration document (section 11.1)."""
+    if path.startswith(("http://", "https://")):
+        raise usage.UsageError(
+            f"--config {path}: configuration by URL is fetched by the enrollment client, "
+            "which this version does not have; download the document and pass its path"
+        )
+    fp = FilePath(path.removeprefix("file://"))
+    if not fp.isfile():
+        raise usage.UsageError(f"--config {path}: no such file")
+    if fp.getsize() > MAX_CONFIG_FILE_SIZE:
+        raise usage.UsageError(f"--config {path}: larger than {MAX_CONFIG_FILE_SIZE} bytes")
+    try:
+        return parseConfiguration(fp.getContent())
+    except ConfigError as exc:
+        raise usage.UsageError(f"--config {path}: {exc}") from None
+
+
+class Options(usage.Options):
+    """``twistd reload`` options."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run a RELOAD (RFC 6940) overlay peer.  With no --config the peer uses the "
+        "embedded default overlay (self-signed certificates, CHORD-RELOAD), so a first "
+        "peer needs no set-up and a second one joins with --bootstrap."
+    )
+
+    optParameters = [
+        [
+            "config",
+            "c",
+            None,
+            "Path of the overlay configuration document (RFC 6940 section 11.1). "
+            "Default: the embedded self-signed overlay.",
+        ],
+        [
+            "data-dir",
+            "d",
+            "reload-data",
+            "Directory for the peer's certificate, keys and stored data.",
+        ],
+        [
+            "listen",
+            "l",
+            f"tcp:{DEFAULT_PORT}",
+            "Twisted endpoint the overlay link listener binds, "
+            f"e.g. tcp:{DEFAULT_PORT}:interface=127.0.0.1.",
+        ],
+        [
+            "admin",
+            "a",
+            None,
+            "Twisted endpoint for the HTTP admin API and status page, "
+            "e.g. tcp:8084:interface=127.0.0.1 (off by default).",
+        ],
+        [
+            "topology",
+            "t",
+            None,
+            "Topology plugin name; must agree with the configuration's "
+            "topology-plugin (default: the configuration's, CHORD-RELOAD).",
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["bootstrap"] = []
+        self["usage"] = []
+        self["usage-option"] = []
+
+    def opt_bootstrap(self, value: str) -> None:
+        """HOST:PORT of a peer to join through (repeatable; IPv6 as [ADDR]:PORT;
+        the port defaults to 6084)."""
+        self["bootstrap"].append(parseBootstrap(value))
+
+    opt_b = opt_bootstrap
+
+    def opt_usage(self, value: str) -> None:
+        """Run the usage plugin of this name (repeatable), e.g. --usage SIP."""
+        self["usage"].append(value)
+
+    opt_u = opt_usage
+
+    def opt_usage_option(self, value: str) -> None:
+        """NAME:KEY=VALUE, an option for the usage NAME (repeatable)."""
+        name, colon, pair = value.partition(":")
+        key, equals, optionValue = pair.partition("=")
+        if not (name and colon and key and equals):
+            raise usage.UsageError(f"--usage-option {value!r}: expected NAME:KEY=VALUE")
+        self["usage-option"].append((name, key, optionValue))
+
+    def postOptions(self) -> None:
+        try:
+            checkServerEndpoint(self["listen"])
+        except EndpointSyntaxError as exc:
+            raise usage.UsageError(f"--listen {self['listen']!r}: {exc}") from None
+        if self["admin"] is not None:
+            try:
+                checkServerEndpoint(self["admin"])
+            except EndpointSyntaxError as exc:
+                raise usage.UsageError(f"--admin {self['admin']!r}: {exc}") from None
+        dataDir = FilePath(self["data-dir"])
+        if dataDir.exists() and not dataDir.isdir():
+            raise usage.UsageError(f"--data-dir {self['data-dir']}: exists and is not a directory")
+        configuration = (
+            loadConfigurationFile(self["config"]) if self["config"] else defaultConfiguration()
+        )
+        topologyName = self["topology"] or configuration.topologyPlugin
+        if self["topology"] and self["topology"] != configuration.topologyPlugin:
+            raise usage.UsageError(
+                f"--topology {self['topology']}: the overlay configuration uses "
+                f"{configuration.topologyPlugin}"
+            )
+        try:
+            topology = loadTopology(topologyName)
+            usages = loadUsages(self["usage"])
+        except PluginError as exc:
+            raise usage.UsageError(str(exc)) from None
+        usageOptions: dict[str, dict[str, str]] = {u.name: {} for u in usages}
+        for name, key, value in self["usage-option"]:
+            if name not in usageOptions:
+                raise usage.UsageError(f"--usage-option {name}:{key}: usage {name} is not selected")
+            known = dict(next(u for u in usages if u.name == name).options)
+            if key not in known:
+                names = ", ".join(sorted(known)) or "none"
+                raise usage.UsageError(
+                    f"--usage-option {name}:{key}: unknown option; {name} takes: {names}"
+                )
+            usageOptions[name][key] = value
+        self["settings"] = PeerSettings(
+            configuration=configuration,
+            dataDir=dataDir,
+            listen=self["listen"],
+            admin=self["admin"],
+            bootstrap=tuple(self["bootstrap"]),
+            topology=topology,
+            usages=tuple(usages),
+            usageOptions=usageOptions,
+        )
+
+
+def makeService(options: dict[str, Any]) -> IService:
+    """Build the peer's service tree from parsed :class:`Options`."""
+    from twisted.internet import reactor
+
+    from reload.node import Node
+
+    return Node(options["settings"], reactor)

@@ -1,0 +1,42 @@
+"""Shared fixtures: running the installed commands the way a user does."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def commandPath(name: str) -> str:
+    """The console script ``name`` installed beside this Python."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: run pip install '.[test]' first")
+    return found
+
+
+def freePort() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def sourceEnv(extraPath: list[str] | None = None) -> dict[str, str]:
+    """Environment for a subprocess that imports this checkout's code first."""
+    env = dict(os.environ)
+    parts = [*(extraPath or []), str(REPO)]
+    if env.get("PYTHONPATH"):
+        parts.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    return env

@@ -1,0 +1,11 @@
+"""Usage plugins (``IUsage``), found with twisted.plugin.
+
+Third parties ship ``usages/<theirs>.py`` in their own distribution, without
+an ``__init__.py``; the path extension below makes
+``getPlugins(IUsage, usages)`` see it.
+"""
+
+from twisted.plugin import pluginPackagePaths
+
+__path__.extend(pluginPackagePaths(__name__))
+__all__: list[str] = []
