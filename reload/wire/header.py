@@ -155,8 +155,9 @@ class Destination:
                     f"{field_name}.destination_data",
                     "inner length does not match the destination length",
                 )
-            return cls(first, bytes(data[pos + 3 : end]))
-        return cls(first, bytes(data[pos + 2 : end]))
+            return cls(DestinationType(first), bytes(data[pos + 3 : end]))
+        kind = DestinationType.NODE if first == 1 else first
+        return cls(kind, bytes(data[pos + 2 : end]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +293,54 @@ class ForwardingHeader:
         return header, view.options_end
 
 
+def _scan(data: bytes, pos: int, end: int, field_name: str) -> list[int]:
+    """End offsets of the destinations in ``data[pos:end]``, bounds-checked
+    without building objects (the fast path's hot loop)."""
+    ends = []
+    while pos < end:
+        first = data[pos]
+        if first & 0x80:
+            pos += 2
+        elif first == 0:
+            raise DecodeError(
+                f"ForwardingHeader.{field_name}[{len(ends)}].type", "invalid destination type 0"
+            )
+        elif pos + 1 < end:
+            pos += 2 + data[pos + 1]
+        else:
+            pos = end + 1
+        if pos > end:
+            raise DecodeError(
+                f"ForwardingHeader.{field_name}[{len(ends)}]", "runs past the end of the list"
+            )
+        ends.append(pos)
+    return ends
+
+
+#: Decoded destinations by their encoding.  A peer sees the same few hundred
+#: Node-IDs over and over; re-using their objects keeps the fast path cheap.
+#: Bounded: cleared when full.
+_DESTINATION_CACHE: dict[bytes, Destination] = {}
+_DESTINATION_CACHE_SIZE = 4096
+
+
+def _destinations(data: bytes, pos: int, ends: list[int]) -> tuple[Destination, ...]:
+    out = []
+    cache = _DESTINATION_CACHE
+    for index, end in enumerate(ends):
+        raw = data[pos:end]
+        destination = cache.get(raw)
+        if destination is None:
+            r = Reader(raw, path="ForwardingHeader.destination_list")
+            destination = Destination.read(r, f"[{index}]")
+            if len(cache) >= _DESTINATION_CACHE_SIZE:
+                cache.clear()
+            cache[raw] = destination
+        out.append(destination)
+        pos = end
+    return tuple(out)
+
+
 class HeaderView:
     """The fixed header and the destination list of a received message,
     read without touching the rest (the forwarding fast path).
@@ -360,22 +409,13 @@ class HeaderView:
             raise DecodeError(
                 "ForwardingHeader", "via list, destination list and options exceed the message"
             )
-        # Walk the via list for bounds only; keep the destination list.
-        r = Reader(data, FIXED_HEADER_SIZE, dest_start, "ForwardingHeader.via_list")
-        index = 0
-        while r.pos < dest_start:
-            Destination.read(r, f"[{index}]")
-            index += 1
-        r = Reader(data, dest_start, options_start, "ForwardingHeader.destination_list")
-        dests = []
-        ends = []
-        while r.pos < options_start:
-            dests.append(Destination.read(r, f"[{len(dests)}]"))
-            ends.append(r.pos)
-        if not dests:
+        # Walk the via list for bounds only; decode the destination list.
+        _scan(data, FIXED_HEADER_SIZE, dest_start, "via_list")
+        ends = _scan(data, dest_start, options_start, "destination_list")
+        if not ends:
             raise DecodeError("ForwardingHeader.destination_list", "is empty")
-        self.destinations: tuple[Destination, ...] = tuple(dests)
         self._dest_ends = ends
+        self.destinations: tuple[Destination, ...] = _destinations(data, dest_start, ends)
 
     @property
     def via_list(self) -> tuple[Destination, ...]:
@@ -388,11 +428,15 @@ class HeaderView:
         return self.options_end
 
     def forward(
-        self, previous_hop: Destination | None = None, pop: int = 0, ttl: int | None = None
+        self,
+        previous_hop: Destination | bytes | None = None,
+        pop: int = 0,
+        ttl: int | None = None,
     ) -> bytes:
         """The message as it leaves this peer (section 6.1.2).
 
-        ``previous_hop`` is appended to the via list, the first ``pop``
+        ``previous_hop`` (a Destination, or its encoding, which a link can
+        compute once) is appended to the via list, the first ``pop``
         destination entries are removed, and the TTL becomes ``ttl`` (by
         default one less than received).  Body and options are copied as
         they are.
@@ -400,7 +444,7 @@ class HeaderView:
         data = self.data
         via = data[self.via_start : self.dest_start]
         if previous_hop is not None:
-            via += previous_hop.encode()
+            via += previous_hop if isinstance(previous_hop, bytes) else previous_hop.encode()
         if pop:
             if pop >= len(self._dest_ends):
                 raise EncodeError("cannot pop the whole destination list")
