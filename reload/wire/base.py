@@ -9,7 +9,7 @@ bytes, with the class name as the root of every error path.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Self
+from typing import Self, TypeVar
 
 from reload.wire.buffer import Reader
 
@@ -36,10 +36,13 @@ class WireStruct(ABC):
         return value
 
 
-def read_list(r: Reader, read_one: type[WireStruct], field_name: str) -> tuple:  # type: ignore[type-arg]
+T = TypeVar("T", bound=WireStruct)
+
+
+def read_list(r: Reader, read_one: type[T], field_name: str) -> tuple[T, ...]:
     """Read structures until ``r`` is exhausted (a length-prefixed vector whose
     reader ``r`` is)."""
-    out = []
+    out: list[T] = []
     while r.pos < r.end:
         item_reader = r.enter(f"{field_name}[{len(out)}]")
         out.append(read_one.read(item_reader))

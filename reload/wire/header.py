@@ -296,7 +296,7 @@ class ForwardingHeader:
 def _scan(data: bytes, pos: int, end: int, field_name: str) -> list[int]:
     """End offsets of the destinations in ``data[pos:end]``, bounds-checked
     without building objects (the fast path's hot loop)."""
-    ends = []
+    ends: list[int] = []
     while pos < end:
         first = data[pos]
         if first & 0x80:
@@ -367,6 +367,19 @@ class HeaderView:
         "version",
         "via_start",
     )
+
+    overlay: int
+    configuration_sequence: int
+    version: int
+    ttl: int
+    fragment: int
+    length: int
+    transaction_id: int
+    max_response_length: int
+    via_start: int
+    dest_start: int
+    options_start: int
+    options_end: int
 
     def __init__(self, data: bytes, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         size = len(data)
