@@ -182,6 +182,15 @@ class INode(Interface):
         """What this node itself stores for (resourceId, kindId), for access
         policies that consult stored data; empty when it stores nothing."""
 
+    def attach(destination: bytes, via: bytes | None = None, sendUpdate: bool = False):  # type: ignore[no-untyped-def]
+        """Open an overlay link (Attach, section 6.5.1) to the peer
+        responsible for ``destination`` (a Node-ID or Resource-ID), routed
+        through the connected peer ``via`` when given (source routing,
+        section 10.6), asking the other side for an Update when
+        ``sendUpdate``.  Deferred of the Node-ID of the peer now connected
+        (after :meth:`ITopology.linkUp` has been called for it).  Topologies
+        use it to join and to reach neighbours and fingers."""
+
     def appAttach(nodeId: bytes, application: int):  # type: ignore[no-untyped-def]
         """Open a direct connection to the peer ``nodeId`` for ``application``
         (AppAttach, section 6.5.2); Deferred of an ITransport."""
@@ -237,8 +246,17 @@ class ITopology(Interface):
     def handleLeave(leavingPeer: bytes, data: bytes) -> None:  # type: ignore[misc]
         """Apply a LeaveReq's overlay-specific data (section 6.4.2.2)."""
 
-    def handleRouteQuery(destination: bytes, sendUpdate: bool, data: bytes) -> bytes:  # type: ignore[misc]
-        """Answer a RouteQueryReq (section 6.4.2.4)."""
+    def handleRouteQuery(  # type: ignore[misc]
+        destination: bytes, sendUpdate: bool, data: bytes, requester: bytes | None = None
+    ) -> bytes:
+        """Answer a RouteQueryReq (section 6.4.2.4) from ``requester``; with
+        ``sendUpdate`` the topology also sends the requester an Update
+        (section 10.8 for CHORD-RELOAD)."""
+
+    def sendUpdate(peer: bytes):  # type: ignore[no-untyped-def]
+        """Send ``peer`` this topology's Update (section 6.4.2.3); the node
+        calls it when it accepted an Attach with send_update set (section
+        6.5.1.1).  Deferred fired when the Update is answered."""
 
     def linkUp(nodeId: bytes) -> None:  # type: ignore[misc]
         """The link layer has an authenticated connection to ``nodeId``."""
