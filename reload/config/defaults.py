@@ -1,0 +1,64 @@
+"""The configuration a peer uses when it is given no configuration document.
+
+A node started without a configuration server (a test overlay, a LAN demo)
+still needs every value of section 11.1.  This one is the smallest overlay
+that works out of the box: self-signed certificates (no enrollment server,
+no root certificates), CHORD-RELOAD, TLS links, the default sizes, and the
+Kinds of the base specification's own usages, so that certificates can be
+stored (section 8) and TURN servers found (section 9).
+"""
+
+from __future__ import annotations
+
+from reload.config.model import KindConfig, OverlayConfiguration
+
+__all__ = ["BASE_KINDS", "defaultConfiguration"]
+
+#: RFC 6940 section 9: TURN-SERVICE (0x2) stores a single value per
+#: Resource-ID, written under NODE-MULTIPLE with "a maximum iteration of
+#: counter 20".  A TurnServer is an iteration byte and an IpAddressPort (at
+#: most 1 + 1 + 1 + 16 + 2 = 21 bytes); 64 leaves room for extensions.
+TURN_SERVICE = KindConfig(
+    name="TURN-SERVICE",
+    dataModel="SINGLE",
+    accessControl="NODE-MULTIPLE",
+    maxNodeMultiple=20,
+    maxCount=1,
+    maxSize=64,
+)
+#: RFC 6940 section 8: certificates (0x3 by Node-ID, 0x10 by user name) are
+#: arrays, so that an old and a renewed certificate can both be stored;
+#: hence two values.  2048 bytes holds an RSA-2048 or ECDSA certificate and
+#: keeps a Fetch of both inside the default 5000-byte max-message-size.
+CERTIFICATE_BY_NODE = KindConfig(
+    name="CERTIFICATE_BY_NODE",
+    dataModel="ARRAY",
+    accessControl="NODE-MATCH",
+    maxCount=2,
+    maxSize=2048,
+)
+CERTIFICATE_BY_USER = KindConfig(
+    name="CERTIFICATE_BY_USER",
+    dataModel="ARRAY",
+    accessControl="USER-MATCH",
+    maxCount=2,
+    maxSize=2048,
+)
+BASE_KINDS = (TURN_SERVICE, CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER)
+
+
+def defaultConfiguration(instanceName: str = "reload.local") -> OverlayConfiguration:
+    """The configuration of an overlay with self-signed certificates.
+
+    With self-signed certificates the Node-ID is the high-order bits of the
+    digest named here over the public key (subjectPublicKeyInfo, section
+    11.3.1); ``sha1`` is the value the schema lists first.  Anyone can join
+    such an overlay: it is for tests and closed networks, not the Internet.
+    """
+    return OverlayConfiguration(
+        instanceName=instanceName,
+        selfSignedPermitted=True,
+        selfSignedDigest="sha1",
+        overlayLinkProtocols=("TLS",),
+        kinds=BASE_KINDS,
+    )
