@@ -29,7 +29,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
+from twisted.application.service import IService
+from twisted.internet.defer import Deferred
 from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
 
@@ -93,7 +96,7 @@ class IAccessPolicy(Interface):
         "registry spell it, e.g. 'NODE-ID-MATCH'."
     )
 
-    def permits(request: AccessRequest, node: INode) -> bool:  # type: ignore[misc]
+    def permits(request: AccessRequest, node: INode) -> bool:
         """Whether the signer may write ``request``.
 
         ``node`` gives the overlay's hash (:meth:`INode.resourceId`) and the
@@ -123,17 +126,17 @@ class IKind(Interface):
     )
     maxSize = Attribute("Default max-size in bytes of one value, likewise.")
 
-    def validate(value: bytes) -> None:  # type: ignore[misc]
+    def validate(value: bytes) -> None:
         """Check an encoded value before it is stored or after it is fetched.
 
         Raise :class:`ValueError` with a reason a person can read; the storing
         peer answers Error_Invalid_Message with that reason.
         """
 
-    def encode(value: object) -> bytes:  # type: ignore[misc]
+    def encode(value: object) -> bytes:
         """Encode an application value (the usage's own type) to bytes."""
 
-    def decode(data: bytes) -> object:  # type: ignore[misc]
+    def decode(data: bytes) -> object:
         """Decode bytes to the usage's value type; :class:`ValueError` on
         bytes that are not a valid value."""
 
@@ -153,36 +156,40 @@ class INode(Interface):
     clock = Attribute("The IReactorTime every timer of a plugin must use.")
     reactor = Attribute("The reactor, for plugins that open sockets (TURN, SIP).")
 
-    def resourceId(name: bytes) -> bytes:  # type: ignore[misc]
+    def resourceId(name: bytes) -> bytes:
         """Hash a resource name to its Resource-ID with the topology's hash
         (section 10.2 for CHORD-RELOAD)."""
 
-    def kind(kindId: int) -> IKind:  # type: ignore[misc]
+    def kind(kindId: int) -> IKind:
         """The Kind with this id in the configuration; KeyError if none."""
 
-    def request(destination: bytes, messageCode: int, body: bytes):  # type: ignore[no-untyped-def]
+    def request(destination: bytes, messageCode: int, body: bytes) -> Deferred[tuple[int, bytes]]:
         """Send a request (section 6.3) routed to ``destination`` (a Node-ID
         or Resource-ID, as the topology routes it) and return a Deferred that
         fires with ``(messageCode, body)`` of the answer."""
 
-    def store(resourceId: bytes, kindId: int, values: object, resourceName: bytes | None = None):  # type: ignore[no-untyped-def]
+    def store(
+        resourceId: bytes, kindId: int, values: object, resourceName: bytes | None = None
+    ) -> Deferred[Any]:
         """Store values of one Kind (section 7.4.1); Deferred of the StoreAns."""
 
-    def fetch(resourceId: bytes, specifiers: object):  # type: ignore[no-untyped-def]
+    def fetch(resourceId: bytes, specifiers: object) -> Deferred[Any]:
         """Fetch (section 7.4.2); Deferred of the verified values per Kind."""
 
-    def stat(resourceId: bytes, specifiers: object):  # type: ignore[no-untyped-def]
+    def stat(resourceId: bytes, specifiers: object) -> Deferred[Any]:
         """Stat (section 7.4.3); Deferred of the metadata per Kind."""
 
-    def find(resourceId: bytes, kindIds: object):  # type: ignore[no-untyped-def]
+    def find(resourceId: bytes, kindIds: object) -> Deferred[Any]:
         """Find (section 7.4.4); Deferred of a mapping Kind-ID -> closest
         Resource-ID at or after ``resourceId`` that holds that Kind."""
 
-    def localData(resourceId: bytes, kindId: int) -> object:  # type: ignore[misc]
+    def localData(resourceId: bytes, kindId: int) -> object:
         """What this node itself stores for (resourceId, kindId), for access
         policies that consult stored data; empty when it stores nothing."""
 
-    def attach(destination: bytes, via: bytes | None = None, sendUpdate: bool = False):  # type: ignore[no-untyped-def]
+    def attach(
+        destination: bytes, via: bytes | None = None, sendUpdate: bool = False
+    ) -> Deferred[bytes]:
         """Open an overlay link (Attach, section 6.5.1) to the peer
         responsible for ``destination`` (a Node-ID or Resource-ID), routed
         through the connected peer ``via`` when given (source routing,
@@ -191,11 +198,11 @@ class INode(Interface):
         (after :meth:`ITopology.linkUp` has been called for it).  Topologies
         use it to join and to reach neighbours and fingers."""
 
-    def appAttach(nodeId: bytes, application: int):  # type: ignore[no-untyped-def]
+    def appAttach(nodeId: bytes, application: int) -> Deferred[Any]:
         """Open a direct connection to the peer ``nodeId`` for ``application``
         (AppAttach, section 6.5.2); Deferred of an ITransport."""
 
-    def listenApplication(application: int, factory: object) -> None:  # type: ignore[misc]
+    def listenApplication(application: int, factory: object) -> None:
         """Accept AppAttach connections for ``application`` (section 6.5.2,
         e.g. 5060 for SIP) with the given protocol factory."""
 
@@ -208,63 +215,63 @@ class ITopology(Interface):
     own Join, Update, Leave and RouteQuery exchanges through :class:`INode`.
     """
 
-    def nextHop(destination: bytes) -> bytes | None:  # type: ignore[misc]
+    def nextHop(destination: bytes) -> bytes | None:
         """The Node-ID of the connected neighbour to forward a message for
         ``destination`` to, or ``None`` when this node is the one to handle
         it (section 6.1.2)."""
 
-    def isResponsible(resourceId: bytes) -> bool:  # type: ignore[misc]
+    def isResponsible(resourceId: bytes) -> bool:
         """Whether this node is responsible for ``resourceId`` (for
         CHORD-RELOAD: in (predecessor, self], section 10.1)."""
 
-    def replicaSet(resourceId: bytes) -> list[bytes]:  # type: ignore[misc]
+    def replicaSet(resourceId: bytes) -> list[bytes]:
         """Node-IDs that should hold replicas of data this node is
         responsible for (section 10.4: the next two successors)."""
 
-    def hashResource(name: bytes) -> bytes:  # type: ignore[misc]
+    def hashResource(name: bytes) -> bytes:
         """The topology's hash of a resource name to a Resource-ID (section
         10.2: SHA-1 truncated to 128 bits for CHORD-RELOAD)."""
 
-    def neighbours() -> dict[str, list[bytes]]:  # type: ignore[misc]
+    def neighbours() -> dict[str, list[bytes]]:
         """The routing state by role, for status pages and ``reloadctl ring``:
         e.g. {'predecessors': [...], 'successors': [...], 'fingers': [...]}."""
 
-    def join(admittingPeer: bytes | None):  # type: ignore[no-untyped-def]
+    def join(admittingPeer: bytes | None) -> Deferred[None]:
         """Run the join procedure (section 10.5 for CHORD-RELOAD) through the
         admitting peer, or start a new overlay when it is ``None``; Deferred
         that fires when the node is part of the overlay."""
 
-    def leave():  # type: ignore[no-untyped-def]
+    def leave() -> Deferred[None]:
         """Leave gracefully (section 10.9); Deferred fired when done."""
 
-    def handleJoin(joiningPeer: bytes, data: bytes) -> bytes:  # type: ignore[misc]
+    def handleJoin(joiningPeer: bytes, data: bytes) -> bytes:
         """Answer a JoinReq's overlay-specific data (section 6.4.2.1)."""
 
-    def handleUpdate(sender: bytes, data: bytes) -> bytes:  # type: ignore[misc]
+    def handleUpdate(sender: bytes, data: bytes) -> bytes:
         """Apply an UpdateReq's overlay-specific data (section 6.4.2.3)."""
 
-    def handleLeave(leavingPeer: bytes, data: bytes) -> None:  # type: ignore[misc]
+    def handleLeave(leavingPeer: bytes, data: bytes) -> None:
         """Apply a LeaveReq's overlay-specific data (section 6.4.2.2)."""
 
-    def handleRouteQuery(  # type: ignore[misc]
+    def handleRouteQuery(
         destination: bytes, sendUpdate: bool, data: bytes, requester: bytes | None = None
     ) -> bytes:
         """Answer a RouteQueryReq (section 6.4.2.4) from ``requester``; with
         ``sendUpdate`` the topology also sends the requester an Update
         (section 10.8 for CHORD-RELOAD)."""
 
-    def sendUpdate(peer: bytes):  # type: ignore[no-untyped-def]
+    def sendUpdate(peer: bytes) -> Deferred[None]:
         """Send ``peer`` this topology's Update (section 6.4.2.3); the node
         calls it when it accepted an Attach with send_update set (section
         6.5.1.1).  Deferred fired when the Update is answered."""
 
-    def linkUp(nodeId: bytes) -> None:  # type: ignore[misc]
+    def linkUp(nodeId: bytes) -> None:
         """The link layer has an authenticated connection to ``nodeId``."""
 
-    def linkDown(nodeId: bytes) -> None:  # type: ignore[misc]
+    def linkDown(nodeId: bytes) -> None:
         """The connection to ``nodeId`` failed or closed (section 10.7.1)."""
 
-    def onResponsibilityChange(callback: object) -> None:  # type: ignore[misc]
+    def onResponsibilityChange(callback: object) -> None:
         """Register ``callback(ranges)`` to be called whenever the set of
         Resource-IDs this node is responsible for, or a replica set, changes,
         so that storage can hand data over or re-replicate (section 10.7)."""
@@ -277,7 +284,7 @@ class ITopologyPlugin(IPlugin):
     name = Attribute("The configuration's topology-plugin value, e.g. 'CHORD-RELOAD'.")
     nodeIdLength = Attribute("Node-ID length in bytes this topology uses (16-20).")
 
-    def makeTopology(node: INode) -> ITopology:  # type: ignore[misc]
+    def makeTopology(node: INode) -> ITopology:
         """Build the topology state for one node; nothing is sent until
         :meth:`ITopology.join` is called."""
 
@@ -292,15 +299,15 @@ class IUsage(IPlugin):
         "takes (``--usage-option NAME:KEY=VALUE``)."
     )
 
-    def kinds() -> list[IKind]:  # type: ignore[misc]
+    def kinds() -> list[IKind]:
         """The Kinds this usage defines; the overlay configuration must list
         them (with their limits) for the node to store them."""
 
-    def accessPolicies() -> list[IAccessPolicy]:  # type: ignore[misc]
+    def accessPolicies() -> list[IAccessPolicy]:
         """Access policies this usage brings beyond the base four (often
         none)."""
 
-    def makeService(node: INode, options: dict[str, str]):  # type: ignore[no-untyped-def]
+    def makeService(node: INode, options: dict[str, str]) -> IService | None:
         """The IService that runs this usage beside ``node`` (started after
         the node has joined, stopped before it leaves), or ``None`` when the
         usage only defines Kinds.  Raise :class:`ValueError` naming the option

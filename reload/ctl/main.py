@@ -31,14 +31,15 @@ def cmdPlugins(args: argparse.Namespace) -> int:
     except PluginError as exc:
         print(f"reloadctl: {exc}", file=sys.stderr)
         return 1
-    data = {
-        "topologies": sorted(topologies),
-        "usages": {name: getattr(u, "description", "") for name, u in sorted(usages.items())},
+    topologyNames = sorted(topologies)
+    usageDescriptions = {
+        name: str(getattr(u, "description", "")) for name, u in sorted(usages.items())
     }
+    data = {"topologies": topologyNames, "usages": usageDescriptions}
     lines = ["topologies:"]
-    lines += [f"  {name}" for name in data["topologies"]] or ["  (none)"]
+    lines += [f"  {name}" for name in topologyNames] or ["  (none)"]
     lines.append("usages:")
-    lines += [f"  {name:12} {desc}" for name, desc in data["usages"].items()] or ["  (none)"]
+    lines += [f"  {name:12} {desc}" for name, desc in usageDescriptions.items()] or ["  (none)"]
     _emit(args, data, "\n".join(lines))
     return 0
 
