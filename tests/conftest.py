@@ -40,3 +40,15 @@ def sourceEnv(extraPath: list[str] | None = None) -> dict[str, str]:
         parts.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(parts)
     return env
+
+
+def requireTool(name: str, debianPackage: str) -> str:
+    """The path of an external tool the test needs.  Missing, it fails the
+    test under CI (``CI=true``) and skips it elsewhere, naming the package."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package {debianPackage})"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

@@ -61,12 +61,18 @@ class CaptureWriter:
         self.packets.append(packet)
         self._ident += 1
 
-    def udp(self, payload: bytes, sport: int = 40000, dport: int = RELOAD_PORT) -> None:
+    def udp(
+        self, payload: bytes, fromClient: bool = True, cport: int = 40000, sport: int = RELOAD_PORT
+    ) -> None:
+        """One datagram between the client port ``cport`` and the server
+        port ``sport``, in the direction ``fromClient`` says."""
+        src, dst = (self.client, self.server) if fromClient else (self.server, self.client)
+        srcPort, dstPort = (cport, sport) if fromClient else (sport, cport)
         length = 8 + len(payload)
-        header = struct.pack("!HHHH", sport, dport, length, 0)
-        csum = _checksum(_pseudo(self.client, self.server, 17, length) + header + payload) or 0xFFFF
+        header = struct.pack("!HHHH", srcPort, dstPort, length, 0)
+        csum = _checksum(_pseudo(src, dst, 17, length) + header + payload) or 0xFFFF
         header = header[:6] + struct.pack("!H", csum)
-        self._add(_ipv4(self.client, self.server, 17, header + payload, self._ident))
+        self._add(_ipv4(src, dst, 17, header + payload, self._ident))
 
     def _tcp(
         self, src: bytes, dst: bytes, sport: int, dport: int, flags: int, payload: bytes = b""
