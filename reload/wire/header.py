@@ -324,14 +324,17 @@ _DESTINATION_CACHE: dict[bytes, Destination] = {}
 _DESTINATION_CACHE_SIZE = 4096
 
 
-def _destinations(data: bytes, pos: int, ends: list[int]) -> tuple[Destination, ...]:
+def _destinations(
+    data: bytes, pos: int, ends: list[int], field_name: str
+) -> tuple[Destination, ...]:
+    """Decode the destinations ``_scan`` delimited, through the cache."""
     out = []
     cache = _DESTINATION_CACHE
     for index, end in enumerate(ends):
         raw = data[pos:end]
         destination = cache.get(raw)
         if destination is None:
-            r = Reader(raw, path="ForwardingHeader.destination_list")
+            r = Reader(raw, path=f"ForwardingHeader.{field_name}")
             destination = Destination.read(r, f"[{index}]")
             if len(cache) >= _DESTINATION_CACHE_SIZE:
                 cache.clear()
@@ -428,12 +431,17 @@ class HeaderView:
         if not ends:
             raise DecodeError("ForwardingHeader.destination_list", "is empty")
         self._dest_ends = ends
-        self.destinations: tuple[Destination, ...] = _destinations(data, dest_start, ends)
+        self.destinations: tuple[Destination, ...] = _destinations(
+            data, dest_start, ends, "destination_list"
+        )
 
     @property
     def via_list(self) -> tuple[Destination, ...]:
-        r = Reader(self.data, self.via_start, self.dest_start, "ForwardingHeader.via_list")
-        return _read_destinations(r, "")
+        """The via list, decoded (it was only bounds-checked on receipt)."""
+        if self.dest_start == self.via_start:
+            return ()
+        ends = _scan(self.data, self.via_start, self.dest_start, "via_list")
+        return _destinations(self.data, self.via_start, ends, "via_list")
 
     @property
     def body_offset(self) -> int:
