@@ -25,23 +25,23 @@ class ILink(Interface):
         "first RTT sample."
     )
 
-    def send(message: bytes) -> None:  # type: ignore[misc]
+    def send(message: bytes) -> None:
         """Queue one encoded RELOAD message (forwarding header first) for the
         peer.  Never blocks; raises reload.link.errors.LinkClosed if the link
         is closed and LinkBusy if its send window is full."""
 
-    def close() -> None:  # type: ignore[misc]
+    def close() -> None:
         """Close the link; the handler's linkClosed is called once."""
 
 
 class ILinkHandler(Interface):
     """The layer above the links (the transport), told of link events."""
 
-    def linkUp(link: ILink) -> None:  # type: ignore[misc]
+    def linkUp(link: ILink) -> None:
         """A link finished its handshake and its peer was verified."""
 
-    def messageReceived(link: ILink, message: bytes) -> None:  # type: ignore[misc]
+    def messageReceived(link: ILink, message: bytes) -> None:
         """A whole RELOAD message arrived on ``link`` (framing removed)."""
 
-    def linkClosed(link: ILink, reason: str) -> None:  # type: ignore[misc]
+    def linkClosed(link: ILink, reason: str) -> None:
         """``link`` is gone (closed, failed, timed out, or sent garbage)."""
