@@ -8,8 +8,10 @@ bytes, with the class name as the root of every error path.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from typing import Self, TypeVar
+from collections.abc import Callable
+from typing import Any, Self, TypeVar
 
 from reload.wire.buffer import Reader
 
@@ -48,3 +50,59 @@ def read_list(r: Reader, read_one: type[T], field_name: str) -> tuple[T, ...]:
         out.append(read_one.read(item_reader))
         r.pos = item_reader.pos
     return tuple(out)
+
+
+_C = TypeVar("_C")
+
+
+def fast_constructor(cls: type[_C]) -> Callable[..., _C]:
+    """A function that builds a frozen, slotted dataclass ``cls`` from its
+    field values, in field order, without running ``__init__``.
+
+    A frozen dataclass's ``__init__`` sets every field through a generic
+    ``object.__setattr__`` call, which costs about as much again as the rest
+    of decoding a small structure.  Decoders build many small structures,
+    so they set the slots directly; the result is the same object.  Only for
+    classes whose ``__init__`` does nothing else: no ``__post_init__``, no
+    ``init=False`` fields.  Classes of more than four fields get ``cls``
+    itself.
+    """
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    if hasattr(cls, "__post_init__") or not all(f.init for f in fields):
+        raise TypeError(f"{cls.__name__} needs its __init__")
+    setters = [getattr(cls, f.name).__set__ for f in fields]
+    new = object.__new__
+    if len(setters) == 2:
+        set_a, set_b = setters
+
+        def make2(a: Any, b: Any) -> _C:
+            obj = new(cls)
+            set_a(obj, a)
+            set_b(obj, b)
+            return obj
+
+        return make2
+    if len(setters) == 3:
+        set_a, set_b, set_c = setters
+
+        def make3(a: Any, b: Any, c: Any) -> _C:
+            obj = new(cls)
+            set_a(obj, a)
+            set_b(obj, b)
+            set_c(obj, c)
+            return obj
+
+        return make3
+    if len(setters) == 4:
+        set_a, set_b, set_c, set_d = setters
+
+        def make4(a: Any, b: Any, c: Any, d: Any) -> _C:
+            obj = new(cls)
+            set_a(obj, a)
+            set_b(obj, b)
+            set_c(obj, c)
+            set_d(obj, d)
+            return obj
+
+        return make4
+    return cls  # a loop over the setters would be no faster than __init__

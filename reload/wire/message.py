@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar, Protocol, Self
 
-from reload.wire.base import WireStruct
+from reload.wire.base import WireStruct, fast_constructor
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError, EncodeError
 from reload.wire.header import DEFAULT_MAX_MESSAGE_SIZE, ForwardingHeader, HeaderView
 from reload.wire.security_block import (
     SecurityBlock,
     SignerIdentity,
-    fast_constructor,
     message_signature_input,
     read_security_block_at,
 )

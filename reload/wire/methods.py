@@ -34,6 +34,13 @@ from reload.wire.base import WireStruct
 from reload.wire.buffer import Reader, opaque8, opaque16, opaque24
 from reload.wire.errors import EncodeError
 from reload.wire.header import Destination
+from reload.wire.nodeid import (
+    DEFAULT_NODE_ID_LENGTH,
+    MAX_NODE_ID_LENGTH,
+    MIN_NODE_ID_LENGTH,
+    check_node_id_length,
+    encode_node_id,
+)
 
 __all__ = [
     "DEFAULT_NODE_ID_LENGTH",
@@ -63,39 +70,11 @@ __all__ = [
     "encode_node_id",
 ]
 
-#: Section 6.3.1.1: NodeIdLength is 16 to 20 bytes; CHORD-RELOAD uses 16
-#: (section 10.2), and 16 is the configuration default (section 11.1).
-DEFAULT_NODE_ID_LENGTH = 16
-MIN_NODE_ID_LENGTH = 16
-MAX_NODE_ID_LENGTH = 20
-
 _U32 = struct.Struct("!I")
 _U64X2 = struct.Struct("!QQ")
 
 
 # -- Node-IDs ----------------------------------------------------------------
-
-
-def check_node_id_length(node_id_length: int) -> int:
-    """Return ``node_id_length`` if the RFC allows it, else raise ValueError.
-
-    A wrong length here is the caller's bug (a bad configuration value), not
-    bad input, so it is not a :class:`DecodeError`.
-    """
-    if not MIN_NODE_ID_LENGTH <= node_id_length <= MAX_NODE_ID_LENGTH:
-        raise ValueError(
-            f"NodeIdLength must be {MIN_NODE_ID_LENGTH}-{MAX_NODE_ID_LENGTH}, not {node_id_length}"
-        )
-    return node_id_length
-
-
-def encode_node_id(node_id: bytes) -> bytes:
-    """A NodeId as it goes on the wire: its bytes, no length (section 6.3.1.1)."""
-    if not MIN_NODE_ID_LENGTH <= len(node_id) <= MAX_NODE_ID_LENGTH:
-        raise EncodeError(
-            f"a Node-ID is {MIN_NODE_ID_LENGTH}-{MAX_NODE_ID_LENGTH} bytes, not {len(node_id)}"
-        )
-    return node_id
 
 
 class NodeIdStruct(WireStruct):

@@ -25,15 +25,13 @@ immutable, so sharing is safe).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
-from reload.wire.base import WireStruct
+from reload.wire.base import WireStruct, fast_constructor
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError, EncodeError
 
@@ -49,7 +47,6 @@ __all__ = [
     "SignatureAndHashAlgorithm",
     "SignerIdentity",
     "SignerIdentityType",
-    "fast_constructor",
     "message_signature_input",
     "read_security_block_at",
     "read_signature_at",
@@ -63,59 +60,6 @@ _OVERLAY_TRANSACTION = struct.Struct("!IQ")
 _ALGORITHM = struct.Struct("!BB")
 
 _T = TypeVar("_T")
-
-
-def fast_constructor(cls: type[_T]) -> Callable[..., _T]:
-    """A function that builds a frozen, slotted dataclass ``cls`` from its
-    field values, in field order, without running ``__init__``.
-
-    A frozen dataclass's ``__init__`` sets every field through a generic
-    ``object.__setattr__`` call, which costs about as much again as the rest
-    of decoding a small structure.  Decoders build many small structures,
-    so they set the slots directly; the result is the same object.  Only for
-    classes whose ``__init__`` does nothing else: no ``__post_init__``, no
-    ``init=False`` fields.  Classes of more than four fields get ``cls``
-    itself.
-    """
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    if hasattr(cls, "__post_init__") or not all(f.init for f in fields):
-        raise TypeError(f"{cls.__name__} needs its __init__")
-    setters = [getattr(cls, f.name).__set__ for f in fields]
-    new = object.__new__
-    if len(setters) == 2:
-        set_a, set_b = setters
-
-        def make2(a: Any, b: Any) -> _T:
-            obj = new(cls)
-            set_a(obj, a)
-            set_b(obj, b)
-            return obj
-
-        return make2
-    if len(setters) == 3:
-        set_a, set_b, set_c = setters
-
-        def make3(a: Any, b: Any, c: Any) -> _T:
-            obj = new(cls)
-            set_a(obj, a)
-            set_b(obj, b)
-            set_c(obj, c)
-            return obj
-
-        return make3
-    if len(setters) == 4:
-        set_a, set_b, set_c, set_d = setters
-
-        def make4(a: Any, b: Any, c: Any, d: Any) -> _T:
-            obj = new(cls)
-            set_a(obj, a)
-            set_b(obj, b)
-            set_c(obj, c)
-            set_d(obj, d)
-            return obj
-
-        return make4
-    return cls  # a loop over the setters would be no faster than __init__
 
 
 class CertificateType(IntEnum):

@@ -28,14 +28,14 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, ClassVar, Self, TypeVar
 
-from reload.wire.base import WireStruct
+from reload.wire.base import WireStruct, fast_constructor
 from reload.wire.buffer import Reader, opaque8, opaque16
 from reload.wire.errors import DecodeError, EncodeError
+from reload.wire.nodeid import DEFAULT_NODE_ID_LENGTH, check_node_id_length
 from reload.wire.security_block import (
     HashAlgorithm,
     Signature,
     SignerIdentity,
-    fast_constructor,
     read_signature_at,
 )
 
@@ -75,7 +75,6 @@ __all__ = [
 ]
 
 #: Section 11.1: NodeIdLength when the configuration does not say (16-20).
-DEFAULT_NODE_ID_LENGTH = 16
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
@@ -700,13 +699,6 @@ def _read_store_req(
     return StoreReq(resource, replica_number, kind_data), stop
 
 
-def _check_node_id_length(node_id_length: int) -> None:
-    """Section 6.3.1.1: 16 to 20 bytes.  A wrong value is the caller's bug
-    (configuration), not bad input, hence ValueError."""
-    if not 16 <= node_id_length <= 20:
-        raise ValueError(f"NodeIdLength must be 16-20, not {node_id_length}")
-
-
 @dataclass(frozen=True, slots=True)
 class StoreKindResponse(WireStruct):
     """Section 7.4.1.2: the generation counter now stored for ``kind`` and
@@ -732,13 +724,13 @@ class StoreKindResponse(WireStruct):
 
     @classmethod
     def read(cls, r: Reader, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
-        _check_node_id_length(node_id_length)
+        check_node_id_length(node_id_length)
         read = _store_kind_response_reader(node_id_length)
         return _run(r, read)  # type: ignore[return-value]
 
     @classmethod
     def decode(cls, data: bytes, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
-        _check_node_id_length(node_id_length)
+        check_node_id_length(node_id_length)
         read = _store_kind_response_reader(node_id_length)
         return _decode_all(cls.__name__, data, read)  # type: ignore[return-value]
 
@@ -778,7 +770,7 @@ class StoreAns(WireStruct):
 
     @classmethod
     def read(cls, r: Reader, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
-        _check_node_id_length(node_id_length)
+        check_node_id_length(node_id_length)
         sub = r.sub(2, "kind_responses")
         read = _store_kind_response_reader(node_id_length)
         return cls(_read_each(sub, read))
