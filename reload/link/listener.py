@@ -1,0 +1,323 @@
+"""Accepting and opening TLS-TCP-FH-NO-ICE links (RFC 6940 section 6.6.5).
+
+:class:`LinkListener` is the Twisted service that owns a node's TLS links:
+
+* server side: it listens on a Twisted server endpoint string (``tcp:6084``,
+  ``tcp:0:interface=127.0.0.1``, ...) and wraps every accepted connection in
+  TLS with :func:`reload.security.tls.serverConnectionCreator`;
+* client side: :meth:`LinkListener.connect` opens a TCP connection, runs TLS
+  with :func:`reload.security.tls.clientConnectionCreator` for the expected
+  Node-ID, and fires with the link once the peer was verified.
+
+Every verified link goes through the :class:`~reload.link.table
+.ConnectionTable` (one link per Node-ID, the link limit, compressed-id
+slots) before the handler hears ``linkUp``; the handler hears
+``linkClosed`` only for links it heard ``linkUp`` for.  The handler may
+also provide :class:`reload.link.tls.ILinkStallHandler` for section 6.6.5's
+early failure signal.
+
+Unauthenticated connections are bounded too: at most
+``settings.maxHandshakes`` connections may be in their handshake at once
+(more are refused as soon as TCP accepts them), and each has
+``settings.handshakeTimeout`` to finish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.endpoints import HostnameEndpoint, serverFromString
+from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+
+from reload.link.interfaces import ILinkHandler
+from reload.link.table import ConnectionTable, TableFull
+from reload.link.tls import (
+    HandshakeFailed,
+    ILinkStallHandler,
+    LinkSettings,
+    TLSLink,
+    TLSLinkFactory,
+)
+from reload.security.certificates import PeerIdentity
+from reload.security.tls import clientConnectionCreator, serverConnectionCreator
+from reload.security.trust import TrustPolicy
+
+__all__ = ["LinkListener"]
+
+
+@dataclass(eq=False)
+class _Attempt:
+    """One outbound connection in progress, and who waits for it."""
+
+    nodeId: bytes
+    waiters: list[Deferred[TLSLink]] = field(default_factory=list)
+    connecting: Deferred[Any] | None = None
+
+
+class _InboundTLSFactory(TLSMemoryBIOFactory):
+    """Refuses connections beyond ``maxHandshakes`` before any TLS work."""
+
+    def __init__(self, listener: LinkListener, wrapped: TLSLinkFactory) -> None:
+        super().__init__(
+            serverConnectionCreator(listener.identity, listener.trust, listener.clock),
+            False,
+            wrapped,
+            clock=listener.reactor,
+        )
+        self.listener = listener
+
+    def buildProtocol(self, addr: IAddress | None) -> TLSMemoryBIOProtocol | None:  # type: ignore[override]
+        if not self.listener._acceptInbound(addr):
+            return None
+        return super().buildProtocol(addr)
+
+
+class _OutboundLinkFactory(TLSLinkFactory):
+    def __init__(self, listener: LinkListener, attempt: _Attempt) -> None:
+        super().__init__(
+            listener, listener.handler, listener.settings, listener.clock, True, attempt.nodeId
+        )
+        self.listener = listener
+        self.attempt = attempt
+
+    def buildProtocol(self, addr: IAddress | None) -> TLSLink:
+        link = super().buildProtocol(addr)
+        self.listener._track(link, self.attempt)
+        return link
+
+
+class _InboundLinkFactory(TLSLinkFactory):
+    def __init__(self, listener: LinkListener) -> None:
+        super().__init__(listener, listener.handler, listener.settings, listener.clock, False)
+        self.listener = listener
+
+    def buildProtocol(self, addr: IAddress | None) -> TLSLink:
+        link = super().buildProtocol(addr)
+        self.listener._track(link, None)
+        return link
+
+
+class LinkListener(Service):
+    """A node's TLS-TCP-FH-NO-ICE links, inbound and outbound.
+
+    ``reactor`` provides IReactorTCP and IReactorTime (and name resolution
+    for :meth:`connect` to a host name); ``clock`` (default: the reactor)
+    runs every link timer and is the time certificates are checked
+    against, so it must tell the real time outside tests.  ``endpoint`` is
+    the server endpoint string :meth:`startService` listens on (None:
+    outbound links only, or call :meth:`listen` yourself; a failure to
+    listen is logged).  ``table`` defaults to a :class:`ConnectionTable`
+    for ``identity``'s Node-ID.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        identity: PeerIdentity,
+        trust: TrustPolicy,
+        handler: ILinkHandler,
+        endpoint: str | None = None,
+        settings: LinkSettings | None = None,
+        table: ConnectionTable[TLSLink] | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.clock: IReactorTime = clock if clock is not None else reactor
+        self.identity = identity
+        self.trust = trust
+        self.handler = handler
+        self.endpoint = endpoint
+        self.settings = settings if settings is not None else LinkSettings()
+        self.table: ConnectionTable[TLSLink] = (
+            table if table is not None else ConnectionTable(identity.nodeId)
+        )
+        #: The port :meth:`listen` opened (an IListeningPort).
+        self.port: IListeningPort | None = None
+        self._live: set[TLSLink] = set()
+        self._handshaking: set[TLSLink] = set()
+        self._announced: set[TLSLink] = set()
+        self._attemptOf: dict[TLSLink, _Attempt] = {}
+        self._pending: dict[bytes, _Attempt] = {}
+        self._stopping = False
+
+    # -- server side ------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._stopping = False
+        if self.endpoint is not None:
+            self.listen(self.endpoint).addErrback(self._listenFailed)
+
+    def _listenFailed(self, failure: Failure) -> None:
+        self.log.failure("Cannot listen on {endpoint}", failure, endpoint=self.endpoint)
+
+    def listen(self, description: str) -> Deferred[IListeningPort]:
+        """Accept links on the server endpoint ``description``; fires with
+        the IIListeningPort (also kept as :attr:`port`)."""
+        factory = _InboundTLSFactory(self, _InboundLinkFactory(self))
+        endpoint = serverFromString(self.reactor, description)
+        d: Deferred[Any] = endpoint.listen(factory)
+
+        def listening(port: IListeningPort) -> IListeningPort:
+            self.port = port
+            self.log.info("Accepting TLS links on {address}", address=port.getHost())
+            return port
+
+        return d.addCallback(listening)
+
+    def _acceptInbound(self, addr: IAddress | None) -> bool:
+        if self._stopping:
+            return False
+        if len(self._handshaking) >= self.settings.maxHandshakes:
+            self.log.warn(
+                "Refusing a connection from {address}: {count} handshakes in progress",
+                address=addr,
+                count=len(self._handshaking),
+            )
+            return False
+        return True
+
+    # -- client side ------------------------------------------------------------
+
+    def connect(self, host: str, port: int, expectedNodeId: bytes) -> Deferred[TLSLink]:
+        """A link to the node ``expectedNodeId`` at ``host``:``port``.
+
+        Fires with the link once its peer was verified to hold
+        ``expectedNodeId`` (and the handler heard ``linkUp``), or with the
+        link already in the table for that Node-ID, which is also what a
+        second connect() while the first is under way gets.  Fails with
+        :class:`~reload.link.tls.HandshakeFailed`, :class:`~reload.link
+        .table.TableFull` or the TCP connection error.
+        """
+        existing = self.table.linkFor(expectedNodeId)
+        if existing is not None:
+            return succeed(existing)
+        if self._stopping:
+            return fail(HandshakeFailed("the link listener is stopping"))
+        attempt = self._pending.get(expectedNodeId)
+        if attempt is None:
+            if self.table.full:
+                return fail(TableFull(f"{len(self.table)} links, the limit"))
+            attempt = _Attempt(expectedNodeId)
+            self._pending[expectedNodeId] = attempt
+            creator = clientConnectionCreator(self.identity, self.trust, expectedNodeId, self.clock)
+            factory = TLSMemoryBIOFactory(
+                creator, True, _OutboundLinkFactory(self, attempt), clock=self.reactor
+            )
+            endpoint = HostnameEndpoint(
+                self.reactor, host, port, timeout=self.settings.connectTimeout
+            )
+            attempt.connecting = endpoint.connect(factory)
+            attempt.connecting.addErrback(self._connectFailed, attempt)
+        d: Deferred[TLSLink] = Deferred()
+        attempt.waiters.append(d)
+        return d
+
+    def _connectFailed(self, failure: Failure, attempt: _Attempt) -> None:
+        self.log.info(
+            "Cannot connect to {nodeId}: {error}",
+            nodeId=attempt.nodeId.hex(),
+            error=failure.getErrorMessage(),
+        )
+        self._resolve(attempt, failure)
+
+    def _resolve(self, attempt: _Attempt, result: TLSLink | Failure | Exception) -> None:
+        if self._pending.get(attempt.nodeId) is attempt:
+            del self._pending[attempt.nodeId]
+        waiters, attempt.waiters = attempt.waiters, []
+        for d in waiters:
+            if isinstance(result, Failure | Exception):
+                d.errback(result)
+            else:
+                d.callback(result)
+
+    # -- LinkOwner (called by the links) ------------------------------------------
+
+    def _track(self, link: TLSLink, attempt: _Attempt | None) -> None:
+        self._live.add(link)
+        self._handshaking.add(link)
+        if attempt is not None:
+            self._attemptOf[link] = attempt
+        link.whenLost().addCallback(lambda _: self._live.discard(link))
+
+    def linkVerified(self, link: TLSLink) -> None:
+        self._handshaking.discard(link)
+        attempt = self._attemptOf.pop(link, None)
+        nodeId = link.nodeId
+        assert nodeId is not None
+        self.log.info(
+            "Link {direction} {nodeId} ({address}) verified",
+            direction="to" if link.outbound else "from",
+            nodeId=nodeId.hex(),
+            address=link.peerAddress,
+        )
+        if self.table.add(nodeId, link, link.outbound):
+            self._announced.add(link)
+            try:
+                self.handler.linkUp(link)
+            except Exception:
+                self.log.failure("linkUp handler failed for {link}", link=link)
+        if attempt is not None:
+            kept = self.table.linkFor(nodeId)
+            if kept is not None:
+                self._resolve(attempt, kept)
+            else:
+                self._resolve(attempt, TableFull(f"no room for a link to {nodeId.hex()}"))
+
+    def handshakeFailed(self, link: TLSLink, reason: str) -> None:
+        self._handshaking.discard(link)
+        attempt = self._attemptOf.pop(link, None)
+        self.log.info(
+            "Handshake {direction} {address} failed: {reason}",
+            direction="to" if link.outbound else "from",
+            address=link.peerAddress,
+            reason=reason,
+        )
+        if attempt is not None:
+            self._resolve(attempt, HandshakeFailed(reason))
+
+    def linkClosed(self, link: TLSLink, reason: str) -> None:
+        self.table.remove(link)
+        if link in self._announced:
+            self._announced.discard(link)
+            self.log.info("Link {link} closed: {reason}", link=link, reason=reason)
+            try:
+                self.handler.linkClosed(link, reason)
+            except Exception:
+                self.log.failure("linkClosed handler failed for {link}", link=link)
+
+    def linkStalled(self, link: TLSLink) -> None:
+        if link in self._announced and ILinkStallHandler.providedBy(self.handler):
+            ILinkStallHandler(self.handler).linkStalled(link)
+
+    def linkResumed(self, link: TLSLink) -> None:
+        if link in self._announced and ILinkStallHandler.providedBy(self.handler):
+            ILinkStallHandler(self.handler).linkResumed(link)
+
+    # -- shutdown ---------------------------------------------------------------
+
+    def stopService(self) -> Deferred[None]:
+        """Stop listening, close every link, and fire once all are gone."""
+        super().stopService()
+        self._stopping = True
+        waits: list[Deferred[Any]] = []
+        if self.port is not None:
+            stopped = self.port.stopListening()
+            if stopped is not None:
+                waits.append(stopped)
+            self.port = None
+        for attempt in list(self._pending.values()):
+            if attempt.connecting is not None and not attempt.connecting.called:
+                attempt.connecting.cancel()
+        for link in list(self._live):
+            waits.append(link.whenLost())
+            link.close()
+        return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
