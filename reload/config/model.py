@@ -16,6 +16,7 @@ from reload.config.errors import ConfigError, configError
 from reload.config.namespaces import BASE, CHORD, splitTag
 from reload.config.xmlio import canonicalXml, parseXml
 from reload.wire.header import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TTL, overlay_hash
+from reload.wire.nodeid import DEFAULT_NODE_ID_LENGTH
 
 __all__ = [
     "DEFAULT_CHORD_REACTIVE",
@@ -35,7 +36,6 @@ __all__ = [
 
 #: Section 11.1 defaults for absent elements.
 DEFAULT_TOPOLOGY = "CHORD-RELOAD"
-DEFAULT_NODE_ID_LENGTH = 16
 DEFAULT_PORT = 6084
 DEFAULT_TURN_DENSITY = 1
 DEFAULT_CHORD_REACTIVE = True

@@ -44,6 +44,7 @@ from reload.security.keys import (
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError
 from reload.wire.header import Destination, DestinationType
+from reload.wire.nodeid import DEFAULT_NODE_ID_LENGTH
 
 __all__ = [
     "CERTIFICATE_FILE",
@@ -68,8 +69,6 @@ __all__ = [
     "userNameOf",
 ]
 
-#: Section 11.1: the configuration's node-id-length when it says nothing.
-DEFAULT_NODE_ID_LENGTH = 16
 #: File names of a :class:`PeerIdentity` inside its data directory.
 CERTIFICATE_FILE = "node-certificate.pem"
 PRIVATE_KEY_FILE = "node-key.pem"
