@@ -1,0 +1,36 @@
+"""Enrollment for RELOAD overlays (RFC 6940 sections 11.2 and 11.3).
+
+The server (``twistd reload-enrollment``, :mod:`~reload.enrollment.tap`)
+serves the overlay configuration document at ``/.well-known/reload-config``
+and issues node certificates at ``/enroll``, over HTTPS, from a CA it keeps
+in its data directory (:mod:`~reload.enrollment.store`); the web side is
+:mod:`~reload.enrollment.server`.
+
+A peer uses :mod:`~reload.enrollment.client`: :func:`fetchConfiguration`
+to get the configuration, :func:`obtainIdentity` (or :func:`enroll`) to get
+a certificate that chains to the configuration's root-cert.
+"""
+
+from reload.enrollment.client import (
+    ConfigurationFetchError,
+    EnrollmentError,
+    EnrollmentRejected,
+    configurationUrl,
+    enroll,
+    fetchConfiguration,
+    makeCsr,
+    obtainIdentity,
+    trustRootFor,
+)
+
+__all__ = [
+    "ConfigurationFetchError",
+    "EnrollmentError",
+    "EnrollmentRejected",
+    "configurationUrl",
+    "enroll",
+    "fetchConfiguration",
+    "makeCsr",
+    "obtainIdentity",
+    "trustRootFor",
+]
