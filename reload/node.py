@@ -18,7 +18,9 @@ from twisted.web.server import Site
 
 from reload import __version__
 from reload.admin.status import adminRoot
-from reload.settings import PeerSettings
+from reload.config import writeConfiguration
+from reload.peer import OverlayPeer
+from reload.settings import DEFAULT_CONFIGURATION_FILE, PeerSettings
 
 
 class Node(MultiService):
@@ -31,6 +33,8 @@ class Node(MultiService):
         self.settings = settings
         self.reactor = reactor
         self.startedAt: float | None = None
+        self.peer = OverlayPeer(settings, reactor)
+        self.peer.setServiceParent(self)
         if settings.admin is not None:
             site = Site(adminRoot(self.status))
             site.displayTracebacks = False
@@ -39,6 +43,11 @@ class Node(MultiService):
     def startService(self) -> None:
         settings = self.settings
         settings.dataDir.makedirs(ignoreExistingDirectory=True)
+        stored = settings.dataDir.child(DEFAULT_CONFIGURATION_FILE)
+        if not stored.exists():
+            # The overlay this directory belongs to, kept for later starts
+            # (and for peers an operator points at it with --config).
+            stored.setContent(writeConfiguration(settings.configuration))
         self.startedAt = self.reactor.seconds()
         self.log.info(
             "RELOAD peer {version} starting: overlay {overlay} ({topology}), "
@@ -70,4 +79,5 @@ class Node(MultiService):
             "bootstrap": [str(b) for b in settings.bootstrap],
             "running": bool(self.running),
             "uptime": uptime,
+            **self.peer.status(),
         }

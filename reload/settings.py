@@ -9,6 +9,10 @@ from twisted.python.filepath import FilePath
 from reload.config import OverlayConfiguration
 from reload.interfaces import ITopologyPlugin, IUsage
 
+#: Where a data directory keeps the configuration of its overlay (the
+#: embedded default, or the --config document it was first started with).
+DEFAULT_CONFIGURATION_FILE = "overlay.xml"
+
 
 @dataclass(frozen=True)
 class BootstrapAddress:
@@ -33,3 +37,9 @@ class PeerSettings:
     bootstrap: tuple[BootstrapAddress, ...] = ()
     usages: tuple[IUsage, ...] = ()
     usageOptions: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Enrollment credentials (section 11.3) or, for self-signed
+    #: certificates, the user name to put in them.
+    userName: str | None = None
+    password: str | None = field(default=None, repr=False)
+    #: The address other peers are told to reach this one at.
+    advertise: str | None = None

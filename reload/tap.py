@@ -23,7 +23,7 @@ from reload.config import (
 )
 from reload.endpoints import EndpointSyntaxError, checkServerEndpoint
 from reload.plugins import PluginError, loadTopology, loadUsages
-from reload.settings import BootstrapAddress, PeerSettings
+from reload.settings import DEFAULT_CONFIGURATION_FILE, BootstrapAddress, PeerSettings
 
 __all__ = ["Options", "makeService"]
 
@@ -125,6 +125,20 @@ class Options(usage.Options):
             "Topology plugin name; must agree with the configuration's "
             "topology-plugin (default: the configuration's, CHORD-RELOAD).",
         ],
+        [
+            "user",
+            None,
+            None,
+            "User name: the enrollment account (RFC 6940 section 11.3), or the "
+            "user name a self-signed certificate carries.",
+        ],
+        ["password-file", None, None, "File holding the enrollment password (its first line)."],
+        [
+            "advertise",
+            None,
+            None,
+            "Address other peers reach this one at (default: the --listen interface).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -167,9 +181,7 @@ class Options(usage.Options):
         dataDir = FilePath(self["data-dir"])
         if dataDir.exists() and not dataDir.isdir():
             raise usage.UsageError(f"--data-dir {self['data-dir']}: exists and is not a directory")
-        configuration = (
-            loadConfigurationFile(self["config"]) if self["config"] else defaultConfiguration()
-        )
+        configuration = self._configuration(dataDir)
         topologyName = self["topology"] or configuration.topologyPlugin
         if self["topology"] and self["topology"] != configuration.topologyPlugin:
             raise usage.UsageError(
@@ -192,6 +204,12 @@ class Options(usage.Options):
                     f"--usage-option {name}:{key}: unknown option; {name} takes: {names}"
                 )
             usageOptions[name][key] = value
+        password = None
+        if self["password-file"]:
+            try:
+                password = FilePath(self["password-file"]).getContent().decode().splitlines()[0]
+            except (OSError, UnicodeDecodeError, IndexError) as exc:
+                raise usage.UsageError(f"--password-file {self['password-file']}: {exc}") from None
         self["settings"] = PeerSettings(
             configuration=configuration,
             dataDir=dataDir,
@@ -201,7 +219,21 @@ class Options(usage.Options):
             topology=topology,
             usages=tuple(usages),
             usageOptions=usageOptions,
+            userName=self["user"],
+            password=password,
+            advertise=self["advertise"],
         )
+
+    def _configuration(self, dataDir: FilePath) -> OverlayConfiguration:  # type: ignore[type-arg]
+        """The overlay configuration: --config, or the one this data
+        directory's overlay was started with, or the embedded default (which
+        the node then writes there, so the overlay keeps it)."""
+        if self["config"]:
+            return loadConfigurationFile(self["config"])
+        stored = dataDir.child(DEFAULT_CONFIGURATION_FILE)
+        if stored.exists():
+            return loadConfigurationFile(stored.path)
+        return defaultConfiguration()
 
 
 def makeService(options: dict[str, Any]) -> IService:

@@ -53,9 +53,12 @@ __all__ = ["LinkListener"]
 
 @dataclass(eq=False)
 class _Attempt:
-    """One outbound connection in progress, and who waits for it."""
+    """One outbound connection in progress, and who waits for it: ``key``
+    names it in the pending table, ``nodeId`` is the Node-ID expected (None
+    for a bootstrap peer)."""
 
-    nodeId: bytes
+    key: bytes
+    nodeId: bytes | None
     waiters: list[Deferred[TLSLink]] = field(default_factory=list)
     connecting: Deferred[Any] | None = None
 
@@ -200,14 +203,25 @@ class LinkListener(Service):
         existing = self.table.linkFor(expectedNodeId)
         if existing is not None:
             return succeed(existing)
+        return self._connect(expectedNodeId, host, port, expectedNodeId)
+
+    def connectBootstrap(self, host: str, port: int) -> Deferred[TLSLink]:
+        """A link to whatever overlay member answers at ``host``:``port``
+        (a bootstrap peer, section 11.4), whose Node-ID is learnt from its
+        certificate; the certificate must still be one the overlay trusts."""
+        return self._connect(f"bootstrap {host}:{port}".encode(), host, port, None)
+
+    def _connect(
+        self, key: bytes, host: str, port: int, expectedNodeId: bytes | None
+    ) -> Deferred[TLSLink]:
         if self._stopping:
             return fail(HandshakeFailed("the link listener is stopping"))
-        attempt = self._pending.get(expectedNodeId)
+        attempt = self._pending.get(key)
         if attempt is None:
             if self.table.full:
                 return fail(TableFull(f"{len(self.table)} links, the limit"))
-            attempt = _Attempt(expectedNodeId)
-            self._pending[expectedNodeId] = attempt
+            attempt = _Attempt(key, expectedNodeId)
+            self._pending[key] = attempt
             creator = clientConnectionCreator(self.identity, self.trust, expectedNodeId, self.clock)
             factory = TLSMemoryBIOFactory(
                 creator, True, _OutboundLinkFactory(self, attempt), clock=self.reactor
@@ -224,14 +238,14 @@ class LinkListener(Service):
     def _connectFailed(self, failure: Failure, attempt: _Attempt) -> None:
         self.log.info(
             "Cannot connect to {nodeId}: {error}",
-            nodeId=attempt.nodeId.hex(),
+            nodeId=attempt.key.decode() if attempt.nodeId is None else attempt.nodeId.hex(),
             error=failure.getErrorMessage(),
         )
         self._resolve(attempt, failure)
 
     def _resolve(self, attempt: _Attempt, result: TLSLink | Failure | Exception) -> None:
-        if self._pending.get(attempt.nodeId) is attempt:
-            del self._pending[attempt.nodeId]
+        if self._pending.get(attempt.key) is attempt:
+            del self._pending[attempt.key]
         waiters, attempt.waiters = attempt.waiters, []
         for d in waiters:
             if isinstance(result, Failure | Exception):

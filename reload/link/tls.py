@@ -302,8 +302,6 @@ class TLSLink(Protocol):
         expectedNodeId: bytes | None = None,
         verify: Callable[[object], VerifiedPeer] = verifiedPeerOf,
     ) -> None:
-        if outbound and expectedNodeId is None:
-            raise ValueError("an outbound link needs the Node-ID it expects")
         self._owner = owner
         self.handler = handler
         self.settings = settings
@@ -314,7 +312,9 @@ class TLSLink(Protocol):
         self._verify = verify
         self._peer: VerifiedPeer | None = None
         #: The Node-ID this link reaches: the expected one for an outbound
-        #: link, the first of the certificate's for an inbound one.
+        #: link, the first of the certificate's for an inbound one or for an
+        #: outbound link to a bootstrap peer whose Node-ID is not known yet
+        #: (section 11.4).
         self.nodeId: bytes | None = expectedNodeId
         #: Why the link closed, once it did.
         self.closeReason: str | None = None

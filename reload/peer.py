@@ -1,0 +1,244 @@
+"""One peer's membership of the overlay: credentials, links, message
+transport and topology, started and stopped as one Twisted service.
+
+Start-up follows RFC 6940 sections 11.3 and 11.4: obtain credentials
+(:mod:`reload.identity`), listen for links, connect to a bootstrap peer and
+join through it (for CHORD-RELOAD, section 10.5); with no bootstrap peer the
+node starts a new overlay.  Shutdown leaves gracefully (section 10.9 for
+CHORD-RELOAD) before closing the links.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from twisted.application.service import Service
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from reload.identity import CredentialsError, peerIdentity
+from reload.interfaces import INode
+from reload.link.listener import LinkListener
+from reload.link.tls import LinkSettings
+from reload.security.certificates import PeerIdentity
+from reload.security.signing import CertificateCache
+from reload.security.trust import TrustPolicy
+from reload.settings import BootstrapAddress, PeerSettings
+from reload.transport.attach import NoIceAttachHandler, hostCandidate
+from reload.transport.node_api import TransportNode
+from reload.transport.security import SigningSecurity
+from reload.wire.attach import IceCandidate
+
+__all__ = ["OverlayPeer"]
+
+#: Seconds between rounds of bootstrap attempts when none answered.
+BOOTSTRAP_RETRY = 10.0
+#: Seconds a graceful leave may take at shutdown before links are closed.
+LEAVE_TIMEOUT = 5.0
+
+
+class OverlayPeer(Service):
+    """The overlay side of a peer; :attr:`state` says how far it got."""
+
+    log = Logger()
+
+    def __init__(self, settings: PeerSettings, reactor: Any) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.state = "stopped"
+        self.error: str | None = None
+        self.identity: PeerIdentity | None = None
+        self.node: TransportNode | None = None
+        self.listener: LinkListener | None = None
+        self.topology: Any = None
+        self.address: tuple[str, int] | None = None
+        self._starting: Deferred[None] | None = None
+
+    # -- start -----------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self.state = "starting"
+        self._starting = Deferred.fromCoroutine(self._start())
+        self._starting.addErrback(self._startFailed)
+
+    def _startFailed(self, failure: Failure) -> None:
+        self.state = "failed"
+        if failure.check(CredentialsError):
+            self.error = failure.getErrorMessage()
+            self.log.critical("Cannot start the peer: {error}", error=self.error)
+        else:
+            self.error = f"{failure.value.__class__.__name__}: {failure.getErrorMessage()}"
+            self.log.failure("Cannot start the peer", failure)
+        # A peer that cannot be a member of the overlay has nothing to serve.
+        if self.running and self.reactor.running:
+            self.reactor.stop()
+
+    async def _start(self) -> None:
+        settings = self.settings
+        configuration = settings.configuration
+        self.identity = identity = await peerIdentity(
+            self.reactor,
+            configuration,
+            Path(settings.dataDir.path),
+            settings.userName,
+            settings.password,
+        )
+        self.log.info(
+            "Node-ID {nodeId} ({userName}) in overlay {overlay}",
+            nodeId=identity.nodeId.hex(),
+            userName=identity.userName or "no user name",
+            overlay=configuration.instanceName,
+        )
+        trust = TrustPolicy.fromConfiguration(configuration)
+        security = SigningSecurity(identity, CertificateCache(trust), self.reactor)
+        node = TransportNode(
+            identity.nodeId,
+            security,
+            self.reactor,
+            configuration=configuration,
+            attachHandler=NoIceAttachHandler(self._connect, self._candidates),
+            reactor=self.reactor,
+        )
+        self.node = node
+        listener = LinkListener(
+            self.reactor,
+            identity,
+            trust,
+            node.transport,
+            settings=LinkSettings(maxMessageSize=configuration.maxMessageSize),
+        )
+        self.listener = listener
+        port = await listener.listen(settings.listen)
+        bound = cast(IPv4Address | IPv6Address, port.getHost())
+        self.address = (self._advertised(bound.host), bound.port)
+        # TransportNode is the routing part of INode; storage joins it later.
+        self.topology = settings.topology.makeTopology(cast(INode, node))
+        node.useTopology(self.topology)
+        self.state = "joining"
+        await self._join(identity.nodeId)
+        self.state = "joined"
+        self.log.info(
+            "Joined overlay {overlay} as {nodeId}, links on {host}:{port}",
+            overlay=configuration.instanceName,
+            nodeId=identity.nodeId.hex(),
+            host=self.address[0],
+            port=self.address[1],
+        )
+
+    def _advertised(self, host: str) -> str:
+        """The address other peers reach our listener on (section 6.5.1:
+        our host candidate)."""
+        if self.settings.advertise:
+            return self.settings.advertise
+        if host in ("0.0.0.0", "::"):
+            name = socket.gethostbyname(socket.gethostname())
+            self.log.warn(
+                "Listening on all interfaces; advertising {address} to other peers "
+                "(set --advertise to choose)",
+                address=name,
+            )
+            return name
+        return host
+
+    def _candidates(self) -> Sequence[IceCandidate]:
+        if self.address is None:
+            return ()
+        return [hostCandidate(*self.address)]
+
+    def _connect(self, host: str, port: int, nodeId: bytes) -> Deferred[Any]:
+        assert self.listener is not None
+        return self.listener.connect(host, port, nodeId)
+
+    def _bootstrapPeers(self) -> list[BootstrapAddress]:
+        if self.settings.bootstrap:
+            return list(self.settings.bootstrap)
+        return [
+            BootstrapAddress(b.address, b.port) for b in self.settings.configuration.bootstrapNodes
+        ]
+
+    async def _join(self, ownNodeId: bytes) -> None:
+        """Section 11.4: contact a bootstrap peer and join through it.
+        Without any, or when the only one answering is this peer itself,
+        start a new overlay."""
+        peers = self._bootstrapPeers()
+        assert self.listener is not None
+        while self.running:
+            sawSelf = sawOther = False
+            for peer in peers:
+                try:
+                    link = await self.listener.connectBootstrap(peer.host, peer.port)
+                except Exception as exc:
+                    self.log.warn(
+                        "Bootstrap peer {peer} unreachable: {error}", peer=str(peer), error=exc
+                    )
+                    continue
+                if link.nodeId == ownNodeId:
+                    sawSelf = True
+                    link.close()
+                    continue
+                sawOther = True
+                assert link.nodeId is not None
+                self.log.info(
+                    "Joining through bootstrap peer {peer} ({nodeId})",
+                    peer=str(peer),
+                    nodeId=link.nodeId.hex(),
+                )
+                try:
+                    await self.topology.join(link.nodeId)
+                    return
+                except Exception as exc:
+                    self.log.warn("Join through {peer} failed: {error}", peer=str(peer), error=exc)
+            if not peers or (sawSelf and not sawOther):
+                await self.topology.join(None)
+                return
+            self.log.info("No bootstrap peer answered; trying again in {s} s", s=BOOTSTRAP_RETRY)
+            await deferLater(self.reactor, BOOTSTRAP_RETRY, lambda: None)
+
+    # -- stop -----------------------------------------------------------------
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        if self._starting is not None and not self._starting.called:
+            self._starting.cancel()
+        leaving: Deferred[Any] = succeed(None)
+        if self.state == "joined" and self.topology is not None:
+            leaving = self.topology.leave()
+            leaving.addTimeout(LEAVE_TIMEOUT, self.reactor)
+            leaving.addErrback(lambda f: self.log.info("Leave: {e}", e=f.getErrorMessage()))
+        self.state = "stopped"
+
+        def close(_: object) -> Deferred[Any]:
+            if self.node is not None:
+                self.node.stop()
+            if self.listener is not None:
+                return self.listener.stopService()
+            return succeed(None)
+
+        return leaving.addCallback(close).addCallback(lambda _: None)
+
+    # -- status ---------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The overlay part of the admin API's status."""
+        out: dict[str, Any] = {"state": self.state}
+        if self.error:
+            out["error"] = self.error
+        if self.identity is not None:
+            out["nodeId"] = self.identity.nodeId.hex()
+            out["userName"] = self.identity.userName
+        if self.address is not None:
+            out["address"] = f"{self.address[0]}:{self.address[1]}"
+        if self.listener is not None:
+            out["links"] = sorted(nodeId.hex() for nodeId, _ in self.listener.table.items())
+        if self.topology is not None:
+            out["neighbours"] = {
+                role: [n.hex() for n in ids] for role, ids in self.topology.neighbours().items()
+            }
+        return out
