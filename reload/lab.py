@@ -1,0 +1,271 @@
+"""A local overlay of real ``twistd reload`` processes on loopback.
+
+``reloadctl lab`` and the multi-process tests use it: it makes a fresh
+self-signed overlay in a directory, starts N peers (the first starts the
+overlay, the others join through it), watches their admin status until the
+ring has converged, and stops them.  Everything listens on 127.0.0.1 only.
+
+The lab directory holds ``overlay.xml``, one ``peer-N`` data directory per
+peer (with its ``twistd.log``) and ``lab.json``, which names the processes
+so that ``reloadctl lab stop`` can stop a lab started elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from reload.config import defaultConfiguration, writeConfiguration
+
+__all__ = ["Lab", "LabPeer", "ringErrors"]
+
+HOST = "127.0.0.1"
+STATE_FILE = "lab.json"
+CONFIG_FILE = "overlay.xml"
+
+
+@dataclass
+class LabPeer:
+    """One peer process of a lab."""
+
+    index: int
+    port: int
+    adminPort: int
+    dataDir: str
+    pid: int | None = None
+
+    @property
+    def admin(self) -> str:
+        return f"http://{HOST}:{self.adminPort}"
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+
+def ringErrors(statuses: Sequence[dict[str, Any]]) -> list[str]:
+    """What is wrong with the ring the peers report (empty when every peer's
+    first successor and predecessor are its neighbours in Node-ID order)."""
+    joined = [s for s in statuses if s.get("state") == "joined" and "nodeId" in s]
+    errors = [
+        f"peer {s.get('nodeId', '?')} is {s.get('state')}" for s in statuses if s not in joined
+    ]
+    ring = sorted(s["nodeId"] for s in joined)
+    if len(ring) < 2:
+        return errors
+    position = {nodeId: i for i, nodeId in enumerate(ring)}
+    for status in joined:
+        i = position[status["nodeId"]]
+        successor, predecessor = ring[(i + 1) % len(ring)], ring[i - 1]
+        neighbours = status.get("neighbours", {})
+        successors = neighbours.get("successors", [])
+        predecessors = neighbours.get("predecessors", [])
+        if not successors or successors[0] != successor:
+            errors.append(f"{status['nodeId'][:8]}: successor {successors[:1]} != {successor[:8]}")
+        if not predecessors or predecessors[0] != predecessor:
+            errors.append(
+                f"{status['nodeId'][:8]}: predecessor {predecessors[:1]} != {predecessor[:8]}"
+            )
+    return errors
+
+
+class Lab:
+    """N ``twistd reload`` processes in ``directory``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        basePort: int = 16084,
+        adminBasePort: int = 18084,
+        extraArgs: Sequence[str] = (),
+        environment: dict[str, str] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.basePort = basePort
+        self.adminBasePort = adminBasePort
+        self.extraArgs = list(extraArgs)
+        self.environment = environment
+        self.peers: list[LabPeer] = []
+        self._processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    # -- state on disk ---------------------------------------------------------
+
+    @property
+    def configPath(self) -> Path:
+        return self.directory / CONFIG_FILE
+
+    def save(self) -> None:
+        state = {"peers": [asdict(p) for p in self.peers]}
+        (self.directory / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> Lab:
+        """The lab a ``reloadctl lab`` started in ``directory``."""
+        state = json.loads((directory / STATE_FILE).read_text())
+        lab = cls(directory)
+        lab.peers = [LabPeer(**p) for p in state["peers"]]
+        return lab
+
+    def create(self) -> None:
+        """A fresh overlay: its own instance name, self-signed certificates."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.configPath.exists():
+            name = f"lab-{secrets.token_hex(4)}.reload.local"
+            self.configPath.write_bytes(writeConfiguration(defaultConfiguration(name)))
+
+    # -- processes -------------------------------------------------------------
+
+    def _twistd(self) -> list[str]:
+        script = Path(sys.executable).parent / "twistd"
+        if script.exists():
+            return [str(script)]
+        return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+    def startPeer(self, bootstrap: LabPeer | None = None) -> LabPeer:
+        """Start one more peer, joining through ``bootstrap`` (or the first)."""
+        index = max((p.index for p in self.peers), default=0) + 1
+        dataDir = self.directory / f"peer-{index}"
+        dataDir.mkdir(parents=True, exist_ok=True)
+        peer = LabPeer(
+            index, self.basePort + index - 1, self.adminBasePort + index - 1, str(dataDir)
+        )
+        through = bootstrap if bootstrap is not None else (self.peers[0] if self.peers else None)
+        args = [
+            *self._twistd(), "-n", "--pidfile=", f"--logfile={dataDir / 'twistd.log'}", "reload",
+            "--config", str(self.configPath), "--data-dir", str(dataDir),
+            "--listen", f"tcp:{peer.port}:interface={HOST}",
+            "--admin", f"tcp:{peer.adminPort}:interface={HOST}",
+            *self.extraArgs,
+        ]  # fmt: skip
+        if through is not None:
+            args += ["--bootstrap", through.address]
+        process = subprocess.Popen(
+            args,
+            cwd=dataDir,
+            env=self.environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(dataDir / "stderr.log", "ab"),  # noqa: SIM115 - the child owns it
+            start_new_session=True,
+        )
+        peer.pid = process.pid
+        self._processes[index] = process
+        self.peers.append(peer)
+        self.save()
+        return peer
+
+    def start(self, count: int, progress: Callable[[str], None] | None = None) -> None:
+        """Create the overlay and start ``count`` peers, the first alone."""
+        self.create()
+        first = self.startPeer()
+        self.waitFor(lambda s: s.get("state") == "joined", [first], 30, progress)
+        for _ in range(count - 1):
+            self.startPeer()
+
+    def status(self, peer: LabPeer, timeout: float = 2.0) -> dict[str, Any]:
+        """A peer's admin status, or ``{"state": "unreachable"}``."""
+        try:
+            with urllib.request.urlopen(f"{peer.admin}/status", timeout=timeout) as r:
+                status: dict[str, Any] = json.load(r)
+                return status
+        except (OSError, ValueError, urllib.error.URLError):
+            return {"state": "unreachable"}
+
+    def statuses(self) -> list[dict[str, Any]]:
+        return [self.status(p) for p in self.peers if self.alive(p)]
+
+    def alive(self, peer: LabPeer) -> bool:
+        process = self._processes.get(peer.index)
+        if process is not None:
+            return process.poll() is None
+        if peer.pid is None:
+            return False
+        try:
+            os.kill(peer.pid, 0)
+        except OSError:
+            return False
+        return True
+
+    def waitFor(
+        self,
+        condition: Callable[[dict[str, Any]], bool],
+        peers: Sequence[LabPeer],
+        timeout: float,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = [self.status(p) for p in peers]
+            done = sum(1 for s in statuses if condition(s))
+            if progress is not None:
+                progress(f"{done}/{len(peers)} peers ready")
+            if done == len(peers):
+                return
+            dead = [p for p in peers if not self.alive(p)]
+            if dead:
+                raise RuntimeError(f"peer {dead[0].index} exited; see {dead[0].dataDir}/twistd.log")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {done} of {len(peers)} peers ready after {timeout} s")
+            time.sleep(0.25)
+
+    def waitConverged(self, timeout: float, progress: Callable[[str], None] | None = None) -> float:
+        """Wait until every live peer has joined and the ring is right;
+        return the seconds it took."""
+        started = time.monotonic()
+        deadline = started + timeout
+        while True:
+            statuses = self.statuses()
+            errors = ringErrors(statuses)
+            joined = sum(1 for s in statuses if s.get("state") == "joined")
+            if progress is not None:
+                progress(f"{joined}/{len(statuses)} joined, {len(errors)} ring errors")
+            if not errors and joined == len(statuses):
+                return time.monotonic() - started
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not converged after {timeout} s: {errors[:5]}")
+            time.sleep(0.25)
+
+    def sendSignal(self, peer: LabPeer, signum: int) -> None:
+        if peer.pid is not None and self.alive(peer):
+            os.kill(peer.pid, signum)
+
+    def stopPeer(self, peer: LabPeer, signum: int = signal.SIGTERM, timeout: float = 15) -> None:
+        """Stop one peer (SIGTERM leaves gracefully; SIGKILL is a failure)."""
+        self.sendSignal(peer, signum)
+        deadline = time.monotonic() + timeout
+        while self.alive(peer) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.alive(peer):
+            self.sendSignal(peer, signal.SIGKILL)
+        process = self._processes.pop(peer.index, None)
+        if process is not None:
+            process.wait()
+        self.peers.remove(peer)
+        self.save()
+
+    def stop(self) -> None:
+        """Stop every peer: SIGTERM to all, then wait, then SIGKILL."""
+        for peer in self.peers:
+            self.sendSignal(peer, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for peer in list(self.peers):
+            while self.alive(peer) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if self.alive(peer):
+                self.sendSignal(peer, signal.SIGKILL)
+            process = self._processes.pop(peer.index, None)
+            if process is not None:
+                process.wait()
+        self.peers = []
+        self.save()
