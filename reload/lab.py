@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -80,14 +81,27 @@ def ringErrors(statuses: Sequence[dict[str, Any]]) -> list[str]:
     return errors
 
 
+def _port(base: int | None, index: int) -> int:
+    """Port ``base + index - 1``, or with no base one the kernel says is
+    free now (for tests, which must not collide with anything)."""
+    if base is not None:
+        return base + index - 1
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 class Lab:
-    """N ``twistd reload`` processes in ``directory``."""
+    """N ``twistd reload`` processes in ``directory``; ports count up from
+    ``basePort`` (links) and ``adminBasePort`` (admin API), or are picked
+    free when those are None."""
 
     def __init__(
         self,
         directory: Path,
-        basePort: int = 16084,
-        adminBasePort: int = 18084,
+        basePort: int | None = 16084,
+        adminBasePort: int | None = 18084,
         extraArgs: Sequence[str] = (),
         environment: dict[str, str] | None = None,
     ) -> None:
@@ -134,11 +148,13 @@ class Lab:
 
     def startPeer(self, bootstrap: LabPeer | None = None) -> LabPeer:
         """Start one more peer, joining through ``bootstrap`` (or the first)."""
-        index = max((p.index for p in self.peers), default=0) + 1
+        # A new directory (and so a new Node-ID) even after peers stopped.
+        used = [int(d.name[5:]) for d in self.directory.glob("peer-*") if d.name[5:].isdigit()]
+        index = max(used, default=0) + 1
         dataDir = self.directory / f"peer-{index}"
-        dataDir.mkdir(parents=True, exist_ok=True)
+        dataDir.mkdir(parents=True)
         peer = LabPeer(
-            index, self.basePort + index - 1, self.adminBasePort + index - 1, str(dataDir)
+            index, _port(self.basePort, index), _port(self.adminBasePort, index), str(dataDir)
         )
         through = bootstrap if bootstrap is not None else (self.peers[0] if self.peers else None)
         args = [
