@@ -17,10 +17,12 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from reload import __version__
+from reload.admin.overlay import OverlayOperation, ping, routeQuery
 from reload.admin.status import adminRoot
 from reload.config import writeConfiguration
 from reload.peer import OverlayPeer
 from reload.settings import DEFAULT_CONFIGURATION_FILE, PeerSettings
+from reload.transport.node_api import TransportNode
 
 
 class Node(MultiService):
@@ -36,7 +38,13 @@ class Node(MultiService):
         self.peer = OverlayPeer(settings, reactor)
         self.peer.setServiceParent(self)
         if settings.admin is not None:
-            site = Site(adminRoot(self.status))
+            operations = {
+                b"ping": OverlayOperation(self._joinedNode, ping(reactor)),
+                b"route-query": OverlayOperation(
+                    self._joinedNode, routeQuery(lambda: settings.topology.name)
+                ),
+            }
+            site = Site(adminRoot(self.status, operations))
             site.displayTracebacks = False
             strports.service(settings.admin, site).setServiceParent(self)
 
@@ -63,6 +71,9 @@ class Node(MultiService):
     def stopService(self) -> Any:
         self.log.info("RELOAD peer stopping")
         return super().stopService()
+
+    def _joinedNode(self) -> TransportNode | None:
+        return self.peer.node if self.peer.state == "joined" else None
 
     def status(self) -> dict[str, Any]:
         """The peer's state for the admin API and ``reloadctl status``."""

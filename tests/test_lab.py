@@ -4,15 +4,19 @@ fails (SIGKILL) and after one leaves (SIGTERM); a new peer joins it."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reload.lab import Lab, ringErrors
 
-from .conftest import sourceEnv
+from .conftest import commandPath, sourceEnv
 
 PEERS = 10
 
@@ -49,6 +53,46 @@ def test_ten_peers_converge_to_a_correct_ring(lab: Lab) -> None:
         assert status["links"], "every peer has links"
 
 
+def _reloadctl(*args: str) -> Any:
+    result = subprocess.run(
+        [commandPath("reloadctl"), *args, "--json"],
+        capture_output=True, text=True, env=sourceEnv(), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _responsible(statuses: list[dict[str, Any]], resourceId: str) -> str:
+    ring = sorted(s["nodeId"] for s in statuses)
+    return next((n for n in ring if n >= resourceId), ring[0])
+
+
+def test_reloadctl_ping_reaches_the_responsible_peer(lab: Lab) -> None:
+    """Section 6.5.3 / 10.1: a Ping to a Resource-ID is answered by the peer
+    responsible for it, whichever peer sends it."""
+    statuses = lab.statuses()
+    for peer in lab.peers[:3]:
+        for name in ("alice@example.org", "bob@example.org", "turn-server-7"):
+            resourceId = hashlib.sha1(name.encode()).hexdigest()[:32]
+            [answer] = _reloadctl("ping", "--admin", peer.admin, "--name", name)
+            assert answer["destination"] == resourceId
+            assert answer["responder"] == _responsible(statuses, resourceId)
+            assert 1 <= answer["hops"] <= PEERS
+
+
+def test_reloadctl_ring_and_route_query(lab: Lab) -> None:
+    first = lab.peers[0]
+    ring = _reloadctl("ring", "--admin", first.admin)
+    status = lab.status(first)
+    assert ring["nodeId"] == status["nodeId"]
+    assert ring["successors"] == status["neighbours"]["successors"]
+    successor = ring["successors"][0]
+    destination = "00" * 16
+    answer = _reloadctl("route-query", "--admin", first.admin, successor, destination)
+    assert answer["peer"] == successor
+    assert answer["nextPeer"] in {s["nodeId"] for s in lab.statuses()}
+
+
 def test_ring_repairs_after_a_peer_fails(lab: Lab) -> None:
     lab.waitConverged(90)
     victim = lab.peers[3]
@@ -79,3 +123,28 @@ def test_a_new_peer_joins_the_running_ring(lab: Lab) -> None:
     statuses = lab.statuses()
     assert len(statuses) == before + 1
     assert lab.status(newcomer)["state"] == "joined"
+
+
+def test_reloadctl_lab_starts_and_stops_a_lab(tmp_path: Path) -> None:
+    """The user's way: `reloadctl lab --peers 3 --detach`, then `lab stop`."""
+    directory = tmp_path / "lab"
+    ports = ["--base-port", "0", "--admin-base-port", "0"]
+    started = subprocess.run(
+        [commandPath("reloadctl"), "lab", "--peers", "3", "--dir", str(directory), "--detach",
+         *ports],
+        capture_output=True, text=True, env=sourceEnv(), timeout=180,
+    )  # fmt: skip
+    lab = Lab.load(directory)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "Ring converged" in started.stderr
+        assert len(lab.peers) == 3
+        assert ringErrors(lab.statuses()) == []
+    finally:
+        stopped = subprocess.run(
+            [commandPath("reloadctl"), "lab", "stop", "--dir", str(directory)],
+            capture_output=True, text=True, env=sourceEnv(), timeout=60,
+        )  # fmt: skip
+    assert stopped.returncode == 0, stopped.stderr
+    assert "Stopped 3 peers" in stopped.stdout
+    assert not any(lab.alive(p) for p in lab.peers)

@@ -8,7 +8,7 @@ network.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.web.resource import Resource
@@ -30,10 +30,15 @@ class StatusResource(Resource):
         return json.dumps(self._status(), indent=2, sort_keys=True).encode() + b"\n"
 
 
-def adminRoot(status: Callable[[], dict[str, Any]]) -> Resource:
-    """The admin site's root: ``/status`` and an index that points to it."""
+def adminRoot(
+    status: Callable[[], dict[str, Any]], children: Mapping[bytes, Resource] | None = None
+) -> Resource:
+    """The admin site's root: ``/status``, the ``children`` given (the
+    overlay operations) and an index that lists them."""
     root = Resource()
     root.putChild(b"status", StatusResource(status))
+    for name, child in (children or {}).items():
+        root.putChild(name, child)
     root.putChild(b"", _Index())
     return root
 
@@ -43,4 +48,9 @@ class _Index(Resource):
 
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return b"RELOAD peer admin API\n  GET /status  peer status (JSON)\n"
+        return (
+            b"RELOAD peer admin API\n"
+            b"  GET  /status                          peer status (JSON)\n"
+            b"  POST /ping?destination=HEX[&resource=1] | ?name=TEXT\n"
+            b"  POST /route-query?peer=HEX&destination=HEX\n"
+        )

@@ -11,11 +11,13 @@ import argparse
 import json
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 from reload import __version__
+from reload.ctl.lab import addLabCommands
 from reload.plugins import PluginError, installedTopologies, installedUsages
 
 
@@ -44,21 +46,91 @@ def cmdPlugins(args: argparse.Namespace) -> int:
     return 0
 
 
+class AdminError(Exception):
+    """The admin API could not be reached or refused the request."""
+
+
+def _admin(args: argparse.Namespace, path: str, query: dict[str, str] | None = None) -> Any:
+    """GET (no ``query``) or POST ``path`` on the peer's admin API; its JSON."""
+    base = args.admin.rstrip("/")
+    if "://" not in base:
+        base = "http://" + base
+    url = base + path
+    data = None
+    if query is not None:
+        url += "?" + urllib.parse.urlencode(query)
+        data = b""
+    try:
+        with urllib.request.urlopen(url, data=data, timeout=args.timeout) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = json.load(exc).get("error", exc.reason)
+        except ValueError:
+            reason = exc.reason
+        raise AdminError(f"{url}: {reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise AdminError(f"cannot read {url}: {exc}") from None
+
+
 def cmdStatus(args: argparse.Namespace) -> int:
     """Show a peer's status from its admin API (``twistd reload --admin``)."""
-    url = args.admin.rstrip("/") + "/status"
-    if "://" not in url:
-        url = "http://" + url
-    try:
-        with urllib.request.urlopen(url, timeout=args.timeout) as response:
-            status = json.load(response)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        print(f"reloadctl: cannot read {url}: {exc}", file=sys.stderr)
-        return 1
+    status = _admin(args, "/status")
     width = max(map(len, status), default=0)
     human = "\n".join(f"{key:{width}}  {value}" for key, value in sorted(status.items()))
     _emit(args, status, human)
     return 0
+
+
+def cmdRing(args: argparse.Namespace) -> int:
+    """Show a peer's place in the ring: its Node-ID, neighbours and fingers."""
+    status = _admin(args, "/status")
+    neighbours = status.get("neighbours", {})
+    lines = [f"node         {status.get('nodeId', '?')}  ({status.get('state')})"]
+    for role in ("predecessors", "successors", "fingers"):
+        ids = neighbours.get(role, [])
+        lines.append(f"{role:12} {ids[0] if ids else '-'}")
+        lines += [f"{'':12} {nodeId}" for nodeId in ids[1:]]
+    lines.append(f"links        {len(status.get('links', []))}")
+    _emit(args, {"nodeId": status.get("nodeId"), **neighbours}, "\n".join(lines))
+    return 0
+
+
+def cmdPing(args: argparse.Namespace) -> int:
+    """Ping a Node-ID, Resource-ID or name through the overlay (6.5.3)."""
+    results = []
+    for _ in range(args.count):
+        if args.name is not None:
+            query = {"name": args.name}
+        else:
+            query = {"destination": args.destination, "resource": "1" if args.resource else "0"}
+        result = _admin(args, "/ping", query)
+        results.append(result)
+        if not args.json:
+            print(
+                f"answer from {result['responder']}: {result['hops']} hop(s), "
+                f"{result['rttMs']:.1f} ms"
+            )
+    if args.json:
+        print(json.dumps(results, indent=2, sort_keys=True))
+    return 0
+
+
+def cmdRouteQuery(args: argparse.Namespace) -> int:
+    """Ask a peer where it would route a destination (6.4.2.4)."""
+    result = _admin(args, "/route-query", {"peer": args.peer, "destination": args.destination})
+    nextHop = result.get("nextPeer", result["answer"])
+    human = f"{result['peer']} routes {result['destination']} to {nextHop}"
+    _emit(args, result, human)
+    return 0
+
+
+def _addAdmin(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--admin", default="127.0.0.1:8084", help="HOST:PORT or URL of the peer's admin API"
+    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait")
+    parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def buildParser() -> argparse.ArgumentParser:
@@ -73,18 +145,41 @@ def buildParser() -> argparse.ArgumentParser:
     plugins.set_defaults(func=cmdPlugins)
 
     status = sub.add_parser("status", help="show a peer's status from its admin API")
-    status.add_argument(
-        "--admin", default="127.0.0.1:8084", help="HOST:PORT or URL of the admin API"
-    )
-    status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
-    status.add_argument("--json", action="store_true", help="print JSON")
+    _addAdmin(status)
     status.set_defaults(func=cmdStatus)
+
+    ring = sub.add_parser("ring", help="show a peer's neighbours and fingers")
+    _addAdmin(ring)
+    ring.set_defaults(func=cmdRing)
+
+    ping = sub.add_parser("ping", help="ping a Node-ID, Resource-ID or name through a peer")
+    ping.add_argument("destination", nargs="?", help="Node-ID or Resource-ID (hex)")
+    ping.add_argument("--resource", action="store_true", help="the destination is a Resource-ID")
+    ping.add_argument("--name", help="ping the Resource-ID of this name instead")
+    ping.add_argument("--count", type=int, default=1, help="how many pings")
+    _addAdmin(ping)
+    ping.set_defaults(func=cmdPing)
+
+    query = sub.add_parser("route-query", help="ask a peer where it routes a destination")
+    query.add_argument("peer", help="Node-ID (hex) of the peer to ask")
+    query.add_argument("destination", help="Resource-ID (hex) to ask about")
+    _addAdmin(query)
+    query.set_defaults(func=cmdRouteQuery)
+
+    addLabCommands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = buildParser().parse_args(argv)
-    status: int = args.func(args)
+    parser = buildParser()
+    args = parser.parse_args(argv)
+    if args.command == "ping" and (args.destination is None) == (args.name is None):
+        parser.error("ping needs a destination or --name, not both")
+    try:
+        status: int = args.func(args)
+    except AdminError as exc:
+        print(f"reloadctl: {exc}", file=sys.stderr)
+        return 1
     return status
 
 

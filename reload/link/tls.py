@@ -453,6 +453,11 @@ class TLSLink(Protocol):
 
     def connectionMade(self) -> None:
         self._tls = cast(_TLSTransport, self.transport)
+        # Messages and their ACKs are small and latency-bound: without
+        # TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms a hop.
+        tcp = getattr(self.transport, "transport", None)
+        if tcp is not None and hasattr(tcp, "setTcpNoDelay"):
+            tcp.setTcpNoDelay(True)
         self._handshakeTimer = self.clock.callLater(
             self.settings.handshakeTimeout, self._handshakeTimedOut
         )
