@@ -237,6 +237,9 @@ class OverlayPeer(Service):
             out["address"] = f"{self.address[0]}:{self.address[1]}"
         if self.listener is not None:
             out["links"] = sorted(nodeId.hex() for nodeId, _ in self.listener.table.items())
+        if self.node is not None:
+            # Messages this peer sent, received, forwarded... since it started.
+            out["counters"] = dict(sorted(self.node.transport.counters.items()))
         if self.topology is not None:
             out["neighbours"] = {
                 role: [n.hex() for n in ids] for role, ids in self.topology.neighbours().items()
