@@ -22,6 +22,9 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from reload.config import OverlayConfiguration, writeConfiguration
+from reload.config.sequence import ANY_SEQUENCE
+from reload.configupdate import ConfigurationUpdater
 from reload.identity import CredentialsError, peerIdentity
 from reload.interfaces import INode
 from reload.link.listener import LinkListener
@@ -29,16 +32,21 @@ from reload.link.tls import LinkSettings
 from reload.security.certificates import PeerIdentity
 from reload.security.signing import CertificateCache
 from reload.security.trust import TrustPolicy
-from reload.settings import BootstrapAddress, PeerSettings
+from reload.settings import DEFAULT_CONFIGURATION_FILE, BootstrapAddress, PeerSettings
 from reload.transport.attach import NoIceAttachHandler, hostCandidate
 from reload.transport.node_api import TransportNode
 from reload.transport.security import SigningSecurity
+from reload.transport.transport import TransportSettings
 from reload.wire.attach import IceCandidate
+from reload.wire.header import Destination
+from reload.wire.methods import ConfigUpdateReq
 
 __all__ = ["OverlayPeer"]
 
 #: Seconds between rounds of bootstrap attempts when none answered.
 BOOTSTRAP_RETRY = 10.0
+#: Seconds between two ConfigUpdates pushed to the same outdated peer.
+CONFIG_PUSH_INTERVAL = 60.0
 #: Seconds a graceful leave may take at shutdown before links are closed.
 LEAVE_TIMEOUT = 5.0
 
@@ -59,6 +67,9 @@ class OverlayPeer(Service):
         self.topology: Any = None
         self.address: tuple[str, int] | None = None
         self._starting: Deferred[None] | None = None
+        self.configuration: OverlayConfiguration = settings.configuration
+        self._configurationDocument = b""
+        self._configurationSent: dict[bytes, float] = {}
 
     # -- start -----------------------------------------------------------------
 
@@ -119,6 +130,13 @@ class OverlayPeer(Service):
         bound = cast(IPv4Address | IPv6Address, port.getHost())
         self.address = (self._advertised(bound.host), bound.port)
         # TransportNode is the routing part of INode; storage joins it later.
+        self.configuration = configuration
+        self._configurationDocument = writeConfiguration(configuration)
+        updater = ConfigurationUpdater(
+            lambda: self.configuration, self._reconfigure, security.certificates, self.reactor
+        )
+        node.dispatcher.register(ConfigUpdateReq.CODE, updater)
+        node.transport.onConfigurationTooOld = self._sendConfiguration
         self.topology = settings.topology.makeTopology(cast(INode, node))
         node.useTopology(self.topology)
         self.state = "joining"
@@ -130,6 +148,40 @@ class OverlayPeer(Service):
             nodeId=identity.nodeId.hex(),
             host=self.address[0],
             port=self.address[1],
+        )
+
+    def _reconfigure(self, configuration: OverlayConfiguration, document: bytes) -> None:
+        """Section 6.5.4.2: make a verified, newer configuration the one in
+        force, and keep it in the data directory for later starts."""
+        assert self.node is not None
+        self.configuration = configuration
+        self._configurationDocument = document
+        Path(self.settings.dataDir.path, DEFAULT_CONFIGURATION_FILE).write_bytes(document)
+        settings = TransportSettings.fromConfiguration(configuration)
+        self.node.settings = self.node.transport.settings = settings
+        self.log.info(
+            "Configuration of {overlay} updated to sequence {sequence}",
+            overlay=configuration.instanceName,
+            sequence=configuration.sequence,
+        )
+
+    def _sendConfiguration(self, nodeId: bytes) -> None:
+        """Section 6.3.2.1: a peer with an older configuration gets ours,
+        at most once a minute."""
+        now = self.reactor.seconds()
+        if now - self._configurationSent.get(nodeId, -CONFIG_PUSH_INTERVAL) < CONFIG_PUSH_INTERVAL:
+            return
+        self._configurationSent[nodeId] = now
+        assert self.node is not None
+        self.node.transport.request(
+            [Destination.node(nodeId)],
+            ConfigUpdateReq.CODE,
+            ConfigUpdateReq.for_config(self._configurationDocument).encode(),
+            configurationSequence=ANY_SEQUENCE,
+        ).addErrback(
+            lambda f: self.log.info(
+                "ConfigUpdate to {nodeId}: {error}", nodeId=nodeId.hex(), error=f.getErrorMessage()
+            )
         )
 
     def _advertised(self, host: str) -> str:

@@ -692,9 +692,11 @@ class Transport:
         maxResponseLength: int = 0,
         ttl: int | None = None,
         firstHop: bytes | None = None,
+        configurationSequence: int | None = None,
     ) -> Deferred[Response]:
         """Send a request along ``destinations`` (section 6.2.1) and fire
-        with its verified :class:`Response`.
+        with its verified :class:`Response`.  ``configurationSequence``
+        overrides this node's (ConfigUpdate sends 65535, section 6.3.2.1).
 
         Fails with :class:`ReloadError` when an Error comes back (or this
         node cannot route it at all), with
@@ -711,7 +713,11 @@ class Transport:
             overlay=self.settings.overlay,
             transaction_id=transactionId,
             destination_list=tuple(destinations),
-            configuration_sequence=self.settings.configurationSequence,
+            configuration_sequence=(
+                self.settings.configurationSequence
+                if configurationSequence is None
+                else configurationSequence
+            ),
             ttl=self.settings.initialTtl if ttl is None else ttl,
             max_response_length=maxResponseLength,
         )
