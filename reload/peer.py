@@ -18,6 +18,7 @@ from typing import Any, cast
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import CannotListenError
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -25,6 +26,7 @@ from twisted.python.failure import Failure
 from reload.config import OverlayConfiguration, writeConfiguration
 from reload.config.sequence import ANY_SEQUENCE
 from reload.configupdate import ConfigurationUpdater
+from reload.enrollment.client import EnrollmentError
 from reload.identity import CredentialsError, peerIdentity
 from reload.interfaces import INode
 from reload.link.listener import LinkListener
@@ -81,7 +83,7 @@ class OverlayPeer(Service):
 
     def _startFailed(self, failure: Failure) -> None:
         self.state = "failed"
-        if failure.check(CredentialsError):
+        if failure.check(CredentialsError, EnrollmentError, CannotListenError):
             self.error = failure.getErrorMessage()
             self.log.critical("Cannot start the peer: {error}", error=self.error)
         else:
