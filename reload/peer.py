@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -29,6 +29,7 @@ from reload.configupdate import ConfigurationUpdater
 from reload.enrollment.client import EnrollmentError
 from reload.identity import CredentialsError, peerIdentity
 from reload.interfaces import INode
+from reload.link.dtls import DTLSEndpoint, DTLSSettings, listenDTLS
 from reload.link.listener import LinkListener
 from reload.link.tls import LinkSettings
 from reload.security.certificates import PeerIdentity
@@ -39,7 +40,7 @@ from reload.transport.attach import NoIceAttachHandler, hostCandidate
 from reload.transport.node_api import TransportNode
 from reload.transport.security import SigningSecurity
 from reload.transport.transport import TransportSettings
-from reload.wire.attach import IceCandidate
+from reload.wire.attach import IceCandidate, OverlayLinkType
 from reload.wire.header import Destination
 from reload.wire.methods import ConfigUpdateReq
 
@@ -66,6 +67,7 @@ class OverlayPeer(Service):
         self.identity: PeerIdentity | None = None
         self.node: TransportNode | None = None
         self.listener: LinkListener | None = None
+        self.dtls: DTLSEndpoint | None = None
         self.topology: Any = None
         self.address: tuple[str, int] | None = None
         self._starting: Deferred[None] | None = None
@@ -111,12 +113,17 @@ class OverlayPeer(Service):
         )
         trust = TrustPolicy.fromConfiguration(configuration)
         security = SigningSecurity(identity, CertificateCache(trust), self.reactor)
+        connectors: dict[int, Any] = {OverlayLinkType.TLS_TCP_FH_NO_ICE: self._connect}
+        if self._dtls:
+            connectors[OverlayLinkType.DTLS_UDP_SR_NO_ICE] = self._connectDTLS
         node = TransportNode(
             identity.nodeId,
             security,
             self.reactor,
             configuration=configuration,
-            attachHandler=NoIceAttachHandler(self._connect, self._candidates),
+            attachHandler=NoIceAttachHandler(
+                self._connect, self._candidates, connectors=connectors
+            ),
             reactor=self.reactor,
         )
         self.node = node
@@ -131,6 +138,17 @@ class OverlayPeer(Service):
         port = await listener.listen(settings.listen)
         bound = cast(IPv4Address | IPv6Address, port.getHost())
         self.address = (self._advertised(bound.host), bound.port)
+        if self._dtls:
+            # Section 6.6.6 links on the same port number, over UDP.
+            self.dtls = listenDTLS(
+                self.reactor,
+                bound.port,
+                identity,
+                trust,
+                node.transport,
+                DTLSSettings(maxMessageSize=configuration.maxMessageSize),
+                interface=bound.host,
+            )
         # TransportNode is the routing part of INode; storage joins it later.
         self.configuration = configuration
         self._configurationDocument = writeConfiguration(configuration)
@@ -201,14 +219,36 @@ class OverlayPeer(Service):
             return name
         return host
 
+    @property
+    def _dtls(self) -> bool:
+        """Section 11.1: overlay-link-protocol "TLS" (also the default when
+        there is none) means TLS and DTLS; "DTLS" alone means DTLS."""
+        protocols = {p.upper() for p in self.settings.configuration.overlayLinkProtocols}
+        return not protocols or bool(protocols & {"TLS", "DTLS"})
+
     def _candidates(self) -> Sequence[IceCandidate]:
+        """Our host candidates (section 6.5.1.5): TLS, and DTLS on the same
+        port number; the preferred link protocol gets the higher priority."""
         if self.address is None:
             return ()
-        return [hostCandidate(*self.address)]
+        host, port = self.address
+        tls = OverlayLinkType.TLS_TCP_FH_NO_ICE
+        dtls = OverlayLinkType.DTLS_UDP_SR_NO_ICE
+        order = [dtls, tls] if self.settings.linkProtocol == "dtls" else [tls, dtls]
+        if not self._dtls:
+            order.remove(dtls)
+        return [
+            hostCandidate(host, port, linkType, localPreference=65535 - rank)
+            for rank, linkType in enumerate(order)
+        ]
 
     def _connect(self, host: str, port: int, nodeId: bytes) -> Deferred[Any]:
         assert self.listener is not None
         return self.listener.connect(host, port, nodeId)
+
+    def _connectDTLS(self, host: str, port: int, nodeId: bytes) -> Deferred[Any]:
+        assert self.dtls is not None
+        return self.dtls.connect(host, port, nodeId)
 
     def _bootstrapPeers(self) -> list[BootstrapAddress]:
         if self.settings.bootstrap:
@@ -271,9 +311,12 @@ class OverlayPeer(Service):
         def close(_: object) -> Deferred[Any]:
             if self.node is not None:
                 self.node.stop()
+            closing: list[Deferred[Any]] = []
+            if self.dtls is not None:
+                closing.append(self.dtls.stop())
             if self.listener is not None:
-                return self.listener.stopService()
-            return succeed(None)
+                closing.append(self.listener.stopService())
+            return DeferredList(closing, consumeErrors=True)
 
         return leaving.addCallback(close).addCallback(lambda _: None)
 
@@ -289,8 +332,13 @@ class OverlayPeer(Service):
             out["userName"] = self.identity.userName
         if self.address is not None:
             out["address"] = f"{self.address[0]}:{self.address[1]}"
+        if self.node is not None:
+            out["links"] = sorted(nodeId.hex() for nodeId in self.node.transport.connected)
         if self.listener is not None:
-            out["links"] = sorted(nodeId.hex() for nodeId, _ in self.listener.table.items())
+            out["linkTypes"] = {
+                "tls": len(self.listener.table.items()),
+                "dtls": 0 if self.dtls is None else len(self.dtls.links),
+            }
         if self.node is not None:
             # Messages this peer sent, received, forwarded... since it started.
             out["counters"] = dict(sorted(self.node.transport.counters.items()))

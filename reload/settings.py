@@ -43,3 +43,6 @@ class PeerSettings:
     password: str | None = field(default=None, repr=False)
     #: The address other peers are told to reach this one at.
     advertise: str | None = None
+    #: The link protocol this peer prefers in its Attach candidates:
+    #: "tls" (TLS-TCP-FH-NO-ICE) or "dtls" (DTLS-UDP-SR-NO-ICE).
+    linkProtocol: str = "tls"

@@ -134,6 +134,13 @@ class Options(usage.Options):
         ],
         ["password-file", None, None, "File holding the enrollment password (its first line)."],
         [
+            "link-protocol",
+            None,
+            "tls",
+            "Link protocol this peer prefers for the links it makes through Attach: tls "
+            "(TLS-TCP-FH-NO-ICE) or dtls (DTLS-UDP-SR-NO-ICE, on the same port number over UDP).",
+        ],
+        [
             "advertise",
             None,
             None,
@@ -178,6 +185,10 @@ class Options(usage.Options):
                 checkServerEndpoint(self["admin"])
             except EndpointSyntaxError as exc:
                 raise usage.UsageError(f"--admin {self['admin']!r}: {exc}") from None
+        if self["link-protocol"] not in ("tls", "dtls"):
+            raise usage.UsageError(
+                f"--link-protocol {self['link-protocol']!r}: expected tls or dtls"
+            )
         dataDir = FilePath(self["data-dir"])
         if dataDir.exists() and not dataDir.isdir():
             raise usage.UsageError(f"--data-dir {self['data-dir']}: exists and is not a directory")
@@ -222,6 +233,7 @@ class Options(usage.Options):
             userName=self["user"],
             password=password,
             advertise=self["advertise"],
+            linkProtocol=self["link-protocol"],
         )
 
     def _configuration(self, dataDir: FilePath) -> OverlayConfiguration:  # type: ignore[type-arg]

@@ -29,7 +29,7 @@ NAT with a public peer).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from ipaddress import ip_address
 from typing import Any, Literal, Protocol
 
@@ -122,8 +122,9 @@ class NoIceAttachHandler:
     that address and fires once it is up (the transport heard ``linkUp``);
     ``candidates`` are this node's (a sequence, or a function for addresses
     known only once listening).  ``linkTypes`` are the link types
-    ``connect`` can make; ``initiator`` says who connects (see the module
-    docstring).
+    ``connect`` can make; ``connectors`` instead gives one such function
+    per link type, for a node with several (TLS and DTLS links);
+    ``initiator`` says who connects (see the module docstring).
     """
 
     log = Logger()
@@ -135,12 +136,14 @@ class NoIceAttachHandler:
         *,
         linkTypes: frozenset[int] = frozenset({OverlayLinkType.TLS_TCP_FH_NO_ICE}),
         initiator: Literal["answerer", "offerer"] = "answerer",
+        connectors: Mapping[int, Callable[[str, int, bytes], Deferred[Any]]] | None = None,
     ) -> None:
-        if not linkTypes <= NO_ICE_LINK_TYPES:
+        self.connectors = dict(connectors) if connectors else dict.fromkeys(linkTypes, connect)
+        if not self.connectors.keys() <= NO_ICE_LINK_TYPES:
             raise ValueError("NoIceAttachHandler makes No-ICE link types only")
         self.connect = connect
         self._candidates = candidates
-        self.linkTypes = linkTypes
+        self.linkTypes = frozenset(self.connectors)
         self.initiator = initiator
 
     def candidates(self) -> tuple[IceCandidate, ...]:
@@ -195,7 +198,7 @@ class NoIceAttachHandler:
             host = str(ip_address(candidate.addr_port.address))
             port = candidate.addr_port.port
             try:
-                return await self.connect(host, port, nodeId)
+                return await self.connectors[candidate.overlay_link](host, port, nodeId)
             except Exception as exc:
                 errors.append(f"{host}:{port}: {exc}")
                 self.log.info(
