@@ -23,6 +23,10 @@ OPTIONS = [
     "--topology",
     "--usage",
     "--usage-option",
+    "--user",
+    "--password-file",
+    "--advertise",
+    "--link-protocol",
 ]
 
 
@@ -66,6 +70,8 @@ def test_twistd_lists_the_reload_plugin(tmp_path: Path) -> None:
             "--config /nonexistent/overlay.xml: no such file",
         ),
         (["--no-such-option"], "option --no-such-option not recognized"),
+        (["--link-protocol", "carrier-pigeon"], "--link-protocol 'carrier-pigeon': expected tls"),
+        (["--password-file", "/nonexistent/pw"], "--password-file /nonexistent/pw"),
     ],
 )
 def test_bad_options_are_usage_errors_not_tracebacks(
