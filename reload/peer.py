@@ -33,6 +33,7 @@ from reload.link.dtls import DTLSEndpoint, DTLSSettings, listenDTLS
 from reload.link.listener import LinkListener
 from reload.link.tls import LinkSettings
 from reload.security.certificates import PeerIdentity
+from reload.security.keylog import keyLogFile
 from reload.security.signing import CertificateCache
 from reload.security.trust import TrustPolicy
 from reload.settings import DEFAULT_CONFIGURATION_FILE, BootstrapAddress, PeerSettings
@@ -97,6 +98,13 @@ class OverlayPeer(Service):
 
     async def _start(self) -> None:
         settings = self.settings
+        keyLog = keyLogFile()
+        if keyLog is not None:
+            self.log.warn(
+                "SSLKEYLOGFILE is set: the TLS and DTLS secrets of every link are written to "
+                "{path}; anyone with that file can read this peer's traffic",
+                path=keyLog,
+            )
         configuration = settings.configuration
         self.identity = identity = await peerIdentity(
             self.reactor,

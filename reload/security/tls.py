@@ -54,6 +54,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from reload.security.certificates import PeerIdentity
+from reload.security.keylog import KeyLog, keyLogFile
 from reload.security.trust import (
     CLIENT_AUTH,
     SERVER_AUTH,
@@ -243,7 +244,8 @@ def makeContext(
     """A context for overlay links with ``identity``'s certificate (and
     chain) and the one verify callback checking peers against ``trust``.
 
-    Mutual authentication is required (VERIFY_PEER |
+    With ``SSLKEYLOGFILE`` set, the session secrets are appended to that
+    file (:mod:`reload.security.keylog`).  Mutual authentication is required (VERIFY_PEER |
     VERIFY_FAIL_IF_NO_PEER_CERT) whatever the role; at least TLS 1.2 (DTLS
     1.2 for the DTLS methods); ECDHE key exchange only; no session
     resumption, so that every connection's peer is verified.  Connections
@@ -273,6 +275,9 @@ def makeContext(
     # with client verification even when the cache is off.
     identityDer = identity.certificate.public_bytes(serialization.Encoding.DER)
     context.set_session_id(hashlib.sha256(identityDer).digest())
+    path = keyLogFile()
+    if path is not None:
+        KeyLog(path).install(context)
     return context
 
 
