@@ -135,6 +135,7 @@ class OverlayPeer(Service):
             reactor=self.reactor,
         )
         self.node = node
+        node.transport.trace = settings.traceMessages
         listener = LinkListener(
             self.reactor,
             identity,

@@ -46,3 +46,5 @@ class PeerSettings:
     #: The link protocol this peer prefers in its Attach candidates:
     #: "tls" (TLS-TCP-FH-NO-ICE) or "dtls" (DTLS-UDP-SR-NO-ICE).
     linkProtocol: str = "tls"
+    #: Log one event per message sent, received and forwarded.
+    traceMessages: bool = False

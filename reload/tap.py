@@ -90,6 +90,15 @@ class Options(usage.Options):
         "peer needs no set-up and a second one joins with --bootstrap."
     )
 
+    optFlags = [
+        [
+            "trace-messages",
+            None,
+            "Log one event per message sent, received and forwarded: method, transaction "
+            "id, source, destination, via list length, size, link.",
+        ],
+    ]
+
     optParameters = [
         [
             "config",
@@ -234,6 +243,7 @@ class Options(usage.Options):
             password=password,
             advertise=self["advertise"],
             linkProtocol=self["link-protocol"],
+            traceMessages=bool(self["trace-messages"]),
         )
 
     def _configuration(self, dataDir: FilePath) -> OverlayConfiguration:  # type: ignore[type-arg]

@@ -66,6 +66,7 @@ from reload.transport.routing import (
     responseDestinations,
 )
 from reload.transport.security import UNSIGNED, MessageSecurity, Signer, TrustedSigner
+from reload.transport.trace import traceMessage
 from reload.transport.transactions import (
     DEFAULT_RELIABILITY_TIMER,
     DEFAULT_TRANSMISSIONS,
@@ -237,6 +238,8 @@ class Transport:
         #: older configuration sequence: section 6.3.2.1 says the node "MUST
         #: generate a ConfigUpdate message to update the requesting node".
         self.onConfigurationTooOld: Callable[[bytes], object] | None = None
+        #: Log every message sent, received and forwarded (--trace-messages).
+        self.trace = False
         self._self = TrustedSigner(nodeId)
         self._links: dict[bytes, Any] = {}
         self._linkNodeIds: dict[int, tuple[bytes, Any]] = {}
@@ -372,6 +375,8 @@ class Transport:
         self.counters["received"] += 1
         if type(data) is not bytes:
             data = bytes(data)
+        if self.trace:
+            traceMessage("received", data, link, previousHop)
         try:
             view = HeaderView(data, self.settings.maxMessageSize)
         except DecodeError as exc:
@@ -432,10 +437,13 @@ class Transport:
         except EncodeError as exc:
             self._reject(view, previousHop, ErrorCode.INVALID_MESSAGE, str(exc))
             return
-        if self._send(link, data):
+        if self._send(link, data, "forwarded"):
             self.counters["forwarded"] += 1
 
-    def _send(self, link: Any, data: bytes) -> bool:
+    def _send(self, link: Any, data: bytes, direction: str = "sent") -> bool:
+        if self.trace:
+            entry = self._linkNodeIds.get(id(link))
+            traceMessage(direction, data, link, entry[0] if entry else None)
         try:
             link.send(data)
         except (LinkClosed, LinkBusy) as exc:

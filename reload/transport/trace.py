@@ -1,0 +1,68 @@
+"""The message trace (``twistd reload --trace-messages``): one structured
+``twisted.logger`` event per message a node sends, receives or forwards.
+
+Only the forwarding header and the message code are read (the bytes are
+re-read here, never the body), so tracing costs nothing when it is off
+beyond the one check the transport makes before calling :func:`traceMessage`.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from twisted.logger import Logger
+
+from reload.wire.errors import DecodeError
+from reload.wire.header import Destination, HeaderView
+from reload.wire.message import MessageCode
+
+__all__ = ["traceMessage"]
+
+_CODE = struct.Struct("!H")
+_log = Logger(namespace="reload.trace")
+
+
+def _name(code: int) -> str:
+    try:
+        return MessageCode(code).name.lower()
+    except ValueError:
+        return f"code_{code:#06x}"
+
+
+def _describe(destination: Destination) -> str:
+    return destination.value.hex()
+
+
+def traceMessage(direction: str, data: bytes, link: Any, nodeId: bytes | None) -> None:
+    """Log ``data`` going ``direction`` ("sent", "received", "forwarded")
+    over ``link`` to or from ``nodeId``."""
+    try:
+        view = HeaderView(data, max(len(data), 38))
+        (code,) = _CODE.unpack_from(data, view.body_offset)
+        via = view.via_list
+    except (DecodeError, struct.error):
+        _log.info(
+            "{direction} {size} bytes that are not a RELOAD message, link {link}",
+            direction=direction, size=len(data), link=_linkName(link, nodeId),
+        )  # fmt: skip
+        return
+    _log.info(
+        "{direction} {method} tid={transactionId:016x} from {source} to {destination} "
+        "via {viaLength} size {size} link {link}",
+        direction=direction,
+        method=_name(code),
+        messageCode=code,
+        transactionId=view.transaction_id,
+        source=_describe(via[0]) if via else "local",
+        destination=_describe(view.destinations[0]),
+        viaLength=len(via),
+        size=len(data),
+        link=_linkName(link, nodeId),
+        ttl=view.ttl,
+    )
+
+
+def _linkName(link: Any, nodeId: bytes | None) -> str:
+    kind = type(link).__name__.removesuffix("Link").lower() or "link"
+    return f"{kind}:{nodeId.hex() if nodeId else '?'}"
