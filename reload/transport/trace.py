@@ -54,13 +54,23 @@ def traceMessage(direction: str, data: bytes, link: Any, nodeId: bytes | None) -
         method=_name(code),
         messageCode=code,
         transactionId=view.transaction_id,
-        source=_describe(via[0]) if via else "local",
+        source=_source(direction, via, nodeId),
         destination=_describe(view.destinations[0]),
         viaLength=len(via),
         size=len(data),
         link=_linkName(link, nodeId),
         ttl=view.ttl,
     )
+
+
+def _source(direction: str, via: tuple[Destination, ...], nodeId: bytes | None) -> str:
+    """Who sent the message: the first via-list entry (section 6.1.2); with
+    none, the link's peer for a received message, this node for its own."""
+    if via:
+        return _describe(via[0])
+    if direction == "received" and nodeId is not None:
+        return nodeId.hex()
+    return "local"
 
 
 def _linkName(link: Any, nodeId: bytes | None) -> str:
