@@ -413,7 +413,7 @@ def signMessage(
     identity: PeerIdentity,
     *,
     nodeId: bytes | None = None,
-    certificates: Iterable[x509.Certificate] = (),
+    certificates: Iterable[x509.Certificate | bytes] = (),
 ) -> Message:
     """The message ``header`` + ``contents`` signed by ``identity``.
 
@@ -428,7 +428,7 @@ def signMessage(
     )
     ders: dict[bytes, None] = {}
     for cert in (identity.certificate, *identity.chain, *certificates):
-        ders.setdefault(_der(cert))
+        ders.setdefault(cert if isinstance(cert, bytes) else _der(cert))
     block = SecurityBlock(
         tuple(GenericCertificate(CertificateType.X509, der) for der in ders), signature
     )

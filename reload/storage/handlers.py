@@ -21,7 +21,7 @@ from typing import Protocol, TypeVar
 
 from reload.storage.kinds import unknownKindError
 from reload.storage.service import StorageService
-from reload.transport.dispatcher import Dispatcher, Request
+from reload.transport.dispatcher import Dispatcher, Reply, Request
 from reload.transport.errors import ReloadError
 from reload.wire.message import ErrorCode
 from reload.wire.storage import (
@@ -101,11 +101,12 @@ class StorageHandlers:
         body = self._body(request, StoreReq)
         return self.service.handleStore(body, request.signer, self.clock.seconds())
 
-    def fetch(self, request: Request) -> FetchAns:
+    def fetch(self, request: Request) -> Reply:
+        """Section 7.4.2.2, with the certificates of the values' signers in
+        the answer's security block (section 6.3.4)."""
         body = self._body(request, FetchReq)
-        return self.service.handleFetch(
-            body, self.clock.seconds(), self._maxResponseLength(request)
-        )
+        result = self.service.fetch(body, self.clock.seconds(), self._maxResponseLength(request))
+        return Reply(FetchAns.CODE, result.answer.encode(), certificates=result.certificates)
 
     def stat(self, request: Request) -> StatAns:
         body = self._body(request, StatReq)

@@ -136,11 +136,14 @@ class Request:
 class Reply:
     """An answer to send: ``code`` and encoded ``body``.  ``afterSent`` is
     called once the answer has been handed to the link (Attach uses it to
-    start connecting, section 6.5.1.2)."""
+    start connecting, section 6.5.1.2).  ``certificates`` (DER) go into the
+    answer's security block beside the signer's (section 6.3.4: e.g. the
+    signers of the values a FetchAns returns)."""
 
     code: int
     body: bytes
     afterSent: Callable[[], object] | None = field(default=None, compare=False)
+    certificates: tuple[bytes, ...] = ()
 
     @property
     def isError(self) -> bool:

@@ -71,7 +71,8 @@ class MessageSecurity(Protocol):
     def sign(self, message: Message) -> Message:
         """``message`` with its security block filled in: the signature over
         ``overlay || transaction_id || MessageContents || SignerIdentity``
-        and the certificates needed to check it."""
+        and the certificates needed to check it, with any certificates
+        already in ``message``'s (unsigned) security block."""
         ...
 
     def verify(self, message: Message, previousHop: bytes | None) -> Signer:
@@ -195,12 +196,15 @@ class SigningSecurity:
     def sign(self, message: Message) -> Message:
         from reload.security.signing import signMessage
 
+        # Certificates the caller put in the unsigned block (a FetchAns's
+        # value signers) travel with ours.
+        carried = [c.certificate for c in message.security_block.certificates]
         return signMessage(
             message.header,
             message.contents,
             self.identity,
             nodeId=self.nodeId,
-            certificates=self.extraCertificates,
+            certificates=(*self.extraCertificates, *carried),
         )
 
     def verify(self, message: Message, previousHop: bytes | None) -> Signer:

@@ -96,6 +96,7 @@ from reload.wire.message import (
     MessageContents,
     UnknownCriticalExtension,
 )
+from reload.wire.security_block import CertificateType, GenericCertificate, SecurityBlock
 from reload.wire.storage import DEFAULT_NODE_ID_LENGTH
 
 __all__ = ["Response", "Transport", "TransportSettings"]
@@ -577,8 +578,12 @@ class Transport:
         )
 
     def _signedAnswer(self, header: ForwardingHeader, reply: Reply) -> tuple[Message, bytes]:
+        unsigned = UNSIGNED
+        if reply.certificates:
+            carried = tuple(GenericCertificate(CertificateType.X509, c) for c in reply.certificates)
+            unsigned = SecurityBlock(carried, UNSIGNED.signature)
         signed = self.security.sign(
-            Message(header, MessageContents(reply.code, reply.body), UNSIGNED)
+            Message(header, MessageContents(reply.code, reply.body), unsigned)
         )
         return signed, signed.encode()
 
