@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from reload import __version__
+from reload.admin import storage as adminStorage
 from reload.admin.overlay import OverlayOperation, ping, routeQuery
 from reload.admin.status import adminRoot
 from reload.config import writeConfiguration
@@ -44,6 +45,14 @@ class Node(MultiService):
                     self._joinedNode, routeQuery(lambda: settings.topology.name)
                 ),
             }
+            storage = lambda: self.peer.storage  # noqa: E731 - read when called
+            for name, make in (
+                (b"store", adminStorage.store),
+                (b"fetch", adminStorage.fetch),
+                (b"stat", adminStorage.stat),
+                (b"find", adminStorage.find),
+            ):
+                operations[name] = OverlayOperation(self._joinedNode, make(storage))
             site = Site(adminRoot(self.status, operations))
             site.displayTracebacks = False
             strports.service(settings.admin, site).setServiceParent(self)

@@ -10,6 +10,7 @@ CHORD-RELOAD) before closing the links.
 
 from __future__ import annotations
 
+import datetime
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import CannotListenError
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -37,6 +38,12 @@ from reload.security.keylog import keyLogFile
 from reload.security.signing import CertificateCache
 from reload.security.trust import TrustPolicy
 from reload.settings import DEFAULT_CONFIGURATION_FILE, BootstrapAddress, PeerSettings
+from reload.storage.client import StorageClient
+from reload.storage.handlers import StorageHandlers
+from reload.storage.kinds import CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER, KindTable
+from reload.storage.policies import PolicyRegistry
+from reload.storage.service import StorageService
+from reload.storage.sqlite import SQLiteStore
 from reload.transport.attach import NoIceAttachHandler, hostCandidate
 from reload.transport.node_api import TransportNode
 from reload.transport.security import SigningSecurity
@@ -44,11 +51,14 @@ from reload.transport.transport import TransportSettings
 from reload.wire.attach import IceCandidate, OverlayLinkType
 from reload.wire.header import Destination
 from reload.wire.methods import ConfigUpdateReq
+from reload.wire.storage import ArrayEntry, DataValue
 
 __all__ = ["OverlayPeer"]
 
 #: Seconds between rounds of bootstrap attempts when none answered.
 BOOTSTRAP_RETRY = 10.0
+#: Seconds between sweeps of expired stored values.
+PURGE_INTERVAL = 60.0
 #: Seconds between two ConfigUpdates pushed to the same outdated peer.
 CONFIG_PUSH_INTERVAL = 60.0
 #: Seconds a graceful leave may take at shutdown before links are closed.
@@ -69,6 +79,9 @@ class OverlayPeer(Service):
         self.node: TransportNode | None = None
         self.listener: LinkListener | None = None
         self.dtls: DTLSEndpoint | None = None
+        self.store: SQLiteStore | None = None
+        self.storage: StorageClient | None = None
+        self._purge: LoopingCall | None = None
         self.topology: Any = None
         self.address: tuple[str, int] | None = None
         self._starting: Deferred[None] | None = None
@@ -120,7 +133,12 @@ class OverlayPeer(Service):
             overlay=configuration.instanceName,
         )
         trust = TrustPolicy.fromConfiguration(configuration)
-        security = SigningSecurity(identity, CertificateCache(trust), self.reactor)
+        certificates = CertificateCache(trust)
+        # Our own signatures are verified too (a Store this peer is itself
+        # responsible for is delivered locally, section 6.1.1).
+        now = datetime.datetime.fromtimestamp(self.reactor.seconds(), datetime.UTC)
+        certificates.add(trust.verify([identity.certificate, *identity.chain], now))
+        security = SigningSecurity(identity, certificates, self.reactor)
         connectors: dict[int, Any] = {OverlayLinkType.TLS_TCP_FH_NO_ICE: self._connect}
         if self._dtls:
             connectors[OverlayLinkType.DTLS_UDP_SR_NO_ICE] = self._connectDTLS
@@ -168,15 +186,66 @@ class OverlayPeer(Service):
         node.transport.onConfigurationTooOld = self._sendConfiguration
         self.topology = settings.topology.makeTopology(cast(INode, node))
         node.useTopology(self.topology)
+        self._startStorage(identity, security.certificates)
         self.state = "joining"
         await self._join(identity.nodeId)
         self.state = "joined"
+        self._storeCertificates(identity)
         self.log.info(
             "Joined overlay {overlay} as {nodeId}, links on {host}:{port}",
             overlay=configuration.instanceName,
             nodeId=identity.nodeId.hex(),
             host=self.address[0],
             port=self.address[1],
+        )
+
+    def _startStorage(self, identity: PeerIdentity, certificates: CertificateCache) -> None:
+        """Section 7: this peer stores what it is responsible for, in SQLite
+        in its data directory, and offers Store/Fetch/Stat/Find to others."""
+        assert self.node is not None
+        usagePolicies = [p for usage in self.settings.usages for p in usage.accessPolicies()]
+        registry = PolicyRegistry(usagePolicies)
+        kinds = KindTable.fromConfiguration(self.configuration.kinds, registry)
+        self.store = SQLiteStore.inDirectory(self.settings.dataDir.path)
+        topology = self.topology
+        service = StorageService(
+            kinds,
+            self.store,
+            certificates,
+            topology.hashResource,
+            topology.isResponsible,
+            policies=registry,
+            replicaSet=topology.replicaSet,
+        )
+        StorageHandlers(service, self.reactor).register(self.node.dispatcher)
+        self.storage = StorageClient(self.node, identity, service, self.reactor)
+        self._purge = LoopingCall(lambda: service.purgeExpired(self.reactor.seconds()))
+        self._purge.clock = self.reactor
+        self._purge.start(PURGE_INTERVAL, now=False)
+
+    def _storeCertificates(self, identity: PeerIdentity) -> None:
+        """Section 11.3.1: a peer stores its certificate in the overlay, at
+        its Node-ID (CERTIFICATE_BY_NODE) and at its user name
+        (CERTIFICATE_BY_USER), for those who need it to verify a signature
+        (section 8)."""
+        assert self.storage is not None and self.topology is not None
+        value = ArrayEntry(0, DataValue(True, identity.certificateDer))
+        targets = [(CERTIFICATE_BY_NODE, identity.nodeId)]
+        if identity.userName:
+            targets.append((CERTIFICATE_BY_USER, identity.userName.encode()))
+        for kindId, name in targets:
+            if self.storage.service.kinds.get(kindId) is None:
+                continue
+            resourceId = self.topology.hashResource(name)
+            self.storage.store(resourceId, kindId, [value]).addErrback(
+                self._certificateNotStored, kindId
+            )
+
+    def _certificateNotStored(self, failure: Failure, kindId: int) -> None:
+        self.log.warn(
+            "Cannot store this peer's certificate (Kind {kind}): {error}",
+            kind=kindId,
+            error=failure.getErrorMessage(),
         )
 
     def _reconfigure(self, configuration: OverlayConfiguration, document: bytes) -> None:
@@ -318,8 +387,12 @@ class OverlayPeer(Service):
         self.state = "stopped"
 
         def close(_: object) -> Deferred[Any]:
+            if self._purge is not None and self._purge.running:
+                self._purge.stop()
             if self.node is not None:
                 self.node.stop()
+            if self.store is not None:
+                self.store.close()
             closing: list[Deferred[Any]] = []
             if self.dtls is not None:
                 closing.append(self.dtls.stop())

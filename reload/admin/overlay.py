@@ -29,13 +29,13 @@ class BadRequest(ValueError):
     """A query argument that is missing or malformed."""
 
 
-def _arg(request: Request, name: str) -> str | None:
+def queryArg(request: Request, name: str) -> str | None:
     values = (request.args or {}).get(name.encode())
     return values[0].decode("utf-8", "replace") if values else None
 
 
-def _hexArg(request: Request, name: str) -> bytes:
-    value = _arg(request, name)
+def hexQueryArg(request: Request, name: str) -> bytes:
+    value = queryArg(request, name)
     if value is None:
         raise BadRequest(f"missing {name}")
     try:
@@ -97,12 +97,12 @@ def ping(clock: Any) -> Operation:
     """Section 6.5.3: Ping a Node-ID, a Resource-ID or a name's Resource-ID."""
 
     def operation(node: TransportNode, request: Request) -> Deferred[dict[str, Any]]:
-        name = _arg(request, "name")
+        name = queryArg(request, "name")
         if name is not None:
             destination, resource = node.resourceId(name.encode()), True
         else:
-            destination = _hexArg(request, "destination")
-            resource = _arg(request, "resource") in ("1", "true", "yes")
+            destination = hexQueryArg(request, "destination")
+            resource = queryArg(request, "resource") in ("1", "true", "yes")
         started = clock.seconds()
 
         def answered(response: Any) -> dict[str, Any]:
@@ -125,8 +125,8 @@ def routeQuery(topologyName: Callable[[], str]) -> Operation:
     CHORD-RELOAD the answer's next peer is decoded (section 10.8)."""
 
     def operation(node: TransportNode, request: Request) -> Deferred[dict[str, Any]]:
-        peer = _hexArg(request, "peer")
-        destination = _hexArg(request, "destination")
+        peer = hexQueryArg(request, "peer")
+        destination = hexQueryArg(request, "destination")
 
         def answered(response: Any) -> dict[str, Any]:
             out: dict[str, Any] = {

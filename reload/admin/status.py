@@ -53,4 +53,7 @@ class _Index(Resource):
             b"  GET  /status                          peer status (JSON)\n"
             b"  POST /ping?destination=HEX[&resource=1] | ?name=TEXT\n"
             b"  POST /route-query?peer=HEX&destination=HEX\n"
+            b"  POST /store?kind=ID&(name=TEXT|resource=HEX|node=HEX)&value=TEXT[&index=N|&key=K]\n"
+            b"  POST /fetch|/stat?kind=ID&(name=|resource=|node=)[&index=A-B|&key=K]\n"
+            b"  POST /find?kind=ID&(name=|resource=|node=)\n"
         )

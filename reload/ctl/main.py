@@ -125,6 +125,58 @@ def cmdRouteQuery(args: argparse.Namespace) -> int:
     return 0
 
 
+def _storageQuery(args: argparse.Namespace) -> dict[str, str]:
+    query = {"kind": args.kind}
+    for option in ("name", "resource", "node", "value", "index", "key", "lifetime"):
+        value = getattr(args, option, None)
+        if value is not None:
+            query[option] = str(value)
+    return query
+
+
+def cmdStorage(args: argparse.Namespace) -> int:
+    """Store, fetch, stat or find (section 7.4) through a peer."""
+    result = _admin(args, f"/{args.command}", _storageQuery(args))
+    if args.command == "store":
+        human = (
+            f"stored at {result['resource']} (Kind {result['kind']}), generation "
+            f"{result['generation']}, replicas {len(result['replicas'])}"
+        )
+    elif args.command == "find":
+        human = "\n".join(f"Kind {r['kind']}: {r['closest'] or '-'}" for r in result["results"])
+    else:
+        lines = []
+        for kind in result["kinds"]:
+            lines.append(f"Kind {kind['kind']} generation {kind['generation']}:")
+            for value in kind["values"]:
+                where = "".join(f"{k}={value[k]} " for k in ("index", "key") if k in value)
+                shown = value.get("value", value.get("valueHex", value.get("metadata", "")))
+                if len(shown) > 72:
+                    shown = shown[:69] + "..."
+                lines.append(f"  {where}{shown}  (lifetime {value['lifetime']} s)")
+        human = "\n".join(lines)
+    _emit(args, result, human)
+    return 0
+
+
+def _addStorage(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help)
+    parser.add_argument("--kind", required=True, help="Kind-ID (decimal or 0x-hex)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--name", help="the resource name whose hash is the Resource-ID")
+    where.add_argument("--resource", help="the Resource-ID (hex)")
+    where.add_argument("--node", help="a Node-ID (hex) whose hash is the Resource-ID")
+    if name == "store":
+        parser.add_argument("--value", required=True, help="the value (text)")
+        parser.add_argument("--lifetime", type=int, help="seconds (default a day)")
+    if name != "find":
+        parser.add_argument("--index", help="array index (store) or FIRST-LAST (fetch)")
+        parser.add_argument("--key", help="dictionary key")
+    _addAdmin(parser)
+    parser.set_defaults(func=cmdStorage)
+    return parser
+
+
 def _addAdmin(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--admin", default="127.0.0.1:8084", help="HOST:PORT or URL of the peer's admin API"
@@ -165,6 +217,11 @@ def buildParser() -> argparse.ArgumentParser:
     query.add_argument("destination", help="Resource-ID (hex) to ask about")
     _addAdmin(query)
     query.set_defaults(func=cmdRouteQuery)
+
+    _addStorage(sub, "store", "store a value through a peer (signed by it)")
+    _addStorage(sub, "fetch", "fetch values through a peer (verified by it)")
+    _addStorage(sub, "stat", "show the metadata of stored values")
+    _addStorage(sub, "find", "find the closest Resource-ID holding a Kind")
 
     addLabCommands(sub)
     return parser

@@ -378,6 +378,22 @@ class StorageService:
             self.log.failure("replicaSet failed")
             return ()
 
+    def verifyFetched(
+        self, resourceId: bytes, kindId: int, data: StoredData, now: float
+    ) -> VerifiedSigner:
+        """Section 7.4.2.2: a fetcher checks each value it got as a storing
+        peer checks a replica: its signature, then that its signer may
+        write there (section 7.3).  Raises :class:`ReloadError`
+        Error_Forbidden (or Error_Unknown_Kind) saying why not."""
+        self.kinds.require((kindId,))
+        entry = self.kinds[kindId]
+        try:
+            signer = verifyData(resourceId, kindId, data, self.certificates, _utc(now))
+        except SignatureRejected as exc:
+            raise ReloadError(ErrorCode.FORBIDDEN, f"Kind {entry.label}: {exc.reason}") from None
+        self._authorize(entry, resourceId, data, 0, signer, None, _Context(self, _seconds(now)))
+        return signer
+
     def _authorize(
         self,
         entry: KindEntry,

@@ -665,6 +665,16 @@ class Transport:
 
     # -- originating ----------------------------------------------------------------
 
+    def _ownSigner(self, message: Message) -> Signer:
+        """The signer of a request this node sends to itself: verified like
+        any other, so that handlers see the same identity (user name and
+        all) whichever peer is responsible (section 6.1.1)."""
+        try:
+            return self.security.verify(message, self.nodeId)
+        except Exception:
+            self.log.failure("cannot verify this node's own request")
+            return self._self
+
     def _originate(self, data: bytes, message: Message, firstHop: bytes | None = None) -> Decision:
         """Route a message this node made (a request or an answer) and send
         it; returns the decision."""
@@ -685,7 +695,9 @@ class Transport:
             self._send(link, self.router.forwarded(view, decision, None))
         elif isinstance(decision, Deliver):
             if message.contents.is_request:
-                self.clock.callLater(0, self._handleRequest, message, self._self, None)
+                self.clock.callLater(
+                    0, self._handleRequest, message, self._ownSigner(message), None
+                )
             else:
                 self.clock.callLater(0, self._handleAnswer, message, self._self)
         else:
