@@ -28,6 +28,7 @@ from reload.config import OverlayConfiguration, writeConfiguration
 from reload.config.sequence import ANY_SEQUENCE
 from reload.configupdate import ConfigurationUpdater
 from reload.enrollment.client import EnrollmentError
+from reload.files import writeAtomically
 from reload.identity import CredentialsError, peerIdentity
 from reload.interfaces import INode
 from reload.link.dtls import DTLSEndpoint, DTLSSettings, listenDTLS
@@ -254,7 +255,7 @@ class OverlayPeer(Service):
         assert self.node is not None
         self.configuration = configuration
         self._configurationDocument = document
-        Path(self.settings.dataDir.path, DEFAULT_CONFIGURATION_FILE).write_bytes(document)
+        writeAtomically(Path(self.settings.dataDir.path, DEFAULT_CONFIGURATION_FILE), document)
         settings = TransportSettings.fromConfiguration(configuration)
         self.node.settings = self.node.transport.settings = settings
         self.log.info(

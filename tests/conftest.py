@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +23,18 @@ def commandPath(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed: run pip install '.[test]' first")
     return found
+
+
+def twistd(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``twistd ARGS`` in ``cwd`` with this checkout's code; its output."""
+    return subprocess.run(
+        [commandPath("twistd"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=sourceEnv(),
+        timeout=timeout,
+    )
 
 
 def freePort() -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import commandPath, freePort, sourceEnv
+from .conftest import commandPath, freePort, sourceEnv, twistd
 
 OPTIONS = [
     "--config",
@@ -28,17 +28,6 @@ OPTIONS = [
     "--advertise",
     "--link-protocol",
 ]
-
-
-def twistd(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [commandPath("twistd"), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=sourceEnv(),
-        timeout=timeout,
-    )
 
 
 def test_help_documents_every_option(tmp_path: Path) -> None:

@@ -37,7 +37,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from reload.config import ConfigError, OverlayConfiguration, parseConfiguration, writeConfiguration
 from reload.config.sequence import SEQUENCE_MODULUS
+from reload.files import writeAtomically
 from reload.security.certificates import (
     certificatesFromPem,
     certificatesToPem,
@@ -196,32 +196,6 @@ def userNameFor(account: str, overlayName: str) -> str:
 
 
 # -- files --------------------------------------------------------------------
-
-
-def writeAtomically(path: Path, data: bytes, mode: int = _PUBLIC) -> None:
-    """Write ``data`` to ``path``: temporary file with ``mode`` in the same
-    directory, flushed to disk, renamed over ``path``."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    try:
-        directory = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(directory)
-    except OSError:
-        pass
-    finally:
-        os.close(directory)
 
 
 def _readJson(path: Path, what: str) -> dict[str, Any]:

@@ -13,12 +13,13 @@ and a crash never leaves half a key behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from reload.files import writeAtomically
 
 __all__ = [
     "RSA_KEY_SIZE",
@@ -119,18 +120,7 @@ def writePrivateFile(path: str | os.PathLike[str], data: bytes) -> None:
     and are renamed over it, so the file never exists with wider
     permissions or half written.
     """
-    target = Path(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        os.fchmod(fd, _PRIVATE_FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    writeAtomically(path, data, _PRIVATE_FILE_MODE)
 
 
 def savePrivateKey(key: PrivateKey, path: str | os.PathLike[str]) -> None:
