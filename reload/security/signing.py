@@ -213,8 +213,17 @@ def signerIdentityFor(
     if nodeId is not None and nodeId not in identity.nodeIds:
         raise ValueError(f"Node-ID {nodeId.hex()} is not one of the certificate's")
     if len(identity.nodeIds) == 1:
+        return _identityOf(der, hashAlgorithm, None)
+    return _identityOf(der, hashAlgorithm, nodeId or identity.nodeId)
+
+
+@lru_cache(maxsize=64)
+def _identityOf(der: bytes, hashAlgorithm: int, nodeId: bytes | None) -> SignerIdentity:
+    """A node signs every message with the same identity: hash its
+    certificate once, not per message."""
+    if nodeId is None:
         return SignerIdentity.for_certificate(der, hashAlgorithm)
-    return SignerIdentity.for_certificate(der, hashAlgorithm, nodeId or identity.nodeId)
+    return SignerIdentity.for_certificate(der, hashAlgorithm, nodeId)
 
 
 def _signature(identity: PeerIdentity, signerIdentity: SignerIdentity, data: bytes) -> Signature:
