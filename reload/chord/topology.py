@@ -50,6 +50,7 @@ from reload.chord.ring import (
     RoutingTable,
     addToId,
     hashResource,
+    inOpen,
 )
 from reload.chord.settings import ChordSettings
 from reload.interfaces import ITopology
@@ -360,7 +361,24 @@ class ChordTopology:
                 self._addPeer(sender)
         for candidate in (*update.predecessors, *update.successors, *update.fingers):
             self._consider(candidate, via=sender)
+        if self._knowsCloserNeighbour(sender, update):
+            self.clock.callLater(0, self.sendUpdate, sender, ChordUpdateType.NEIGHBORS)
         return UpdateAns().encode()
+
+    def _knowsCloserNeighbour(self, sender: bytes, update: ChordUpdate) -> bool:
+        """Chord's notify step (section 10.7.3, "each member of its Connection
+        Table"): the sender takes this node for its first successor (or
+        predecessor) while this node knows a peer in between.  Concurrent
+        joins can leave such a gap; telling the sender our neighbours lets
+        it Attach to the closer peer, and the ring heals."""
+        if self._phase is not _Phase.JOINED:
+            return False
+        predecessors, successors = self.ring.predecessors, self.ring.successors
+        if update.successors[:1] == (self.nodeId,) and predecessors:
+            return inOpen(predecessors[0], sender, self.nodeId)
+        if update.predecessors[:1] == (self.nodeId,) and successors:
+            return inOpen(successors[0], self.nodeId, sender)
+        return False
 
     def sendUpdate(
         self, peer: bytes, updateType: ChordUpdateType = ChordUpdateType.NEIGHBORS
@@ -528,12 +546,11 @@ class ChordTopology:
             return
         self._sentTable = self._table()
         self._rangeMoved = False
-        neighbours = self.ring.neighbourSet()
+        # Section 10.7.3: "send an Update request to each member of its
+        # Connection Table" -- with the neighbours, so that a peer whose view
+        # of this part of the ring is stale learns the peers it is missing.
         for peer in sorted(self._connected - self._departed):
-            if peer in neighbours:
-                self.sendUpdate(peer, ChordUpdateType.NEIGHBORS)
-            else:
-                self.sendUpdate(peer, ChordUpdateType.PEER_READY)
+            self.sendUpdate(peer, ChordUpdateType.NEIGHBORS)
 
     def _ringChanged(self, change: ResponsibilityChange) -> None:
         if change.moved is not None:
