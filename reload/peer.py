@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -99,6 +99,8 @@ class OverlayPeer(Service):
         self._starting.addErrback(self._startFailed)
 
     def _startFailed(self, failure: Failure) -> None:
+        if failure.check(CancelledError) and not self.running:
+            return  # stopped while starting: nothing failed
         self.state = "failed"
         if failure.check(CredentialsError, EnrollmentError, CannotListenError):
             self.error = failure.getErrorMessage()
