@@ -23,10 +23,8 @@ and measures:
   peer joins, so an idle window shorter than half the update interval
   (300 s with the RFC's 600 s) sees none of it: only that estimate, or
   ``--idle 1200``, says what the ring does in the long run.
-  Links that carry nothing for the link idle timeout (1800 s; fingers are
-  only pinged every ``chord-ping-interval``, 3600 s) are closed and the
-  fingers looked up again, a burst about 30 minutes after joining:
-  ``--idle 2400`` sees it;
+  The link idle timeout (7200 s) is twice ``chord-ping-interval`` (3600 s),
+  so links to fingers, which only the pings use, stay open;
 * CPU: the peers' CPU seconds until converged, against the cores there are
   (start-up of N interpreters on few cores bounds the convergence time);
 * memory: each peer process's resident set (``VmRSS`` in

@@ -253,7 +253,9 @@ class DTLSSettings:
 
     mtu: int = DEFAULT_MTU
     handshakeTimeout: float = 30.0
-    idleTimeout: float | None = 1800.0
+    # Twice CHORD-RELOAD's chord-ping-interval (3600 s, section 10.7.4.3),
+    # so a finger that is only pinged keeps its link.
+    idleTimeout: float | None = 7200.0
     window: int = 1
     maxTransmissions: int = DEFAULT_MAX_TRANSMISSIONS
     initialRto: float = DEFAULT_INITIAL_RTO

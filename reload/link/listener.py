@@ -273,12 +273,18 @@ class LinkListener(Service):
             nodeId=nodeId.hex(),
             address=link.peerAddress,
         )
-        if self.table.add(nodeId, link, link.outbound):
+        # Announce a replacement before closing the link it replaces: the
+        # transport then keeps the peer (and the topology its Routing Table
+        # entry) instead of seeing it lost and found again.
+        toClose: list[TLSLink] = []
+        if self.table.add(nodeId, link, link.outbound, closeLater=toClose):
             self._announced.add(link)
             try:
                 self.handler.linkUp(link)
             except Exception:
                 self.log.failure("linkUp handler failed for {link}", link=link)
+        for old in toClose:
+            old.close()
         if attempt is not None:
             kept = self.table.linkFor(nodeId)
             if kept is not None:

@@ -165,7 +165,9 @@ class ConnectionTable(Generic[LinkT]):
 
     # -- admission ------------------------------------------------------------
 
-    def add(self, nodeId: bytes, link: LinkT, outbound: bool) -> bool:
+    def add(
+        self, nodeId: bytes, link: LinkT, outbound: bool, *, closeLater: list[LinkT] | None = None
+    ) -> bool:
         """Make ``link`` the active link to ``nodeId`` if the rules allow.
 
         ``outbound`` is True when this node initiated the connection.
@@ -174,6 +176,9 @@ class ConnectionTable(Generic[LinkT]):
         table is full, or an existing link to ``nodeId`` wins by the
         duplicate rule (module docstring).  Adding a link that is already in
         the table under ``nodeId`` returns True and changes nothing.
+        With ``closeLater`` the links to close are appended to it instead,
+        for the caller to close once it has announced the new link (so that
+        the layer above sees a replacement, not a loss and a new peer).
         """
         existing = self._byNodeId.get(nodeId)
         if existing is not None:
@@ -185,7 +190,7 @@ class ConnectionTable(Generic[LinkT]):
                     nodeId=nodeId.hex(),
                     direction="outbound" if existing.outbound else "inbound",
                 )
-                link.close()
+                self._close(link, closeLater)
                 return False
             self._drop(existing)
             self._insert(nodeId, link, outbound)
@@ -195,7 +200,7 @@ class ConnectionTable(Generic[LinkT]):
                 old="outbound" if existing.outbound else "inbound",
                 new="outbound" if outbound else "inbound",
             )
-            existing.link.close()
+            self._close(existing.link, closeLater)
             return True
         if self.full:
             self.log.warn(
@@ -203,10 +208,17 @@ class ConnectionTable(Generic[LinkT]):
                 nodeId=nodeId.hex(),
                 maxLinks=self.maxLinks,
             )
-            link.close()
+            self._close(link, closeLater)
             return False
         self._insert(nodeId, link, outbound)
         return True
+
+    @staticmethod
+    def _close(link: LinkT, closeLater: list[LinkT] | None) -> None:
+        if closeLater is None:
+            link.close()
+        else:
+            closeLater.append(link)
 
     def _newerWins(self, nodeId: bytes, existingOutbound: bool, newOutbound: bool) -> bool:
         if existingOutbound == newOutbound or self.localNodeId is None:

@@ -160,7 +160,9 @@ class LinkSettings:
     handshakeTimeout: float = 10.0
     #: No frame either way for this long closes the link; None: never.
     #: The default is three chord-update-intervals (600 s each).
-    idleTimeout: float | None = 1800.0
+    # Twice CHORD-RELOAD's chord-ping-interval (3600 s, section 10.7.4.3),
+    # so a finger that is only pinged keeps its link.
+    idleTimeout: float | None = 7200.0
     #: RTO before the first RTT sample (RFC 6298 (2.1)).
     initialRto: float = 1.0
     #: Lower bound on the RTO used as a failure timeout (RFC 6298 (2.4)).

@@ -280,7 +280,11 @@ class Router:
         if previousHop is not None:
             if view.ttl == 0:
                 return Reject(ErrorCode.TTL_EXCEEDED, "the TTL reached 0 before the destination")
-            if self._self in view.via_list:
+            # An answer follows the reversed via list of its request, which
+            # holds this node twice when the request looped: only requests
+            # are checked (else the Error for a loop is dropped on its way
+            # back and the requester waits for its timeout).
+            if self._self in view.via_list and isRequestView(view):
                 return Reject(
                     ErrorCode.INVALID_MESSAGE,
                     "routing loop: this node is already in the via list",

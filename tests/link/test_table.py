@@ -78,6 +78,18 @@ def test_duplicateFromTheSameSideKeepsTheNewerLink(outbound: bool) -> None:
     assert t.linkFor(X) is new
 
 
+def test_closeLaterHandsTheReplacedLinkToTheCaller() -> None:
+    """The listener announces a replacement before closing the link it
+    replaces, so the layers above never see the peer lost in between."""
+    t = table()
+    old, new = FakeLink("old"), FakeLink("new")
+    assert t.add(X, old, True)
+    toClose: list[FakeLink] = []
+    assert t.add(X, new, True, closeLater=toClose)
+    assert toClose == [old] and old.closed == 0
+    assert t.linkFor(X) is new
+
+
 def test_simultaneousOpenBothEndsKeepTheLinkInitiatedByTheSmallerNodeId() -> None:
     """Both ends connect at once: whatever order their handshakes finish,
     both keep the connection opened by the smaller Node-ID (LOW)."""

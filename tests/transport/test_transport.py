@@ -275,6 +275,23 @@ def test_a_routing_loop_is_detected() -> None:
     assert chain[0].transport.transactions.retransmitted == 0
 
 
+def test_the_error_for_a_loop_found_mid_path_reaches_the_requester() -> None:
+    """A sends to B, B to C, C back to B: B finds the loop.  Its Error goes
+    back along the reversed via list, through C and B again, and must not
+    be taken for a loop itself (only requests are checked), or A waits for
+    its timeout instead of hearing why."""
+    chain = Chain(3)
+    chain.topology(0).route = lambda destination: B
+    chain.topology(1).route = lambda destination: C
+    chain.topology(2).route = lambda destination: B
+    box = outcome(chain[0].transport.request([Destination.resource(RESOURCE)], EXP_A_REQ, b"x"))
+    chain.settle()
+    error = failureOf(box)
+    assert isinstance(error, ReloadError)
+    assert error.code == ErrorCode.INVALID_MESSAGE and "loop" in error.text
+    assert chain[0].transport.transactions.retransmitted == 0
+
+
 def test_a_message_for_another_overlay_is_refused() -> None:
     """Section 6.1: wrong header fields: "the message MUST be discarded.
     The peer SHOULD generate an appropriate error"."""
