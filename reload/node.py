@@ -51,6 +51,7 @@ class Node(MultiService):
                 (b"fetch", adminStorage.fetch),
                 (b"stat", adminStorage.stat),
                 (b"find", adminStorage.find),
+                (b"held", adminStorage.held),
             ):
                 operations[name] = OverlayOperation(self._joinedNode, make(storage))
             site = Site(adminRoot(self.status, operations))

@@ -43,7 +43,8 @@ from reload.storage.client import StorageClient
 from reload.storage.handlers import StorageHandlers
 from reload.storage.kinds import CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER, KindTable
 from reload.storage.policies import PolicyRegistry
-from reload.storage.service import StorageService
+from reload.storage.replication import ReplicatingTopology, Replicator
+from reload.storage.service import ReplicaStore, StorageService
 from reload.storage.sqlite import SQLiteStore
 from reload.transport.attach import NoIceAttachHandler, hostCandidate
 from reload.transport.node_api import TransportNode
@@ -52,7 +53,7 @@ from reload.transport.transport import TransportSettings
 from reload.wire.attach import IceCandidate, OverlayLinkType
 from reload.wire.header import Destination
 from reload.wire.methods import ConfigUpdateReq
-from reload.wire.storage import ArrayEntry, DataValue
+from reload.wire.storage import ArrayEntry, DataValue, StoreReq
 
 __all__ = ["OverlayPeer"]
 
@@ -60,6 +61,8 @@ __all__ = ["OverlayPeer"]
 BOOTSTRAP_RETRY = 10.0
 #: Seconds between sweeps of expired stored values.
 PURGE_INTERVAL = 60.0
+#: Re-place every value held every this many purge rounds (5 minutes).
+REPAIR_EVERY = 5
 #: Seconds between two ConfigUpdates pushed to the same outdated peer.
 CONFIG_PUSH_INTERVAL = 60.0
 #: Seconds a graceful leave may take at shutdown before links are closed.
@@ -83,6 +86,8 @@ class OverlayPeer(Service):
         self.store: SQLiteStore | None = None
         self.storage: StorageClient | None = None
         self._purge: LoopingCall | None = None
+        self._rounds = 0
+        self.replicator: Replicator | None = None
         self.topology: Any = None
         self.address: tuple[str, int] | None = None
         self._starting: Deferred[None] | None = None
@@ -211,6 +216,8 @@ class OverlayPeer(Service):
         kinds = KindTable.fromConfiguration(self.configuration.kinds, registry)
         self.store = SQLiteStore.inDirectory(self.settings.dataDir.path)
         topology = self.topology
+        replicating = isinstance(topology, ReplicatingTopology)
+        isNeighbour = getattr(topology, "isNeighbour", None)
         service = StorageService(
             kinds,
             self.store,
@@ -218,13 +225,49 @@ class OverlayPeer(Service):
             topology.hashResource,
             topology.isResponsible,
             policies=registry,
+            # Section 7.4.1.1: replica Stores only from the Neighbor Table.
+            acceptReplica=(lambda rid, sender: isNeighbour(sender)) if isNeighbour else None,
             replicaSet=topology.replicaSet,
+            quota=self.settings.storageQuota,
         )
-        StorageHandlers(service, self.reactor).register(self.node.dispatcher)
+        if replicating:
+            self.replicator = Replicator(
+                service,
+                cast(ReplicatingTopology, topology),
+                self._sendReplica,
+                self.reactor,
+                identity.nodeId,
+            )
+        else:
+            self.log.warn(
+                "The topology {topology} names no replica set: stored data is not replicated",
+                topology=type(topology).__name__,
+            )
+        StorageHandlers(service, self.reactor, self.replicator).register(self.node.dispatcher)
         self.storage = StorageClient(self.node, identity, service, self.reactor)
-        self._purge = LoopingCall(lambda: service.purgeExpired(self.reactor.seconds()))
+        self._purge = LoopingCall(self._maintainStorage, service)
         self._purge.clock = self.reactor
         self._purge.start(PURGE_INTERVAL, now=False)
+
+    def _maintainStorage(self, service: StorageService) -> None:
+        """Every PURGE_INTERVAL: drop expired values (section 7.4.1.3) and,
+        every REPAIR_EVERY rounds, place every value held again, which
+        repairs replicas a lost Store left short (section 10.7.3)."""
+        service.purgeExpired(self.reactor.seconds())
+        self._rounds += 1
+        if self.replicator is not None and self._rounds % REPAIR_EVERY == 0:
+            self.replicator.sweep()
+
+    def _sendReplica(self, nodeId: bytes, replica: ReplicaStore) -> Deferred[Any]:
+        """A replica Store to ``nodeId``, with the certificates of its
+        values' signers (section 6.3.4)."""
+        assert self.node is not None
+        return self.node.transport.request(
+            [Destination.node(nodeId)],
+            StoreReq.CODE,
+            replica.request.encode(),
+            certificates=replica.certificates,
+        )
 
     def _storeCertificates(self, identity: PeerIdentity) -> None:
         """Section 11.3.1: a peer stores its certificate in the overlay, at
@@ -427,6 +470,14 @@ class OverlayPeer(Service):
         if self.node is not None:
             # Messages this peer sent, received, forwarded... since it started.
             out["counters"] = dict(sorted(self.node.transport.counters.items()))
+        if self.storage is not None:
+            service = self.storage.service
+            out["storage"] = {
+                "resources": service.numResources,
+                "quota": service.quota,
+                "replicaStoresSent": self.replicator.sent if self.replicator else 0,
+                "replicaStoresFailed": self.replicator.failed if self.replicator else 0,
+            }
         if self.topology is not None:
             out["neighbours"] = {
                 role: [n.hex() for n in ids] for role, ids in self.topology.neighbours().items()

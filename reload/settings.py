@@ -48,3 +48,5 @@ class PeerSettings:
     linkProtocol: str = "tls"
     #: Log one event per message sent, received and forwarded.
     traceMessages: bool = False
+    #: Bytes of values one signer may store here (section 13.5); None: no bound.
+    storageQuota: int | None = 64 << 20

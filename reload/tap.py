@@ -80,6 +80,21 @@ def loadConfigurationFile(path: str) -> OverlayConfiguration:
         raise usage.UsageError(f"--config {path}: {exc}") from None
 
 
+_SIZE_SUFFIXES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parseQuota(value: str) -> int | None:
+    """``--storage-quota``: a byte count with an optional k/M/G suffix, or
+    ``none``."""
+    text = value.strip().lower()
+    if text == "none":
+        return None
+    number, suffix = (text[:-1], text[-1]) if text and text[-1] in "kmg" else (text, "")
+    if not number.isdigit():
+        raise ValueError(f"{value!r} is not a size such as 500k, 64M or none")
+    return int(number) * _SIZE_SUFFIXES[suffix]
+
+
 class Options(usage.Options):
     """``twistd reload`` options."""
 
@@ -154,6 +169,14 @@ class Options(usage.Options):
             None,
             None,
             "Address other peers reach this one at (default: the --listen interface).",
+        ],
+        [
+            "storage-quota",
+            None,
+            "64M",
+            "Bytes of values one signer may store on this peer (RFC 6940 section 13.5), "
+            "e.g. 500k, 64M, 1G; 0 refuses every Store, 'none' sets no bound.",
+            parseQuota,
         ],
     ]
 
@@ -244,6 +267,10 @@ class Options(usage.Options):
             advertise=self["advertise"],
             linkProtocol=self["link-protocol"],
             traceMessages=bool(self["trace-messages"]),
+            # usage.Options coerces given values only, not the default.
+            storageQuota=(
+                parseQuota(quota) if isinstance(quota := self["storage-quota"], str) else quota
+            ),
         )
 
     def _configuration(self, dataDir: FilePath) -> OverlayConfiguration:  # type: ignore[type-arg]

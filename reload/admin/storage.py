@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import Request
 
 from reload.admin.overlay import BadRequest, Operation, hexQueryArg, queryArg
@@ -30,7 +30,7 @@ from reload.wire.storage import (
     StoredDataSpecifier,
 )
 
-__all__ = ["fetch", "find", "stat", "store"]
+__all__ = ["fetch", "find", "held", "stat", "store"]
 
 
 def _kind(request: Request) -> int:
@@ -225,5 +225,28 @@ def find(client: Callable[[], StorageClient | None]) -> Operation:
             }
 
         return storage.find(resourceId, [kindId]).addCallback(answered)
+
+    return _withStorage(client, run)
+
+
+def held(client: Callable[[], StorageClient | None]) -> Operation:
+    """What this peer itself holds at a Resource-ID -- as the responsible
+    peer or as a replica (section 10.4) -- without asking the overlay: how
+    an operator sees where a value's copies are."""
+
+    def run(node: TransportNode, storage: StorageClient, request: Request) -> Deferred[Any]:
+        resourceId = _resource(node, request)
+        service = storage.service
+        nowMs = int(node.clock.seconds() * 1000)
+        kinds = [
+            {
+                "kind": record.kindId,
+                "generation": record.generation,
+                "values": len(record.live(nowMs)),
+            }
+            for record in sorted(service.store.records(resourceId), key=lambda r: r.kindId)
+        ]
+        responsible = service.isResponsible(resourceId) is True
+        return succeed({"resource": resourceId.hex(), "responsible": responsible, "kinds": kinds})
 
     return _withStorage(client, run)

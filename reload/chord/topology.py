@@ -189,6 +189,17 @@ class ChordTopology:
         (section 10.7.3); not in :class:`ITopology`."""
         return self.inRing and self.ring.holdsReplica(resourceId)
 
+    def responsiblePeer(self, resourceId: bytes) -> bytes:
+        """The peer this node believes responsible for ``resourceId``
+        (exact within its successors, section 10.3); not in
+        :class:`ITopology`."""
+        return self.ring.responsiblePeer(resourceId)
+
+    def isNeighbour(self, nodeId: bytes) -> bool:
+        """Whether ``nodeId`` is in this node's Neighbor Table (section
+        10.3), the peers a replica Store may come from (7.4.1.1)."""
+        return nodeId in self.ring.predecessors or nodeId in self.ring.successors
+
     def hashResource(self, name: bytes) -> bytes:
         """Section 10.2: SHA-1 truncated to the Node-ID length (128 bits)."""
         return hashResource(name, self.ring.length)

@@ -126,8 +126,8 @@ def cmdRouteQuery(args: argparse.Namespace) -> int:
 
 
 def _storageQuery(args: argparse.Namespace) -> dict[str, str]:
-    query = {"kind": args.kind}
-    for option in ("name", "resource", "node", "value", "index", "key", "lifetime"):
+    query = {}
+    for option in ("kind", "name", "resource", "node", "value", "index", "key", "lifetime"):
         value = getattr(args, option, None)
         if value is not None:
             query[option] = str(value)
@@ -159,9 +159,25 @@ def cmdStorage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmdHeld(args: argparse.Namespace) -> int:
+    """What one peer itself holds at a Resource-ID (no overlay traffic)."""
+    result = _admin(args, "/held", _storageQuery(args))
+    role = "responsible for" if result["responsible"] else "not responsible for"
+    lines = [f"{role} {result['resource']}"]
+    for kind in result["kinds"]:
+        lines.append(
+            f"  Kind {kind['kind']} generation {kind['generation']}: {kind['values']} value(s)"
+        )
+    if not result["kinds"]:
+        lines.append("  holds nothing there")
+    _emit(args, result, "\n".join(lines))
+    return 0
+
+
 def _addStorage(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help)
-    parser.add_argument("--kind", required=True, help="Kind-ID (decimal or 0x-hex)")
+    if name != "held":
+        parser.add_argument("--kind", required=True, help="Kind-ID (decimal or 0x-hex)")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--name", help="the resource name whose hash is the Resource-ID")
     where.add_argument("--resource", help="the Resource-ID (hex)")
@@ -169,11 +185,11 @@ def _addStorage(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
     if name == "store":
         parser.add_argument("--value", required=True, help="the value (text)")
         parser.add_argument("--lifetime", type=int, help="seconds (default a day)")
-    if name != "find":
+    if name not in ("find", "held"):
         parser.add_argument("--index", help="array index (store) or FIRST-LAST (fetch)")
         parser.add_argument("--key", help="dictionary key")
     _addAdmin(parser)
-    parser.set_defaults(func=cmdStorage)
+    parser.set_defaults(func=cmdHeld if name == "held" else cmdStorage)
     return parser
 
 
@@ -222,6 +238,7 @@ def buildParser() -> argparse.ArgumentParser:
     _addStorage(sub, "fetch", "fetch values through a peer (verified by it)")
     _addStorage(sub, "stat", "show the metadata of stored values")
     _addStorage(sub, "find", "find the closest Resource-ID holding a Kind")
+    _addStorage(sub, "held", "show what one peer itself holds at a Resource-ID")
 
     addLabCommands(sub)
     return parser

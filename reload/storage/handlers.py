@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from twisted.internet.defer import Deferred
+
 from reload.storage.kinds import unknownKindError
 from reload.storage.service import StorageService
 from reload.transport.dispatcher import Dispatcher, Reply, Request
@@ -47,6 +49,13 @@ class _Clock(Protocol):
     def seconds(self) -> float: ...
 
 
+class _Replication(Protocol):
+    """:class:`reload.storage.replication.Replicator`, as the Store handler
+    sees it."""
+
+    def settle(self, resourceId: bytes) -> Deferred[None]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class UnknownKinds:
     """What the decoder gives for a body that names unknown Kinds."""
@@ -58,9 +67,12 @@ class StorageHandlers:
     """The four storage methods of ``service``, timed by ``clock`` (the
     node's ``IReactorTime``)."""
 
-    def __init__(self, service: StorageService, clock: _Clock) -> None:
+    def __init__(
+        self, service: StorageService, clock: _Clock, replication: _Replication | None = None
+    ) -> None:
         self.service = service
         self.clock = clock
+        self.replication = replication
 
     def register(self, dispatcher: Dispatcher) -> None:
         dispatcher.register(StoreReq.CODE, self.store, self._decoder(StoreReq.decode))
@@ -97,9 +109,15 @@ class StorageHandlers:
         message = request.message
         return message.header.max_response_length if message is not None else 0
 
-    def store(self, request: Request) -> StoreAns:
+    def store(self, request: Request) -> StoreAns | Deferred[StoreAns]:
+        """Section 7.4.1; an original Store is answered once the replica
+        Stores it caused have been answered (section 10.4), so that an
+        acknowledged value is held by the replica set too."""
         body = self._body(request, StoreReq)
-        return self.service.handleStore(body, request.signer, self.clock.seconds())
+        answer = self.service.handleStore(body, request.signer, self.clock.seconds())
+        if self.replication is None or body.replica_number != 0:
+            return answer
+        return self.replication.settle(body.resource).addCallback(lambda _: answer)
 
     def fetch(self, request: Request) -> Reply:
         """Section 7.4.2.2, with the certificates of the values' signers in

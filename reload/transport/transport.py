@@ -578,12 +578,8 @@ class Transport:
         )
 
     def _signedAnswer(self, header: ForwardingHeader, reply: Reply) -> tuple[Message, bytes]:
-        unsigned = UNSIGNED
-        if reply.certificates:
-            carried = tuple(GenericCertificate(CertificateType.X509, c) for c in reply.certificates)
-            unsigned = SecurityBlock(carried, UNSIGNED.signature)
         signed = self.security.sign(
-            Message(header, MessageContents(reply.code, reply.body), unsigned)
+            Message(header, MessageContents(reply.code, reply.body), _carrying(reply.certificates))
         )
         return signed, signed.encode()
 
@@ -718,10 +714,14 @@ class Transport:
         ttl: int | None = None,
         firstHop: bytes | None = None,
         configurationSequence: int | None = None,
+        certificates: Sequence[bytes] = (),
     ) -> Deferred[Response]:
         """Send a request along ``destinations`` (section 6.2.1) and fire
         with its verified :class:`Response`.  ``configurationSequence``
         overrides this node's (ConfigUpdate sends 65535, section 6.3.2.1).
+        ``certificates`` (DER) go into the security block besides the
+        signer's: a replica Store carries those of its values' signers
+        (section 6.3.4).
 
         Fails with :class:`ReloadError` when an Error comes back (or this
         node cannot route it at all), with
@@ -747,7 +747,9 @@ class Transport:
             max_response_length=maxResponseLength,
         )
         try:
-            message = self.security.sign(Message(header, MessageContents(code, body), UNSIGNED))
+            message = self.security.sign(
+                Message(header, MessageContents(code, body), _carrying(certificates))
+            )
             data = message.encode()
         except Exception as exc:  # EncodeError, or a signer that cannot sign
             return fail(exc)
@@ -850,3 +852,12 @@ class Transport:
             for waiter in list(waiters):
                 waiter.cancel()
         self._linkWaiters.clear()
+
+
+def _carrying(certificates: Sequence[bytes]) -> SecurityBlock:
+    """The unsigned security block the signer fills in, with ``certificates``
+    (DER) to carry besides its own."""
+    if not certificates:
+        return UNSIGNED
+    carried = tuple(GenericCertificate(CertificateType.X509, c) for c in certificates)
+    return SecurityBlock(carried, UNSIGNED.signature)
