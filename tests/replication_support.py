@@ -1,0 +1,111 @@
+"""What the multi-process storage tests share: an overlay configuration with
+a Kind any peer may write at many Resource-IDs (NODE-MULTIPLE, section
+7.3.4), and the admin API calls a client makes through one peer."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from reload.chord.ring import hashResource
+from reload.config import KindConfig, defaultConfiguration, writeConfiguration
+from reload.lab import Lab, LabPeer
+from reload.storage.policies import nodeMultipleResourceName
+
+#: SINGLE values, NODE-MULTIPLE: a peer writes H(its Node-ID || i).
+SPREAD = 0xF0000010
+MAX_MULTIPLE = 100_000
+
+
+def writeOverlay(directory: Path, name: str) -> None:
+    """An overlay configuration with the SPREAD Kind, where a Lab finds it."""
+    base = defaultConfiguration(name)
+    spread = KindConfig(
+        kindId=SPREAD, name=None, maxCount=1, maxSize=512, maxNodeMultiple=MAX_MULTIPLE,
+        dataModel="SINGLE", accessControl="NODE-MULTIPLE",
+    )  # fmt: skip
+    config = dataclasses.replace(base, kinds=(*base.kinds, spread))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "overlay.xml").write_bytes(writeConfiguration(config))
+
+
+def spreadResource(nodeIdHex: str, i: int) -> str:
+    """The Resource-ID of the ``i``-th SPREAD value of a peer (7.3.4)."""
+    name = nodeMultipleResourceName(bytes.fromhex(nodeIdHex), i)
+    return hashResource(name, 16).hex()
+
+
+class AdminCallFailed(Exception):
+    """An admin API call answered with an error status, or not at all."""
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(f"{status}: {error}")
+        self.status = status
+        self.error = error
+
+
+def call(peer: LabPeer, operation: str, timeout: float = 30, **query: Any) -> dict[str, Any]:
+    """POST an admin operation (``store``, ``fetch``, ``held``...)."""
+    url = f"{peer.admin}/{operation}?{urllib.parse.urlencode(query)}"
+    try:
+        with urllib.request.urlopen(url, data=b"", timeout=timeout) as response:
+            result: dict[str, Any] = json.load(response)
+            return result
+    except urllib.error.HTTPError as exc:
+        try:
+            error = json.load(exc).get("error", str(exc.reason))
+        except ValueError:
+            error = str(exc.reason)
+        raise AdminCallFailed(exc.code, error) from None
+    except OSError as exc:
+        raise AdminCallFailed(0, str(exc)) from None
+
+
+def storeSpread(peer: LabPeer, nodeIdHex: str, i: int, value: str) -> dict[str, Any]:
+    return call(peer, "store", kind=hex(SPREAD), resource=spreadResource(nodeIdHex, i), value=value)
+
+
+def fetchSpread(peer: LabPeer, nodeIdHex: str, i: int, timeout: float = 30) -> str | None:
+    """The SPREAD value ``i`` of ``nodeIdHex`` as fetched (and verified)
+    through ``peer``; None when none exists."""
+    result = call(
+        peer, "fetch", timeout=timeout, kind=hex(SPREAD), resource=spreadResource(nodeIdHex, i)
+    )
+    for kind in result["kinds"]:
+        for value in kind["values"]:
+            if value.get("exists", True) and "value" in value:
+                text: str = value["value"]
+                return text
+    return None
+
+
+def holders(lab: Lab, resourceHex: str, peers: list[LabPeer] | None = None) -> list[LabPeer]:
+    """The live peers that hold data at ``resourceHex`` themselves."""
+    found = []
+    for peer in lab.peers if peers is None else peers:
+        if not lab.alive(peer):
+            continue
+        try:
+            held = call(peer, "held", timeout=5, resource=resourceHex)
+        except AdminCallFailed:
+            continue
+        if any(k["values"] for k in held["kinds"]):
+            found.append(peer)
+    return found
+
+
+def eventually(check: Any, timeout: float, interval: float = 0.5) -> Any:
+    """Call ``check()`` until it returns something true; that, or the last
+    falsy result once ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
