@@ -174,8 +174,9 @@ class Options(usage.Options):
             "storage-quota",
             None,
             "64M",
-            "Bytes of values one signer may store on this peer (RFC 6940 section 13.5), "
-            "e.g. 500k, 64M, 1G; 0 refuses every Store, 'none' sets no bound.",
+            "Bytes of values one signer may have on this peer, replicas included (RFC 6940 "
+            "section 13.5): a Store that would go beyond is refused; replica Stores are not. "
+            "E.g. 500k, 64M, 1G; 0 refuses every Store, 'none' sets no bound.",
             parseQuota,
         ],
     ]

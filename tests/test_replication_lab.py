@@ -6,6 +6,7 @@ survivors bring it back to three holders."""
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from reload.lab import Lab, LabPeer
 
 from .conftest import sourceEnv
 from .replication_support import (
+    AdminCallFailed,
     call,
     eventually,
     fetchSpread,
@@ -72,3 +74,54 @@ def test_a_value_survives_two_of_its_three_holders_killed(lab: Lab) -> None:
 
 def _responsibleFor(peer: LabPeer, resource: str) -> bool:
     return bool(call(peer, "held", timeout=5, resource=resource)["responsible"])
+
+
+def test_a_store_flood_is_stopped_by_the_quota_while_others_are_served(tmp_path: Path) -> None:
+    """Section 13.5: a per-signer storage quota on each peer.  One peer
+    floods the overlay with values; once each responsible peer holds its
+    quota of them its Stores are refused, while another peer's Stores and
+    Fetches, interleaved with the flood, all succeed."""
+    writeOverlay(tmp_path, "quota-lab.reload.local")
+    lab = Lab(
+        tmp_path,
+        basePort=None,
+        adminBasePort=None,
+        extraArgs=["--storage-quota", "8k"],
+        environment=sourceEnv(),
+    )
+    try:
+        lab.start(4)
+        lab.waitConverged(90)
+        flooder, other = lab.peers[0], lab.peers[1]
+        flooderId, otherId = lab.status(flooder)["nodeId"], lab.status(other)["nodeId"]
+        outcomes: list[str] = []
+
+        def flood() -> None:
+            for i in range(1, 121):
+                try:
+                    storeSpread(flooder, flooderId, i, "x" * 500)
+                    outcomes.append("stored")
+                except AdminCallFailed as exc:
+                    outcomes.append(exc.error)
+
+        thread = threading.Thread(target=flood)
+        thread.start()
+        served = []
+        i = 0
+        while (thread.is_alive() or i < 5) and i < 20:
+            i += 1
+            storeSpread(other, otherId, i, f"small {i}")
+            served.append(fetchSpread(flooder, otherId, i) == f"small {i}")
+        thread.join()
+    finally:
+        lab.stop()
+    refused = [o for o in outcomes if o != "stored"]
+    print(
+        "flood:", outcomes.count("stored"), "stored,", len(refused), "refused; served", len(served)
+    )
+    assert outcomes.count("stored") >= 4, outcomes
+    assert refused and all("quota" in o for o in refused), refused
+    # 500-byte values on 4 peers with 8 KiB each: at most 64 fit (fewer, as
+    # replicas count towards what a peer holds of a signer).
+    assert outcomes.count("stored") <= 64
+    assert len(served) >= 5 and all(served), served
