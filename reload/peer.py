@@ -217,7 +217,6 @@ class OverlayPeer(Service):
         self.store = SQLiteStore.inDirectory(self.settings.dataDir.path)
         topology = self.topology
         replicating = isinstance(topology, ReplicatingTopology)
-        isNeighbour = getattr(topology, "isNeighbour", None)
         service = StorageService(
             kinds,
             self.store,
@@ -225,8 +224,6 @@ class OverlayPeer(Service):
             topology.hashResource,
             topology.isResponsible,
             policies=registry,
-            # Section 7.4.1.1: replica Stores only from the Neighbor Table.
-            acceptReplica=(lambda rid, sender: isNeighbour(sender)) if isNeighbour else None,
             replicaSet=topology.replicaSet,
             quota=self.settings.storageQuota,
         )
@@ -238,6 +235,8 @@ class OverlayPeer(Service):
                 self.reactor,
                 identity.nodeId,
             )
+            # Section 7.4.1.1: which replica Stores to take.
+            service.acceptReplica = self.replicator.accepts
         else:
             self.log.warn(
                 "The topology {topology} names no replica set: stored data is not replicated",
@@ -435,6 +434,8 @@ class OverlayPeer(Service):
         def close(_: object) -> Deferred[Any]:
             if self._purge is not None and self._purge.running:
                 self._purge.stop()
+            if self.replicator is not None:
+                self.replicator.stop()
             if self.node is not None:
                 self.node.stop()
             if self.store is not None:

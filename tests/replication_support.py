@@ -20,7 +20,8 @@ from reload.storage.policies import nodeMultipleResourceName
 
 #: SINGLE values, NODE-MULTIPLE: a peer writes H(its Node-ID || i).
 SPREAD = 0xF0000010
-MAX_MULTIPLE = 100_000
+#: The iteration i is one byte (reload.storage.policies.iterationSuffix).
+MAX_MULTIPLE = 255
 
 
 def writeOverlay(directory: Path, name: str) -> None:

@@ -195,6 +195,15 @@ class ChordTopology:
         :class:`ITopology`."""
         return self.ring.responsiblePeer(resourceId)
 
+    def shouldHold(self, resourceId: bytes) -> bool:
+        """Whether this node should keep data at ``resourceId``: it is
+        responsible for it or one of its replicas (section 10.4), or it is
+        joining and will be responsible for it -- section 10.5 step 6 has the
+        admitting peer Store that data while the Join completes."""
+        if self._phase not in (_Phase.JOINING, _Phase.JOINED):
+            return False
+        return self.ring.isResponsible(resourceId) or self.ring.holdsReplica(resourceId)
+
     def isNeighbour(self, nodeId: bytes) -> bool:
         """Whether ``nodeId`` is in this node's Neighbor Table (section
         10.3), the peers a replica Store may come from (7.4.1.1)."""

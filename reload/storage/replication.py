@@ -58,8 +58,15 @@ class ReplicatingTopology(Protocol):
 
     def responsiblePeer(self, resourceId: bytes) -> bytes: ...
 
+    def isNeighbour(self, nodeId: bytes) -> bool: ...
+
+    def shouldHold(self, resourceId: bytes) -> bool: ...
+
     def onResponsibilityChange(self, callback: object) -> None: ...
 
+
+#: Seconds before placing data again after its 1st, 2nd... failure in a row.
+RETRY_DELAYS = (2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 
 #: ``send(nodeId, replica)``: send ``replica.request`` to the Node-ID with
 #: ``replica.certificates`` in its security block; fires when it is answered.
@@ -87,12 +94,32 @@ class Replicator:
         self.clock = clock
         self.nodeId = nodeId
         self._inFlight: dict[bytes, list[Deferred[None]]] = {}
+        #: Resource-IDs whose placement failed, and how often in a row.
+        self._retries: dict[bytes, int] = {}
+        self._retryCall: Any = None
+        self._stopped = False
         #: Replica Stores sent and answered with success, and failed; for
         #: the status page.
         self.sent = 0
         self.failed = 0
         service.addStoreListener(self._stored)
         topology.onResponsibilityChange(self._changed)
+
+    def stop(self) -> None:
+        """Send nothing more (the peer is stopping)."""
+        self._stopped = True
+        if self._retryCall is not None and self._retryCall.active():
+            self._retryCall.cancel()
+        self._retryCall = None
+
+    def accepts(self, resourceId: bytes, sender: bytes) -> bool:
+        """Whether to take a replica Store (the ``acceptReplica`` of
+        :class:`StorageService`): section 7.4.1.1 wants it to come "from an
+        appropriate predecessor in their Neighbor Table", and it must be
+        data this peer should hold -- as the responsible peer (a handover,
+        also while it joins) or as a replica.  A refused sender keeps its copy and tries again
+        (:meth:`_retryLater`), by when the two views of the ring agree."""
+        return self.topology.isNeighbour(sender) and self.topology.shouldHold(resourceId)
 
     # -- events ------------------------------------------------------------------------
 
@@ -116,6 +143,8 @@ class Replicator:
     # -- placing data ------------------------------------------------------------------
 
     def _place(self, resourceIds: Iterable[bytes]) -> None:
+        if self._stopped:
+            return
         for resourceId in resourceIds:
             try:
                 responsible = self.topology.isResponsible(resourceId)
@@ -164,14 +193,19 @@ class Replicator:
         except Exception:
             self.log.failure("sending a replica Store failed")
             self.failed += 1
+            self._retryLater(replica.request.resource)
             return succeed(False)
+
+        resourceId = replica.request.resource
 
         def stored(_: object) -> bool:
             self.sent += 1
+            self._retries.pop(resourceId, None)
             return True
 
         def failed(failure: Failure) -> bool:
             self.failed += 1
+            self._retryLater(resourceId)
             self.log.info(
                 "replica Store of {rid} to {peer} failed: {why}",
                 rid=replica.request.resource.hex(),
@@ -181,6 +215,31 @@ class Replicator:
             return False
 
         return d.addCallbacks(stored, failed)
+
+    # -- retries -----------------------------------------------------------------------
+
+    def _retryLater(self, resourceId: bytes) -> None:
+        """Place ``resourceId`` again after RETRY_DELAYS[n] for its n-th
+        failure in a row (the ring may have changed meanwhile: the targets
+        are chosen again); after the last, the periodic sweep takes over."""
+        if self._stopped:
+            return
+        attempt = self._retries.get(resourceId, 0)
+        if attempt >= len(RETRY_DELAYS):
+            self._retries.pop(resourceId, None)
+            return
+        self._retries[resourceId] = attempt + 1
+        if self._retryCall is None or not self._retryCall.active():
+            self._retryCall = self.clock.callLater(RETRY_DELAYS[attempt], self._retryNow)
+
+    def _retryNow(self) -> None:
+        self._retryCall = None
+        held = set(self.service.resources())
+        due = [rid for rid in self._retries if rid in held]
+        for rid in list(self._retries):
+            if rid not in held:
+                del self._retries[rid]
+        self._place(due)
 
     # -- waiting for replicas ----------------------------------------------------------
 

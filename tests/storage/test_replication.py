@@ -50,6 +50,12 @@ class FakeTopology:
     def responsiblePeer(self, resourceId: bytes) -> bytes:
         return ME if self.responsible else self.owner
 
+    def isNeighbour(self, nodeId: bytes) -> bool:
+        return nodeId in (OWNER, NEXT, AFTER)
+
+    def shouldHold(self, resourceId: bytes) -> bool:
+        return self.responsible or self.replica
+
     def onResponsibilityChange(self, callback: object) -> None:
         assert callable(callback)
         self.callbacks.append(callback)
@@ -67,9 +73,10 @@ class Network:
         return d
 
 
-def make(topology: FakeTopology) -> tuple[Setup, Network, Replicator]:
-    clock = Clock()
-    clock.advance(NOW)
+def make(topology: FakeTopology, clock: Clock | None = None) -> tuple[Setup, Network, Replicator]:
+    if clock is None:
+        clock = Clock()
+        clock.advance(NOW)
     setup = Setup(identities=(ALICE,))
     network = Network()
     replicator = Replicator(setup.service, topology, network.send, clock, ME)
@@ -181,3 +188,41 @@ def test_a_replica_store_keeps_the_newer_value_it_holds() -> None:
     )
     (kept,) = setup.service.localData(rid, SINGLE_USER, NOW)
     assert kept.value == single(b"newer")
+
+
+def test_replica_stores_are_taken_from_neighbours_for_data_this_peer_should_hold() -> None:
+    topology = FakeTopology(responsible=False, replica=False)
+    _, _, replicator = make(topology)
+    rid = b"\x45" * 16
+    assert not replicator.accepts(rid, OWNER)  # neither responsible nor a replica
+    topology.replica = True
+    assert replicator.accepts(rid, OWNER)
+    assert not replicator.accepts(rid, b"\x99" * 16)  # not in the Neighbor Table
+    topology.replica, topology.responsible = False, True
+    assert replicator.accepts(rid, NEXT)  # a handover to this peer
+
+
+def test_a_failed_placement_is_tried_again_with_backoff_then_left_to_the_sweep() -> None:
+    clock = Clock()
+    clock.advance(NOW)
+    topology = FakeTopology(replicas=[NEXT])
+    setup, network, replicator = make(topology, clock)
+    storeOne(setup, b"v1")
+    delays = []
+    for _ in range(10):
+        network.sent[-1][2].errback(ReloadError(ErrorCode.FORBIDDEN, "not yet"))
+        before = len(network.sent)
+        waited = 0.0
+        while len(network.sent) == before and waited < 120:
+            clock.advance(1)
+            waited += 1
+        if len(network.sent) == before:
+            break
+        delays.append(waited)
+    assert delays == [2, 4, 8, 16, 32, 60]
+    # Success resets the count; stop() ends retrying.
+    replicator.sweep()
+    network.sent[-1][2].errback(ReloadError(ErrorCode.FORBIDDEN, "again"))
+    replicator.stop()
+    clock.advance(300)
+    assert len(network.sent) == 8
