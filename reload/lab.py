@@ -12,6 +12,7 @@ so that ``reloadctl lab stop`` can stop a lab started elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -29,7 +30,7 @@ from typing import Any
 
 from reload.config import defaultConfiguration, writeConfiguration
 
-__all__ = ["Lab", "LabPeer", "ringErrors"]
+__all__ = ["Lab", "LabPeer", "pidRunning", "ringErrors"]
 
 HOST = "127.0.0.1"
 STATE_FILE = "lab.json"
@@ -81,6 +82,21 @@ def ringErrors(statuses: Sequence[dict[str, Any]]) -> list[str]:
     return errors
 
 
+def pidRunning(pid: int) -> bool:
+    """Whether process ``pid`` runs.  A zombie does not: the peers of a
+    detached lab are reaped by init, which may take a second after they
+    exit, and ``reloadctl lab stop`` should not wait for that."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust the signal
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
 def _port(base: int | None, index: int) -> int:
     """Port ``base + index - 1``, or with no base one the kernel says is
     free now (for tests, which must not collide with anything)."""
@@ -105,13 +121,16 @@ class Lab:
         extraArgs: Sequence[str] = (),
         environment: dict[str, str] | None = None,
     ) -> None:
-        self.directory = directory
+        # Absolute: each peer runs in its own data directory and is given
+        # paths in the lab directory.
+        self.directory = directory.absolute()
         self.basePort = basePort
         self.adminBasePort = adminBasePort
         self.extraArgs = list(extraArgs)
         self.environment = environment
         self.peers: list[LabPeer] = []
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
+        self._plannedPorts: dict[int, int] = {}
 
     # -- state on disk ---------------------------------------------------------
 
@@ -146,15 +165,31 @@ class Lab:
             return [str(script)]
         return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
-    def startPeer(self, bootstrap: LabPeer | None = None) -> LabPeer:
-        """Start one more peer, joining through ``bootstrap`` (or the first)."""
+    def _nextIndex(self) -> int:
         # A new directory (and so a new Node-ID) even after peers stopped.
         used = [int(d.name[5:]) for d in self.directory.glob("peer-*") if d.name[5:].isdigit()]
-        index = max(used, default=0) + 1
+        return max(used, default=0) + 1
+
+    def linkPorts(self, count: int) -> list[int]:
+        """The link ports the next ``count`` peers will listen on, fixed
+        now: a capture filter has to name them before the peers start."""
+        first = self._nextIndex()
+        for index in range(first, first + count):
+            if index not in self._plannedPorts:
+                self._plannedPorts[index] = _port(self.basePort, index)
+        return [self._plannedPorts[index] for index in range(first, first + count)]
+
+    def startPeer(self, bootstrap: LabPeer | None = None) -> LabPeer:
+        """Start one more peer, joining through ``bootstrap`` (or the first)."""
+        index = self._nextIndex()
         dataDir = self.directory / f"peer-{index}"
         dataDir.mkdir(parents=True)
+        port = self._plannedPorts.pop(index, None)
         peer = LabPeer(
-            index, _port(self.basePort, index), _port(self.adminBasePort, index), str(dataDir)
+            index,
+            _port(self.basePort, index) if port is None else port,
+            _port(self.adminBasePort, index),
+            str(dataDir),
         )
         through = bootstrap if bootstrap is not None else (self.peers[0] if self.peers else None)
         args = [
@@ -205,13 +240,7 @@ class Lab:
         process = self._processes.get(peer.index)
         if process is not None:
             return process.poll() is None
-        if peer.pid is None:
-            return False
-        try:
-            os.kill(peer.pid, 0)
-        except OSError:
-            return False
-        return True
+        return peer.pid is not None and pidRunning(peer.pid)
 
     def waitFor(
         self,
@@ -269,6 +298,17 @@ class Lab:
             process.wait()
         self.peers.remove(peer)
         self.save()
+
+    def stopOneByOne(self, settle: float = 10.0) -> None:
+        """Stop the peers one at a time, each once the others' ring has
+        settled again (or after ``settle`` seconds): every Leave, and every
+        Update it causes, then goes to a peer still running that answers it,
+        so that a capture of the lab ends with no request left unanswered."""
+        for peer in list(self.peers):
+            self.stopPeer(peer)
+            if self.peers:
+                with contextlib.suppress(TimeoutError):
+                    self.waitConverged(settle)
 
     def stop(self) -> None:
         """Stop every peer: SIGTERM to all, then wait, then SIGKILL."""

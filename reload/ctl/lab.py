@@ -4,19 +4,23 @@
 127.0.0.1 in a directory (a fresh self-signed overlay), shows progress
 until the ring has converged, prints how to reach each peer and keeps them
 running until Ctrl-C; ``--detach`` leaves them running instead, to be
-stopped later with ``reloadctl lab stop``.
+stopped later with ``reloadctl lab stop``.  ``--capture FILE`` records the
+lab's links for Wireshark (see :mod:`reload.capture`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from reload.capture import CaptureError, LabCapture, findTools
 from reload.lab import Lab
+from reload.security.keylog import KEYLOG_VARIABLE
 
 
 def _progress(message: str) -> None:
@@ -31,22 +35,40 @@ def cmdLab(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    extraArgs = ["--link-protocol", args.link_protocol]
+    if args.trace_messages:
+        extraArgs.append("--trace-messages")
     lab = Lab(
         directory,
         basePort=args.base_port or None,
         adminBasePort=args.admin_base_port or None,
+        extraArgs=extraArgs,
     )
+    capture: LabCapture | None = None
+    LabCapture.discard(lab.directory)
+    if args.capture is not None:
+        try:
+            capture = _startCapture(lab, args)
+        except CaptureError as exc:
+            print(f"reloadctl: {exc}", file=sys.stderr)
+            return 1
     print(f"Starting {args.peers} peers in {directory} ...", file=sys.stderr)
     try:
         lab.start(args.peers, _progress)
         took = lab.waitConverged(args.timeout, _progress)
     except (TimeoutError, RuntimeError) as exc:
         print(f"\nreloadctl: {exc}", file=sys.stderr)
-        lab.stop()
+        _stop(lab, capture)
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopping the lab ...", file=sys.stderr)
+        _stop(lab, capture)
         return 1
     print(f"\nRing converged {took:.1f} s after the last peer started.\n", file=sys.stderr)
     _table(lab)
     if args.detach:
+        if capture is not None:
+            print(f"\nCapturing the links into {capture.output}; `reloadctl lab stop` writes it.")
         print(f"\nPeers keep running; stop them with: reloadctl lab stop --dir {directory}")
         return 0
     print("\nPress Ctrl-C to stop the lab.", file=sys.stderr)
@@ -58,7 +80,48 @@ def cmdLab(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     print("\nStopping the lab ...", file=sys.stderr)
-    lab.stop()
+    return _stop(lab, capture)
+
+
+def _startCapture(lab: Lab, args: argparse.Namespace) -> LabCapture:
+    """Capture the links of the peers about to start; they get the key log."""
+    tools = findTools()
+    capture = LabCapture(
+        lab.directory, Path(args.capture).resolve(), lab.linkPorts(args.peers), tools
+    )
+    if os.environ.get(KEYLOG_VARIABLE):
+        print(
+            f"reloadctl: the peers log their secrets to {capture.keyLog}, "
+            f"not to {KEYLOG_VARIABLE}={os.environ[KEYLOG_VARIABLE]}",
+            file=sys.stderr,
+        )
+    capture.start()
+    lab.environment = capture.environment(lab.environment or os.environ)
+    return capture
+
+
+def _stop(lab: Lab, capture: LabCapture | None) -> int:
+    """Stop the peers, then the capture.  Captured peers stop one by one,
+    so that every Leave is answered in the file; a second Ctrl-C must not
+    leave the capture unfinished."""
+    if capture is None:
+        lab.stop()
+        return 0
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lab.stopOneByOne()
+    return _finish(capture)
+
+
+def _finish(capture: LabCapture) -> int:
+    """Finish the capture; tell how to read it."""
+    try:
+        capture.finish()
+    except CaptureError as exc:
+        print(f"reloadctl: {exc}", file=sys.stderr)
+        return 1
+    print(f"\nCapture written to {capture.output} (with the TLS and DTLS secrets). Read it with:")
+    print(f"\n  {capture.commandLine('tshark')}")
+    print(f"\nor open it in Wireshark:\n\n  {capture.commandLine('wireshark')}")
     return 0
 
 
@@ -79,9 +142,13 @@ def cmdLabStop(args: argparse.Namespace) -> int:
         return 1
     lab = Lab.load(directory)
     count = len(lab.peers)
-    lab.stop()
+    capture = LabCapture.load(directory)
+    if capture is None:
+        lab.stop()
+    else:
+        lab.stopOneByOne()
     print(f"Stopped {count} peers in {directory}.")
-    return 0
+    return 0 if capture is None else _finish(capture)
 
 
 def addLabCommands(sub: Any) -> None:
@@ -96,6 +163,20 @@ def addLabCommands(sub: Any) -> None:
     )
     lab.add_argument("--timeout", type=float, default=120, help="seconds to wait for the ring")
     lab.add_argument("--detach", action="store_true", help="leave the peers running and return")
+    lab.add_argument(
+        "--link-protocol",
+        choices=("tls", "dtls"),
+        default="tls",
+        help="link protocol the peers prefer for the links they make (default tls)",
+    )
+    lab.add_argument(
+        "--trace-messages", action="store_true", help="peers log every message they handle"
+    )
+    lab.add_argument(
+        "--capture",
+        metavar="FILE",
+        help="capture the links into FILE (pcapng, secrets embedded) for Wireshark",
+    )
     lab.set_defaults(func=cmdLab)
     labSub = lab.add_subparsers(dest="labCommand", metavar="stop")
     stop = labSub.add_parser("stop", help="stop the peers of a lab")
