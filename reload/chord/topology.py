@@ -664,7 +664,11 @@ class ChordTopology:
 
     def _attachTarget(self, target: bytes) -> None:
         """Attach to whoever is responsible for ``target`` (finger searches,
-        sections 10.5 and 10.7.4.2, routed conventionally per 10.6)."""
+        sections 10.5 and 10.7.4.2, routed conventionally per 10.6).  Not
+        when this node is responsible for ``target`` itself: no peer holds
+        that part of the ring, and the Attach would only come back to it."""
+        if self.ring.isResponsible(target):
+            return
         d = self._startAttach(target)
 
         def failed(failure: Failure) -> None:
