@@ -137,12 +137,16 @@ class ResponsibilityChange:
 
     moved: IdRange | None
     replicas: IdRange | None
+    #: Between the old and the new start of the range this node keeps
+    #: replicas of (its third predecessor, section 10.7.3): ids whose
+    #: replicas it no longer keeps (or newly keeps).
+    held: IdRange | None = None
 
     @property
     def ranges(self) -> tuple[IdRange, ...]:
         """The changed ranges, as :meth:`ITopology.onResponsibilityChange`
         callbacks receive them."""
-        return tuple(r for r in (self.moved, self.replicas) if r is not None)
+        return tuple(r for r in (self.moved, self.replicas, self.held) if r is not None)
 
 
 ChangeCallback = Callable[[ResponsibilityChange], None]
@@ -435,23 +439,37 @@ class RoutingTable:
         first predecessor or the replica set changes."""
         self._callbacks.append(callback)
 
-    def _snapshot(self) -> tuple[bytes, tuple[bytes, ...]]:
-        return self.responsibleRange().start, tuple(self.successors[: self.replicaCount])
+    def _heldStart(self) -> bytes | None:
+        """The start of the ids this node keeps replicas of: its
+        (replicaCount + 1)-th predecessor; None in a ring too small to
+        have one (it then keeps everything)."""
+        if len(self._dists) <= self.replicaCount:
+            return None
+        return self._peers[self._dists[-1 - self.replicaCount]]
 
-    def _notify(self, before: tuple[bytes, tuple[bytes, ...]]) -> None:
-        oldPred, oldReplicas = before
-        newPred, newReplicas = self._snapshot()
-        moved = None
-        if oldPred != newPred:
-            # Shrunk when the new predecessor lies between the old one and
-            # us: (old, new] moved away.  Grew otherwise: (new, old] is ours.
-            if inOpen(newPred, oldPred, self.nodeId):
-                moved = IdRange(oldPred, newPred)
-            else:
-                moved = IdRange(newPred, oldPred)
+    def _snapshot(self) -> tuple[bytes, tuple[bytes, ...], bytes | None]:
+        return (
+            self.responsibleRange().start,
+            tuple(self.successors[: self.replicaCount]),
+            self._heldStart(),
+        )
+
+    def _between(self, old: bytes, new: bytes) -> IdRange:
+        """The ids between two starts of a range ending at this node:
+        (old, new] when it shrank (new lies between old and us), else
+        (new, old]."""
+        return IdRange(old, new) if inOpen(new, old, self.nodeId) else IdRange(new, old)
+
+    def _notify(self, before: tuple[bytes, tuple[bytes, ...], bytes | None]) -> None:
+        oldPred, oldReplicas, oldHeld = before
+        newPred, newReplicas, newHeld = self._snapshot()
+        moved = self._between(oldPred, newPred) if oldPred != newPred else None
         replicas = self.responsibleRange() if oldReplicas != newReplicas else None
-        if moved is None and replicas is None:
+        held = None
+        if oldHeld is not None and newHeld is not None and oldHeld != newHeld:
+            held = self._between(oldHeld, newHeld)
+        if moved is None and replicas is None and held is None:
             return
-        change = ResponsibilityChange(moved, replicas)
+        change = ResponsibilityChange(moved, replicas, held)
         for callback in list(self._callbacks):
             callback(change)

@@ -583,7 +583,8 @@ class ChordTopology:
             if "holdDown" not in self._timers:
                 delay = self._holdDownUntil - now
                 self._timers["holdDown"] = self.clock.callLater(delay, self._holdDownOver)
-            ranges = () if change.moved is None else (change.moved,)
+            # Only new replicas wait; what moved or stopped being held not.
+            ranges = tuple(r for r in (change.moved, change.held) if r is not None)
         if ranges:
             self._notify(ranges)
 

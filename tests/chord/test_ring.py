@@ -379,9 +379,18 @@ def test_adding_and_removing_peers_fires_responsibility_changes() -> None:
     assert table.replicaSet(me) == [intToId(2000), intToId(3000)]
 
     seen.clear()
-    table.addPeer(intToId(4000))  # a third successor: same replicas
-    table.addPeer(intToId(100))  # a third predecessor: same range
-    assert seen == []
+    # A third successor: same replicas, same range; but going round, 4000
+    # is also the third predecessor now, so this node keeps replicas of
+    # (4000, 1000] only: (3000, 4000] is no longer its to keep.
+    table.addPeer(intToId(4000))
+    assert [(c.moved, c.replicas, c.held) for c in seen] == [
+        (None, None, IdRange(intToId(3000), intToId(4000)))
+    ]
+    seen.clear()
+    table.addPeer(intToId(100))  # a closer third predecessor: (4000, 100] too
+    assert [c.ranges for c in seen] == [(IdRange(intToId(4000), intToId(100)),)]
+    assert not table.holdsReplica(intToId(50)) and table.holdsReplica(intToId(150))
+    seen.clear()
 
     table.removePeer(intToId(800))  # the predecessor fails: (500, 800] is ours again
     assert seen[-1].moved == IdRange(intToId(500), intToId(800))
