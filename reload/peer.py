@@ -24,6 +24,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from reload.client import ClientTopology
 from reload.config import OverlayConfiguration, writeConfiguration
 from reload.config.sequence import ANY_SEQUENCE
 from reload.configupdate import ConfigurationUpdater
@@ -192,7 +193,13 @@ class OverlayPeer(Service):
         )
         node.dispatcher.register(ConfigUpdateReq.CODE, updater)
         node.transport.onConfigurationTooOld = self._sendConfiguration
-        self.topology = settings.topology.makeTopology(cast(INode, node))
+        overlayTopology = settings.topology.makeTopology(cast(INode, node))
+        if settings.client:
+            # Section 4.2: use the overlay without joining it; the overlay's
+            # topology only lends its hash (4.2.2).
+            self.topology = ClientTopology(cast(INode, node), overlayTopology.hashResource)
+        else:
+            self.topology = overlayTopology
         node.useTopology(self.topology)
         self._startStorage(identity, security.certificates)
         self.state = "joining"
@@ -237,7 +244,7 @@ class OverlayPeer(Service):
             )
             # Section 7.4.1.1: which replica Stores to take.
             service.acceptReplica = self.replicator.accepts
-        else:
+        elif not self.settings.client:
             self.log.warn(
                 "The topology {topology} names no replica set: stored data is not replicated",
                 topology=type(topology).__name__,
@@ -453,7 +460,10 @@ class OverlayPeer(Service):
 
     def status(self) -> dict[str, Any]:
         """The overlay part of the admin API's status."""
-        out: dict[str, Any] = {"state": self.state}
+        out: dict[str, Any] = {
+            "state": self.state,
+            "role": "client" if self.settings.client else "peer",
+        }
         if self.error:
             out["error"] = self.error
         if self.identity is not None:

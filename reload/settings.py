@@ -50,3 +50,5 @@ class PeerSettings:
     traceMessages: bool = False
     #: Bytes of values one signer may store here (section 13.5); None: no bound.
     storageQuota: int | None = 64 << 20
+    #: Use the overlay as a client (section 4.2): attach, never join.
+    client: bool = False

@@ -107,6 +107,12 @@ class Options(usage.Options):
 
     optFlags = [
         [
+            "client",
+            None,
+            "Use the overlay as a client (RFC 6940 section 4.2): attach to the peer "
+            "responsible for this Node-ID through --bootstrap, route nothing, store nothing.",
+        ],
+        [
             "trace-messages",
             None,
             "Log one event per message sent, received and forwarded: method, transaction "
@@ -254,6 +260,10 @@ class Options(usage.Options):
                 password = FilePath(self["password-file"]).getContent().decode().splitlines()[0]
             except (OSError, UnicodeDecodeError, IndexError) as exc:
                 raise usage.UsageError(f"--password-file {self['password-file']}: {exc}") from None
+        if self["client"] and not self["bootstrap"] and not configuration.bootstrapNodes:
+            raise usage.UsageError(
+                "--client: a client joins no ring and starts none; give it --bootstrap HOST:PORT"
+            )
         self["settings"] = PeerSettings(
             configuration=configuration,
             dataDir=dataDir,
@@ -268,6 +278,7 @@ class Options(usage.Options):
             advertise=self["advertise"],
             linkProtocol=self["link-protocol"],
             traceMessages=bool(self["trace-messages"]),
+            client=bool(self["client"]),
             # usage.Options coerces given values only, not the default.
             storageQuota=(
                 parseQuota(quota) if isinstance(quota := self["storage-quota"], str) else quota

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ from reload.chord.ring import hashResource
 from reload.config import KindConfig, defaultConfiguration, writeConfiguration
 from reload.lab import Lab, LabPeer
 from reload.storage.policies import nodeMultipleResourceName
+
+from .conftest import commandPath, freePort, sourceEnv
 
 #: SINGLE values, NODE-MULTIPLE: a peer writes H(its Node-ID || i).
 SPREAD = 0xF0000010
@@ -51,7 +56,7 @@ class AdminCallFailed(Exception):
         self.error = error
 
 
-def call(peer: LabPeer, operation: str, timeout: float = 30, **query: Any) -> dict[str, Any]:
+def call(peer: LabPeer, operation: str, /, timeout: float = 30, **query: Any) -> dict[str, Any]:
     """POST an admin operation (``store``, ``fetch``, ``held``...)."""
     url = f"{peer.admin}/{operation}?{urllib.parse.urlencode(query)}"
     try:
@@ -110,3 +115,47 @@ def eventually(check: Any, timeout: float, interval: float = 0.5) -> Any:
         if result or time.monotonic() > deadline:
             return result
         time.sleep(interval)
+
+
+class PeerProcess:
+    """One ``twistd reload`` process in the overlay of ``directory``'s
+    ``overlay.xml``, on a data directory kept across runs, with
+    ``extraArgs`` (``--bootstrap``, ``--client``...)."""
+
+    def __init__(self, directory: Path, name: str = "peer", extraArgs: Sequence[str] = ()) -> None:
+        self.directory = directory
+        self.dataDir = directory / name
+        self.extraArgs = list(extraArgs)
+        self.lab = LabPeer(1, freePort(), freePort(), str(self.dataDir))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.dataDir.mkdir(exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                commandPath("twistd"), "-n", "--pidfile=",
+                f"--logfile={self.dataDir / 'twistd.log'}", "reload",
+                "--config", str(self.directory / "overlay.xml"),
+                "--data-dir", str(self.dataDir),
+                "--listen", f"tcp:{self.lab.port}:interface=127.0.0.1",
+                "--admin", f"tcp:{self.lab.adminPort}:interface=127.0.0.1",
+                *self.extraArgs,
+            ],
+            env=sourceEnv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        joined = eventually(lambda: self.status().get("state") == "joined", 30)
+        assert joined, (self.dataDir / "twistd.log").read_text()[-2000:]
+
+    def status(self) -> dict[str, object]:
+        try:
+            with urllib.request.urlopen(f"{self.lab.admin}/status", timeout=2) as r:
+                status: dict[str, object] = json.load(r)
+                return status
+        except OSError:
+            return {}
+
+    def kill(self, signum: int = signal.SIGKILL) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+        self.process.wait(30)

@@ -1,0 +1,81 @@
+"""The client role with real processes over TLS (issue 6; RFC 6940 section
+4.2): ``twistd reload --client`` attaches to the peer responsible for its
+Node-ID without joining, stores and fetches through it, is reached by its
+Node-ID from anywhere in the overlay, and never enters a Routing Table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reload.lab import Lab, ringErrors
+
+from .conftest import sourceEnv, twistd
+from .replication_support import (
+    PeerProcess,
+    call,
+    eventually,
+    fetchSpread,
+    storeSpread,
+    writeOverlay,
+)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    writeOverlay(tmp_path, "client-lab.reload.local")
+    lab = Lab(tmp_path, basePort=None, adminBasePort=None, environment=sourceEnv())
+    try:
+        lab.start(4)
+        lab.waitConverged(90)
+        yield lab
+    finally:
+        lab.stop()
+
+
+def test_a_client_uses_the_overlay_without_joining_it(lab: Lab, tmp_path: Path) -> None:
+    bootstrap = lab.peers[0]
+    client = PeerProcess(tmp_path, "client", ["--client", "--bootstrap", bootstrap.address])
+    try:
+        client.start()
+        status = client.status()
+        assert status["role"] == "client"
+        clientId = str(status["nodeId"])
+        [attached] = status["neighbours"]["peer"]  # type: ignore[index]
+        # Section 4.2.1: it attached to the peer responsible for its Node-ID
+        # (the first peer at or after it), which routes the last hop to it.
+        peerIds = sorted(str(lab.status(p)["nodeId"]) for p in lab.peers)
+        assert attached == next((i for i in peerIds if i >= clientId), peerIds[0])
+        routed = call(bootstrap, "route-query", peer=attached, destination=clientId)
+        assert routed["nextPeer"] == clientId
+
+        # It stores (signed with its own Node-ID) and fetches through its peer;
+        # a peer fetches the same value.
+        storeSpread(client.lab, clientId, 1, "from a client")
+        assert fetchSpread(client.lab, clientId, 1) == "from a client"
+        assert fetchSpread(lab.peers[-1], clientId, 1) == "from a client"
+
+        # Reached by its Node-ID from a peer it has no link to.
+        far = next(p for p in lab.peers if lab.status(p)["nodeId"] not in (attached, clientId))
+        pinged = call(far, "ping", destination=clientId)
+        assert pinged["responder"] == clientId
+
+        # No peer routes through it: not a neighbour, not a finger; the ring
+        # is the peers' alone.
+        for peer in lab.peers:
+            neighbours = lab.status(peer)["neighbours"]
+            assert all(clientId not in ids for ids in neighbours.values()), neighbours
+        assert ringErrors(lab.statuses()) == []
+    finally:
+        client.kill()
+    # Its departure leaves the ring as it was.
+    assert eventually(lambda: ringErrors(lab.statuses()) == [], 10)
+
+
+def test_a_client_needs_a_bootstrap_peer(tmp_path: Path) -> None:
+    result = twistd("reload", "--client", "--data-dir", str(tmp_path / "c"), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "--client" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
