@@ -55,6 +55,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import procStatus
 
 from reload.chord.settings import DEFAULT_PING_INTERVAL, DEFAULT_UPDATE_INTERVAL
 from reload.lab import Lab, ringErrors
@@ -63,22 +66,6 @@ CONVERGE_TARGET = 10.0  # seconds after the last start
 TRAFFIC_TARGET = 0.05  # messages per second per peer
 RSS_TARGET = 40.0  # MB per idle peer process
 _PROGRESS = re.compile(r"(\d+)/(\d+) joined, (\d+) ring errors")
-
-
-def procMemory(pid: int | None) -> dict[str, float]:
-    """``VmRSS`` and ``VmHWM`` of a process, in MB (empty if it is gone)."""
-    if pid is None:
-        return {}
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return {}
-    found = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            found[key] = int(value.split()[0]) / 1024  # kB -> MB
-    return found
 
 
 def procPrivate(pid: int | None) -> dict[str, float]:
@@ -250,7 +237,7 @@ def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
             ring_errors_after_idle=ringErrors(statuses)[:5],
         )
 
-        memory = [procMemory(p.pid) | procPrivate(p.pid) for p in lab.peers]
+        memory = [procStatus(p.pid) | procPrivate(p.pid) for p in lab.peers]
         rss = [m["VmRSS"] for m in memory if "VmRSS" in m]
         hwm = [m["VmHWM"] for m in memory if "VmHWM" in m]
         result.update(

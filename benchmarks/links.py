@@ -50,14 +50,10 @@ if it has not exited shortly after.
 from __future__ import annotations
 
 import argparse
-import atexit
-import contextlib
 import cProfile
 import json
 import os
 import platform
-import select
-import subprocess
 import sys
 import time
 from collections import deque
@@ -70,6 +66,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from _common import Child, killChildren  # noqa: E402
 from _linkpeer import OVERLAY, NullHandler, makeNode, newIdentity, trustPolicy  # noqa: E402
 from twisted.internet.defer import Deferred, ensureDeferred  # noqa: E402
 
@@ -146,40 +143,15 @@ def _percentile(ordered: list[float], q: float) -> float | None:
 
 # -- the other process ----------------------------------------------------------------
 
-_children: set[subprocess.Popen[str]] = set()
 
-
-def _killChildren() -> None:
-    for child in list(_children):
-        with contextlib.suppress(Exception):
-            child.kill()
-            child.wait(5)
-
-
-atexit.register(_killChildren)
-
-
-class Peer:
+class Peer(Child):
     """The other peer, in a child process (``_linkpeer.py``)."""
 
     def __init__(self, keyType: str, lifetime: float) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "_linkpeer.py"),
-                "--key",
-                keyType,
-                "--parent",
-                str(os.getpid()),
-                "--lifetime",
-                str(lifetime),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
+        super().__init__(
+            [str(HERE / "_linkpeer.py"), "--key", keyType, "--lifetime", str(lifetime)],
+            "the peer process",
         )
-        _children.add(self.process)
         try:
             hello = self.read(60.0)
             self.nodeId = bytes.fromhex(hello["nodeId"])
@@ -190,17 +162,6 @@ class Peer:
         except BaseException:
             self.close()
             raise
-
-    def read(self, timeout: float) -> dict[str, Any]:
-        """The next JSON line the child writes (blocks up to ``timeout``)."""
-        stdout = self.process.stdout
-        assert stdout is not None
-        ready, _, _ = select.select([stdout], [], [], timeout)
-        line = stdout.readline() if ready else ""
-        if not line:
-            raise RuntimeError(f"the peer process said nothing (exit code {self.process.poll()})")
-        result: dict[str, Any] = json.loads(line)
-        return result
 
     def cpu(self, node: Any = None) -> tuple[float, float, dict[str, list[float]]]:
         """CPU seconds (user + system) used so far by this process and by the
@@ -228,26 +189,6 @@ class Peer:
                 if calls:
                     result.security[key] = round(seconds / calls * 1e6, 1)
         return result
-
-    def tell(self, command: str) -> None:
-        stdin = self.process.stdin
-        assert stdin is not None
-        stdin.write(command + "\n")
-        stdin.flush()
-
-    def close(self) -> None:
-        """Close its stdin (it stops), kill it if it lingers."""
-        process = self.process
-        with contextlib.suppress(Exception):
-            assert process.stdin is not None
-            process.stdin.close()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        finally:
-            _children.discard(process)
 
 
 # -- load loops ---------------------------------------------------------------------
@@ -739,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         task.react(lambda reactor: ensureDeferred(everything(reactor)))
     except SystemExit as exit:
         if exit.code:
-            _killChildren()
+            killChildren()
             raise
 
     rows = measured + crypto

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -30,7 +31,7 @@ from typing import Any
 
 from reload.config import defaultConfiguration, writeConfiguration
 
-__all__ = ["Lab", "LabPeer", "pidRunning", "ringErrors"]
+__all__ = ["Lab", "LabPeer", "freeListenPort", "pidRunning", "ringErrors"]
 
 HOST = "127.0.0.1"
 STATE_FILE = "lab.json"
@@ -97,15 +98,40 @@ def pidRunning(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
+def _ephemeralStart() -> int:
+    """The first port of the kernel's ephemeral range (outbound sockets)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def freeListenPort(low: int = 10000) -> int:
+    """A port on 127.0.0.1 that is free now and will stay free until a
+    listener takes it: one below the ephemeral range.  Asking the kernel for
+    port 0 gives an ephemeral one, which the peers' own outbound connections
+    may take before the listener that was meant to have it starts (about
+    one 50-peer lab start in two failed with "Address already in use")."""
+    high = max(low + 1, _ephemeralStart())
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(low, high)
+        with socket.socket() as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port between {low} and {high}")
+
+
 def _port(base: int | None, index: int) -> int:
-    """Port ``base + index - 1``, or with no base one the kernel says is
-    free now (for tests, which must not collide with anything)."""
+    """Port ``base + index - 1``, or with no base a free one
+    (:func:`freeListenPort`; for tests, which must not collide with
+    anything)."""
     if base is not None:
         return base + index - 1
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
+    return freeListenPort()
 
 
 class Lab:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from reload.lab import freeListenPort
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,11 +39,9 @@ def twistd(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedPr
 
 
 def freePort() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that is free, below the ephemeral range (so
+    no outbound connection takes it before the test's listener does)."""
+    return freeListenPort()
 
 
 def sourceEnv(extraPath: list[str] | None = None) -> dict[str, str]:

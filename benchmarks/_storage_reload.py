@@ -1,0 +1,421 @@
+"""A RELOAD load driver for ``benchmarks/storage.py``: clients that store and
+fetch through a running overlay.
+
+Not run by hand: ``storage.py`` starts one or more of these with
+``sys.executable`` once its lab of peers has converged.  The driver makes
+``--identities`` self-signed identities for the lab's overlay (RFC 6940
+section 11.3.1).  Each is a RELOAD *client* (section 4.2): it has its own
+:class:`~reload.transport.TransportNode` with
+:class:`~reload.transport.SigningSecurity` (every message signed, every
+message verified) and one TLS link (TLS-TCP-FH-NO-ICE, mutual certificate
+authentication) to an admitting peer, to which it hands every request; the
+overlay routes it to the responsible peer (CHORD-RELOAD) and the answer
+comes back along the via list.  The admitting peers go round the lab's
+peers.  Each client stores with :class:`~reload.storage.client.StorageClient`
+(values signed, section 7.1) and fetches with it (every value's signature
+and access policy verified, section 7.4.2.2).
+
+Keys: the default overlay's TURN-SERVICE Kind (0x2, SINGLE, NODE-MULTIPLE
+with max-node-multiple 20) at the Resource-IDs H(Node-ID || i), i = 1..20,
+of each identity (section 7.3.4): 20 keys per identity, spread uniformly
+over the ring.  See storage.py for why.
+
+Protocol (see ``_common``): ``{"ready": true, "names": [hex...]}``
+once every link is up; then commands ``warmup`` (fetch every key, whatever
+the answer), ``store``, ``fetch`` (each answered with the phase's
+figures), ``profile-start``, ``profile-stop PATH`` (cProfile, CPU time),
+``counters``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime
+import json
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from _common import VALUE_SIZE, Phase, childArguments, dieWithParent, say  # noqa: E402
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred  # noqa: E402
+
+from reload.chord.ring import hashResource  # noqa: E402
+
+if TYPE_CHECKING:
+    from reload.storage.client import StorageClient
+
+#: RFC 6940 section 14.6: TURN-SERVICE.
+TURN_SERVICE = 0x2
+#: Section 9: "a maximum iteration of counter 20" (the default overlay's
+#: max-node-multiple for TURN-SERVICE).
+KEYS_PER_IDENTITY = 20
+#: TLS handshakes in flight while the clients connect (a peer refuses
+#: inbound connections beyond its handshake limit).
+CONNECTING = 8
+
+
+class AdmittingPeerTopology:
+    """The routing of a RELOAD client (section 4.2): everything goes to the
+    one peer it is connected to, which routes it on; answers come back to
+    the client's Node-ID over the same link.
+
+    :class:`reload.client.ClientTopology` (``twistd reload --client``) also
+    sends everything to one peer, but first Attaches to the peer responsible
+    for its Node-ID (section 4.2.1), so that it can be reached by Node-ID;
+    that needs a listener and a second link per identity.  A driver's
+    identities are never addressed, so each keeps the link it made: for a
+    random Node-ID the responsible peer is a uniformly random peer, and the
+    round-robin choice of admitting peers spreads the first hops the same
+    way."""
+
+    def __init__(self, admitting: bytes, length: int) -> None:
+        self.admitting = admitting
+        self.length = length
+
+    def nextHop(self, destination: bytes) -> bytes | None:
+        return self.admitting
+
+    def linkUp(self, nodeId: bytes) -> None:
+        pass
+
+    def linkDown(self, nodeId: bytes) -> None:
+        pass
+
+    def hashResource(self, name: bytes) -> bytes:
+        return hashResource(name, self.length)
+
+
+class Client:
+    """One identity: its node, its link and its StorageClient."""
+
+    def __init__(self, reactor: Any, configuration: Any, trust: Any, certificates: Any) -> None:
+        from reload.link.listener import LinkListener
+        from reload.link.tls import LinkSettings
+        from reload.security.certificates import makeSelfSignedIdentity
+        from reload.transport.node_api import TransportNode
+        from reload.transport.security import SigningSecurity
+
+        self.identity = makeSelfSignedIdentity(
+            configuration.instanceName,
+            None,
+            digest=configuration.selfSignedDigest or "sha1",
+            nodeIdLength=configuration.nodeIdLength,
+        )
+        now = datetime.datetime.fromtimestamp(reactor.seconds(), datetime.UTC)
+        certificates.add(trust.verify([self.identity.certificate], now))
+        security = SigningSecurity(self.identity, certificates, reactor)
+        self.node = TransportNode(
+            self.identity.nodeId, security, reactor, configuration=configuration, reactor=reactor
+        )
+        self.listener = LinkListener(
+            reactor,
+            self.identity,
+            trust,
+            self.node.transport,
+            settings=LinkSettings(maxMessageSize=configuration.maxMessageSize),
+        )
+        self.listener.startService()
+        self.storage: StorageClient | None = None
+
+    async def connect(self, peer: dict[str, Any], service: Any, reactor: Any) -> None:
+        from reload.storage.client import StorageClient
+
+        nodeId = bytes.fromhex(peer["nodeId"])
+        for attempt in range(5):
+            try:
+                await self.listener.connect(peer["host"], int(peer["port"]), nodeId)
+                break
+            except Exception:
+                if attempt == 4:
+                    raise
+                await sleep(reactor, 0.5 * (attempt + 1))
+        self.node.transport.setTopology(AdmittingPeerTopology(nodeId, len(nodeId)))
+        self.storage = StorageClient(self.node, self.identity, service, reactor)
+
+    def names(self) -> list[bytes]:
+        """Section 7.3.4: the Resource Names Node-ID || i this identity may
+        write TURN-SERVICE values at."""
+        from reload.storage.policies import nodeMultipleResourceName
+
+        return [
+            nodeMultipleResourceName(self.identity.nodeId, i)
+            for i in range(1, KEYS_PER_IDENTITY + 1)
+        ]
+
+
+def sleep(reactor: Any, seconds: float) -> Deferred[None]:
+    from twisted.internet.task import deferLater
+
+    return deferLater(reactor, seconds, lambda: None)
+
+
+def runOps(
+    reactor: Any, ops: list[Callable[[], Deferred[Any]]], concurrency: int, timeout: float
+) -> Deferred[Phase]:
+    """Run ``ops`` with at most ``concurrency`` outstanding; fire with the
+    phase's latencies.  An op's Deferred fails for an error; it fires with
+    False for a wrong answer (a mismatch)."""
+    phase = Phase()
+    done: Deferred[Phase] = Deferred()
+    queue = list(reversed(ops))
+    state = {"running": 0}
+    cpu0 = time.process_time()
+
+    def issue() -> None:
+        op = queue.pop()
+        state["running"] += 1
+        t0 = time.monotonic()
+        d = maybeDeferred(op)
+        d.addCallbacks(succeeded, failed, callbackArgs=(t0,), errbackArgs=(t0,))
+
+    def succeeded(ok: object, t0: float) -> None:
+        if ok is False:
+            phase.mismatches += 1
+        phase.latencies.append(time.monotonic() - t0)
+        finished()
+
+    def failed(reason: Any, t0: float) -> None:
+        phase.errors.append(f"{reason.type.__name__}: {reason.getErrorMessage()}"[:200])
+        finished()
+
+    def finished() -> None:
+        state["running"] -= 1
+        if done.called:
+            return
+        if queue:
+            issue()
+        elif state["running"] == 0:
+            end()
+
+    def end() -> None:
+        if guard.active():
+            guard.cancel()
+        phase.ended = time.monotonic()
+        phase.cpu = time.process_time() - cpu0
+        done.callback(phase)
+
+    def abandon() -> None:
+        phase.errors.extend(["no answer before the phase timed out"] * state["running"])
+        end()
+
+    guard = reactor.callLater(timeout, abandon)
+    phase.began = time.monotonic()
+    if not ops:
+        end()
+    for _ in range(min(concurrency, len(ops))):
+        issue()
+    return done
+
+
+async def main(reactor: Any, args: argparse.Namespace) -> None:
+    from reload.config import parseConfiguration
+    from reload.security.signing import CertificateCache
+    from reload.security.trust import TrustPolicy
+    from reload.storage.kinds import KindTable
+    from reload.storage.policies import PolicyRegistry
+    from reload.storage.service import StorageService
+    from reload.storage.sqlite import MemoryStore
+    from reload.wire.storage import DataValue, StoredDataSpecifier
+
+    configuration = parseConfiguration(Path(args.config).read_bytes())
+    peers: list[dict[str, Any]] = json.loads(Path(args.peers).read_text())
+    trust = TrustPolicy.fromConfiguration(configuration)
+    certificates = CertificateCache(trust)
+    length = configuration.nodeIdLength
+    topology = AdmittingPeerTopology(b"", length)
+    # The kind table and access policies that judge what a Fetch returns.
+    service = StorageService(
+        KindTable.fromConfiguration(configuration.kinds, PolicyRegistry()),
+        MemoryStore(),
+        certificates,
+        topology.hashResource,
+        lambda resourceId: False,
+    )
+    if service.kinds.get(TURN_SERVICE) is None:
+        raise RuntimeError("the overlay configuration has no TURN-SERVICE Kind")
+    clients = [Client(reactor, configuration, trust, certificates) for _ in range(args.identities)]
+    pending = list(range(len(clients)))
+
+    async def connectSome() -> None:
+        while pending:
+            i = pending.pop()
+            peer = peers[(args.offset + i) % len(peers)]
+            await clients[i].connect(peer, service, reactor)
+
+    await gatherResults(
+        [Deferred.fromCoroutine(connectSome()) for _ in range(CONNECTING)], consumeErrors=True
+    )
+
+    rng = random.Random(args.seed)
+    keys: list[tuple[Client, bytes, bytes, bytes]] = []  # client, name, Resource-ID, value
+    for client in clients:
+        for name in client.names():
+            keys.append((client, name, topology.hashResource(name), rng.randbytes(VALUE_SIZE)))
+    replicas: dict[int, int] = {}
+
+    def store(client: Client, resourceId: bytes, value: bytes) -> Callable[[], Deferred[Any]]:
+        def op() -> Deferred[Any]:
+            assert client.storage is not None
+            d: Deferred[Any] = client.storage.store(
+                resourceId, TURN_SERVICE, [DataValue(True, value)]
+            )
+
+            def answered(answer: Any) -> bool:
+                for kind in answer.kind_responses:
+                    replicas[len(kind.replicas)] = replicas.get(len(kind.replicas), 0) + 1
+                return True
+
+            return d.addCallback(answered)
+
+        return op
+
+    def fetch(client: Client, resourceId: bytes, value: bytes) -> Callable[[], Deferred[Any]]:
+        specifier = StoredDataSpecifier.single(TURN_SERVICE)
+
+        def op() -> Deferred[Any]:
+            assert client.storage is not None
+            d: Deferred[Any] = client.storage.fetch(resourceId, [specifier])
+
+            def check(kinds: Any) -> bool:
+                for kind in kinds:
+                    for data in kind.values:
+                        stored = data.value
+                        if getattr(stored, "exists", False) and stored.value == value:
+                            return True
+                return False
+
+            return d.addCallback(check)
+
+        return op
+
+    def warm(op: Callable[[], Deferred[Any]]) -> Callable[[], Deferred[Any]]:
+        return lambda: op().addBoth(lambda _: True)
+
+    say(
+        {
+            "ready": True,
+            "names": [name.hex() for _, name, _, _ in keys],
+            "links": sum(len(c.node.transport.connected) for c in clients),
+        }
+    )
+    profiler: list[cProfile.Profile] = []
+    commands: list[str] = []
+    wake: list[Deferred[None]] = []
+
+    def reader() -> None:
+        for line in sys.stdin:
+            reactor.callFromThread(arrived, line.strip())
+        reactor.callFromThread(arrived, "")
+
+    def arrived(line: str) -> None:
+        commands.append(line)
+        if wake:
+            wake.pop().callback(None)
+
+    threading.Thread(target=reader, daemon=True).start()
+    while True:
+        if not commands:
+            d: Deferred[None] = Deferred()
+            wake.append(d)
+            await d
+        word, _, rest = commands.pop(0).partition(" ")
+        if word == "":
+            break
+        if word == "store":
+            ops = [store(c, r, v) for c, _, r, v in keys]
+            phase = await runOps(reactor, ops, args.concurrency, args.phase_timeout)
+            say({"phase": "store", **phase.toJson(), "replicas": replicas})
+        elif word == "warmup":
+            # Fetch every key before anything is stored, whatever comes back.
+            ops = [warm(fetch(c, r, v)) for c, _, r, v in keys]
+            phase = await runOps(reactor, ops, args.concurrency, args.phase_timeout)
+            say({"phase": "warmup", **phase.toJson()})
+        elif word == "fetch":
+            ops = [fetch(c, r, v) for c, _, r, v in keys]
+            rng.shuffle(ops)
+            phase = await runOps(reactor, ops, args.concurrency, args.phase_timeout)
+            say({"phase": "fetch", **phase.toJson()})
+        elif word == "profile-start":
+            # CPU time, not wall-clock time (see _common.PEER_PROFILER).
+            profiler.append(cProfile.Profile(time.process_time))
+            profiler[-1].enable()
+            say({"profiling": True})
+        elif word == "profile-stop" and profiler:
+            profile = profiler.pop()
+            profile.disable()
+            profile.dump_stats(rest)
+            say({"profile": rest})
+        elif word == "counters":
+            total: dict[str, int] = {}
+            for client in clients:
+                for key, count in client.node.transport.counters.items():
+                    total[key] = total.get(key, 0) + count
+            say({"counters": total})
+        else:
+            say({"unknown": word})
+    for client in clients:
+        client.node.stop()
+    await gatherResults([c.listener.stopService() for c in clients], consumeErrors=True)
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="RELOAD load driver of benchmarks/storage.py")
+    parser.add_argument("--config", required=True, help="the lab's overlay.xml")
+    parser.add_argument("--peers", required=True, help="JSON file: [{host, port, nodeId}]")
+    parser.add_argument("--identities", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--offset", type=int, default=0, help="first admitting peer's index")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--phase-timeout", type=float, default=300.0)
+    childArguments(parser)
+    args = parser.parse_args(argv)
+    dieWithParent(args.parent)
+
+    from twisted.internet import reactor as installed
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    globalLogBeginner.beginLoggingTo(
+        [
+            FilteringLogObserver(
+                textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(LogLevel.warn)]
+            )
+        ],
+        redirectStandardIO=False,
+    )
+    reactor: Any = installed
+
+    def finished(result: object) -> None:
+        if reactor.running:
+            reactor.stop()
+
+    def failed(failure: Any) -> None:
+        say({"fatal": f"{failure.type.__name__}: {failure.getErrorMessage()}"})
+        failure.printTraceback(file=sys.stderr)
+        finished(None)
+
+    def start() -> None:
+        Deferred.fromCoroutine(main(reactor, args)).addCallbacks(finished, failed)
+
+    reactor.callWhenRunning(start)
+    reactor.callLater(args.lifetime, finished, None)
+    reactor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
