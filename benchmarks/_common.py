@@ -251,6 +251,27 @@ def say(obj: object) -> None:
     sys.stdout.flush()
 
 
+def logWarningsToStderr() -> None:
+    """Send Twisted's log events of level warn and above to stderr: a child
+    process's stdout carries the JSON-lines protocol."""
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    globalLogBeginner.beginLoggingTo(
+        [
+            FilteringLogObserver(
+                textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(LogLevel.warn)]
+            )
+        ],
+        redirectStandardIO=False,
+    )
+
+
 def dieWithParent(parentPid: int) -> None:
     """SIGTERM this process when the parent dies (Linux), and exit now if
     it already has."""

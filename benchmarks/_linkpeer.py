@@ -31,7 +31,6 @@ import argparse
 import cProfile
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -40,6 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _common import dieWithParent, logWarningsToStderr
 from zope.interface import implementer
 
 from reload.link.interfaces import ILink, ILinkHandler
@@ -147,48 +147,20 @@ def makeNode(
     )
 
 
-def _dieWithParent(parentPid: int) -> None:
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            PR_SET_PDEATHSIG = 1
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        except Exception:
-            pass
-    if os.getppid() != parentPid:
-        os._exit(1)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="the far peer of benchmarks/links.py")
     parser.add_argument("--key", choices=("ecdsa", "rsa"), default="ecdsa")
     parser.add_argument("--parent", type=int, default=os.getppid(), help="parent's pid")
     parser.add_argument("--lifetime", type=float, default=900.0, help="exit after this")
     args = parser.parse_args(argv)
-    _dieWithParent(args.parent)
+    dieWithParent(args.parent)
 
     from twisted.internet import reactor as installed
     from twisted.internet.defer import gatherResults
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
 
     from reload.link.dtls import listenDTLS
 
-    globalLogBeginner.beginLoggingTo(
-        [
-            FilteringLogObserver(
-                textFileLogObserver(sys.stderr),
-                [LogLevelFilterPredicate(LogLevel.warn)],
-            )
-        ],
-        redirectStandardIO=False,
-    )
+    logWarningsToStderr()
 
     reactor: Any = installed
     identity = newIdentity(args.key)

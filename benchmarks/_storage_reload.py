@@ -45,7 +45,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from _common import VALUE_SIZE, Phase, childArguments, dieWithParent, say  # noqa: E402
+from _common import (  # noqa: E402
+    VALUE_SIZE,
+    Phase,
+    childArguments,
+    dieWithParent,
+    logWarningsToStderr,
+    say,
+)
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred  # noqa: E402
 
 from reload.chord.ring import hashResource  # noqa: E402
@@ -381,22 +388,8 @@ def run(argv: list[str] | None = None) -> int:
     dieWithParent(args.parent)
 
     from twisted.internet import reactor as installed
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
 
-    globalLogBeginner.beginLoggingTo(
-        [
-            FilteringLogObserver(
-                textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(LogLevel.warn)]
-            )
-        ],
-        redirectStandardIO=False,
-    )
+    logWarningsToStderr()
     reactor: Any = installed
 
     def finished(result: object) -> None:

@@ -66,7 +66,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from _common import Child, killChildren  # noqa: E402
+from _common import Child, killChildren, logWarningsToStderr  # noqa: E402
 from _linkpeer import OVERLAY, NullHandler, makeNode, newIdentity, trustPolicy  # noqa: E402
 from twisted.internet.defer import Deferred, ensureDeferred  # noqa: E402
 
@@ -649,22 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     args.profile_keys = {k.strip() for k in args.profile_keys.split(",")}
     args.counters = {}
 
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
-
-    globalLogBeginner.beginLoggingTo(
-        [
-            FilteringLogObserver(
-                textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(LogLevel.warn)]
-            )
-        ],
-        redirectStandardIO=False,
-    )
+    logWarningsToStderr()
 
     loadBefore = os.getloadavg()
     crypto, rates = cryptoRows(args.crypto_seconds)
