@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,6 +291,33 @@ def childArguments(parser: Any) -> None:
     """The options every child takes."""
     parser.add_argument("--parent", type=int, default=os.getppid(), help="the parent's pid")
     parser.add_argument("--lifetime", type=float, default=1800.0, help="exit after this")
+
+
+def dhtChildArguments(
+    description: str, argv: list[str] | None, extra: Callable[[Any], None] | None = None
+) -> Any:
+    """Parse the options of a DHT node or driver process (``mode`` node or
+    client; a client needs ``--workload`` and ``--bootstrap``), with
+    ``extra(parser)`` adding its own; dies with the parent."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("mode", choices=("node", "client"))
+    parser.add_argument("--bootstrap", help="HOST:PORT of a node to join through")
+    parser.add_argument("--workload", type=Path, help="client: JSON [[key hex, value hex]]")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--phase-timeout", type=float, default=300.0)
+    if extra is not None:
+        extra(parser)
+    childArguments(parser)
+    args = parser.parse_args(argv)
+    dieWithParent(args.parent)
+    if args.mode == "client":
+        if args.workload is None or args.bootstrap is None:
+            parser.error("client needs --workload and --bootstrap")
+        args.workload_json = args.workload.read_text()
+    return args
 
 
 def workload(names: Sequence[bytes], seed: int) -> list[tuple[bytes, bytes]]:

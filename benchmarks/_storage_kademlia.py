@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Phase, childArguments, dieWithParent, say
+from _common import Phase, dhtChildArguments, say
 
 
 async def runOps(
@@ -166,20 +166,7 @@ async def client(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="kademlia node or driver of storage.py")
-    parser.add_argument("mode", choices=("node", "client"))
-    parser.add_argument("--bootstrap", help="HOST:PORT of a node to join through")
-    parser.add_argument("--workload", type=Path, help="client: JSON [[key hex, value hex]]")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--phase-timeout", type=float, default=300.0)
-    childArguments(parser)
-    args = parser.parse_args(argv)
-    dieWithParent(args.parent)
-    if args.mode == "client":
-        if args.workload is None or args.bootstrap is None:
-            parser.error("client needs --workload and --bootstrap")
-        args.workload_json = args.workload.read_text()
+    args = dhtChildArguments("kademlia node or driver of storage.py", argv)
 
     async def bounded() -> None:
         job = node(args) if args.mode == "node" else client(args)
