@@ -65,6 +65,9 @@ class ReplicatingTopology(Protocol):
     def onResponsibilityChange(self, callback: object) -> None: ...
 
 
+#: Seconds a Store's answer waits at most for its replica Stores' answers.
+REPLICA_WAIT = 5.0
+
 #: Seconds before placing data again after its 1st, 2nd... failure in a row.
 RETRY_DELAYS = (2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 
@@ -258,13 +261,30 @@ class Replicator:
 
         done.addBoth(forget)
 
-    def settle(self, resourceId: bytes) -> Deferred[None]:
+    def settle(self, resourceId: bytes, timeout: float = REPLICA_WAIT) -> Deferred[None]:
         """Fires once every replica Store of ``resourceId`` sent so far has
-        been answered (or has failed).  Never fails."""
+        been answered (or has failed), or after ``timeout`` seconds: a
+        replica that does not answer (it just failed) must not make the
+        storing node's own request time out (section 6.2.1's retransmissions
+        end after 15 s); it is placed again later.  Never fails."""
         pending = [_follow(d) for d in self._inFlight.get(resourceId, ())]
         if not pending:
             return succeed(None)
-        return DeferredList(pending, consumeErrors=True).addCallback(lambda _: None)
+        done: Deferred[None] = Deferred()
+
+        def finish() -> None:
+            if not done.called:
+                done.callback(None)
+
+        timer = self.clock.callLater(timeout, finish)
+
+        def answered(_: object) -> None:
+            if timer.active():
+                timer.cancel()
+            finish()
+
+        DeferredList(pending, consumeErrors=True).addCallback(answered)
+        return done
 
     @property
     def pending(self) -> int:

@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from reload.chord.ring import IdRange
-from reload.storage.replication import ReplicatingTopology, Replicator
+from reload.storage.replication import REPLICA_WAIT, ReplicatingTopology, Replicator
 from reload.storage.service import ReplicaStore
 from reload.transport.errors import ReloadError
 from reload.wire.message import ErrorCode
@@ -226,3 +226,20 @@ def test_a_failed_placement_is_tried_again_with_backoff_then_left_to_the_sweep()
     replicator.stop()
     clock.advance(300)
     assert len(network.sent) == 8
+
+
+def test_settle_gives_up_waiting_for_a_silent_replica() -> None:
+    """The Store's answer goes out after REPLICA_WAIT even if a replica never
+    answers, well before the storing node's own request would time out."""
+    clock = Clock()
+    clock.advance(NOW)
+    setup, network, replicator = make(FakeTopology(), clock)
+    rid = storeOne(setup, b"v1")
+    settled: list[None] = []
+    replicator.settle(rid).addCallback(settled.append)
+    network.sent[0][2].callback("stored")
+    clock.advance(REPLICA_WAIT - 0.1)
+    assert settled == []
+    clock.advance(0.2)
+    assert settled == [None]
+    assert REPLICA_WAIT < 15
