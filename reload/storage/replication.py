@@ -224,12 +224,22 @@ class Replicator:
     def _retryLater(self, resourceId: bytes) -> None:
         """Place ``resourceId`` again after RETRY_DELAYS[n] for its n-th
         failure in a row (the ring may have changed meanwhile: the targets
-        are chosen again); after the last, the periodic sweep takes over."""
+        are chosen again); after the last, the periodic sweep takes over --
+        except for data this peer should no longer hold at all, which it
+        then deletes (section 10.7.3: the responsible peer and its replicas
+        have it, and nobody asks this peer for it)."""
         if self._stopped:
             return
         attempt = self._retries.get(resourceId, 0)
         if attempt >= len(RETRY_DELAYS):
             self._retries.pop(resourceId, None)
+            if not self.topology.shouldHold(resourceId):
+                self.log.info(
+                    "giving up handing over {rid}, which this peer no longer holds for"
+                    " anyone; deleting it",
+                    rid=resourceId.hex(),
+                )
+                self.service.dropResources([resourceId])
             return
         self._retries[resourceId] = attempt + 1
         if self._retryCall is None or not self._retryCall.active():

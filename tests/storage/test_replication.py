@@ -14,7 +14,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from reload.chord.ring import IdRange
-from reload.storage.replication import REPLICA_WAIT, ReplicatingTopology, Replicator
+from reload.storage.replication import (
+    REPLICA_WAIT,
+    RETRY_DELAYS,
+    ReplicatingTopology,
+    Replicator,
+)
 from reload.storage.service import ReplicaStore
 from reload.transport.errors import ReloadError
 from reload.wire.message import ErrorCode
@@ -243,3 +248,24 @@ def test_settle_gives_up_waiting_for_a_silent_replica() -> None:
     clock.advance(0.2)
     assert settled == [None]
     assert REPLICA_WAIT < 15
+
+
+def test_data_nobody_takes_is_deleted_after_the_last_retry_if_not_held() -> None:
+    """Section 10.7.3: a peer that is neither responsible nor a replica
+    deletes the data; a handover that keeps failing does not keep it for
+    ever."""
+    clock = Clock()
+    clock.advance(NOW)
+    topology = FakeTopology()
+    setup, network, replicator = make(topology, clock)
+    rid = storeOne(setup, b"v1")
+    topology.responsible = False
+    network.sent.clear()
+    replicator.sweep()
+    for _ in range(len(RETRY_DELAYS)):
+        network.sent[-1][2].errback(ReloadError(ErrorCode.FORBIDDEN, "not mine"))
+        clock.advance(60)
+    assert setup.service.resources() == [rid]  # kept while it is still being offered
+    network.sent[-1][2].errback(ReloadError(ErrorCode.FORBIDDEN, "not mine"))
+    assert setup.service.resources() == []
+    assert len(network.sent) == len(RETRY_DELAYS) + 1
