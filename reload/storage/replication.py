@@ -120,8 +120,9 @@ class Replicator:
         :class:`StorageService`): section 7.4.1.1 wants it to come "from an
         appropriate predecessor in their Neighbor Table", and it must be
         data this peer should hold -- as the responsible peer (a handover,
-        also while it joins) or as a replica.  A refused sender keeps its copy and tries again
-        (:meth:`_retryLater`), by when the two views of the ring agree."""
+        also while it joins) or as a replica.  A refused sender keeps its
+        copy and tries again (:meth:`_retryLater`), by when the two views of
+        the ring agree."""
         return self.topology.isNeighbour(sender) and self.topology.shouldHold(resourceId)
 
     # -- events ------------------------------------------------------------------------
