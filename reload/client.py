@@ -153,7 +153,7 @@ class ClientTopology:
             self._peerLost(leavingPeer)
 
     def handleRouteQuery(
-        self, destination: bytes, send: bool, data: bytes, requester: bytes | None = None
+        self, destination: bytes, sendUpdate: bool, data: bytes, requester: bytes | None = None
     ) -> bytes:
         raise ReloadError(ErrorCode.FORBIDDEN, "this node is a client: it routes nothing")
 
