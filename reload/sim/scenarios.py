@@ -744,10 +744,7 @@ def joinScenario(
         method=method,
     )
     with gcTuned(settings.tuneGc):
-        out["join"] = _joinInChunks(sim, peers, batch, progress).summary()
-        sim.settle()
-        if stabilise:
-            sim.stabilise(stabilise)
+        out["join"] = _buildRing(sim, peers, batch, stabilise, progress)
         out["ring"] = sim.ringCheck()
         if progress is not None:
             progress(f"joined {len(sim.members)} peers; {lookups} lookups")
@@ -755,6 +752,22 @@ def joinScenario(
         out["state"] = sim.state()
         out["counters"] = sim.counters()
     return sim, out
+
+
+def _buildRing(
+    sim: Simulation,
+    peers: int,
+    batch: int,
+    stabilise: float,
+    progress: Callable[[str], object] | None,
+) -> dict[str, Any]:
+    """Every scenario's start: join ``peers``, let the messages settle, and
+    run ``stabilise`` simulated seconds of maintenance; the join summary."""
+    summary = _joinInChunks(sim, peers, batch, progress).summary()
+    sim.settle()
+    if stabilise:
+        sim.stabilise(stabilise)
+    return summary
 
 
 def _joinInChunks(
@@ -809,10 +822,7 @@ def churnScenario(
         stabilise=stabilise,
     )
     with gcTuned(settings.tuneGc):
-        out["join"] = _joinInChunks(sim, peers, batch, progress).summary()
-        sim.settle()
-        if stabilise:
-            sim.stabilise(stabilise)
+        out["join"] = _buildRing(sim, peers, batch, stabilise, progress)
         if progress is not None:
             progress(f"churn for {duration} simulated seconds")
         out["churn"] = sim.churn(
@@ -861,10 +871,7 @@ def massFailureScenario(
         stabilise=stabilise,
     )
     with gcTuned(settings.tuneGc):
-        out["join"] = _joinInChunks(sim, peers, batch, progress).summary()
-        sim.settle()
-        if stabilise:
-            sim.stabilise(stabilise)
+        out["join"] = _buildRing(sim, peers, batch, stabilise, progress)
         out["ringBefore"] = sim.ringCheck()
         out["lookupsIntact"] = sim.lookups(lookups).summary()
         sim.network.hold(_isMaintenance)
