@@ -10,7 +10,7 @@ Resource-ID (``resource=HEX``) or the name it is the hash of (``name=TEXT``,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -91,6 +91,29 @@ def _describe(data: StoredData) -> dict[str, Any]:
     return out
 
 
+def _metadata(value: Any) -> dict[str, Any]:
+    """One value of a StatAns (section 7.4.3)."""
+    return {
+        "storageTime": value.storage_time,
+        "lifetime": value.lifetime,
+        "metadata": repr(value.metadata),
+    }
+
+
+def _perKind(
+    resourceId: bytes, kinds: Iterable[tuple[int, int, list[dict[str, Any]]]]
+) -> dict[str, Any]:
+    """The JSON of a Fetch or Stat answer: per Kind its generation counter
+    and the values, described."""
+    return {
+        "resource": resourceId.hex(),
+        "kinds": [
+            {"kind": kind, "generation": generation, "values": values}
+            for kind, generation, values in kinds
+        ],
+    }
+
+
 StorageOperation = Callable[[TransportNode, StorageClient, Request], Deferred[dict[str, Any]]]
 
 
@@ -163,17 +186,10 @@ def fetch(client: Callable[[], StorageClient | None]) -> Operation:
         resourceId = _resource(node, request)
 
         def answered(kinds: list[FetchedKind]) -> dict[str, Any]:
-            return {
-                "resource": resourceId.hex(),
-                "kinds": [
-                    {
-                        "kind": k.kindId,
-                        "generation": k.generation,
-                        "values": [_describe(v) for v in k.values],
-                    }
-                    for k in kinds
-                ],
-            }
+            return _perKind(
+                resourceId,
+                ((k.kindId, k.generation, [_describe(v) for v in k.values]) for k in kinds),
+            )
 
         specifier = _specifier(storage, request, kindId)
         return storage.fetch(resourceId, [specifier]).addCallback(answered)
@@ -189,21 +205,13 @@ def stat(client: Callable[[], StorageClient | None]) -> Operation:
         resourceId = _resource(node, request)
 
         def answered(answer: Any) -> dict[str, Any]:
-            return {
-                "resource": resourceId.hex(),
-                "kinds": [
-                    {
-                        "kind": k.kind,
-                        "generation": k.generation,
-                        "values": [
-                            {"storageTime": v.storage_time, "lifetime": v.lifetime,
-                             "metadata": repr(v.metadata)}
-                            for v in k.values
-                        ],
-                    }
+            return _perKind(
+                resourceId,
+                (
+                    (k.kind, k.generation, [_metadata(v) for v in k.values])
                     for k in answer.kind_responses
-                ],
-            }  # fmt: skip
+                ),
+            )
 
         specifier = _specifier(storage, request, kindId)
         return storage.stat(resourceId, [specifier]).addCallback(answered)
