@@ -92,20 +92,26 @@ def combine(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def procStatus(pid: int | None) -> dict[str, float]:
-    """``VmRSS`` and ``VmHWM`` of a process in MB (empty if it is gone)."""
+def procMegabytes(pid: int | None, name: str, keys: Sequence[str]) -> dict[str, float]:
+    """The ``KEY: N kB`` lines ``keys`` of ``/proc/PID/NAME``, in MB (empty
+    if the process is gone)."""
     if pid is None:
         return {}
     try:
-        text = Path(f"/proc/{pid}/status").read_text()
+        text = Path(f"/proc/{pid}/{name}").read_text()
     except OSError:
         return {}
     found: dict[str, float] = {}
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
+        if key in keys:
             found[key] = int(value.split()[0]) / 1024
     return found
+
+
+def procStatus(pid: int | None) -> dict[str, float]:
+    """``VmRSS`` and ``VmHWM`` of a process in MB (empty if it is gone)."""
+    return procMegabytes(pid, "status", ("VmRSS", "VmHWM"))
 
 
 def procTimes(pid: int | None) -> tuple[float, float] | None:

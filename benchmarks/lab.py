@@ -57,7 +57,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import procStatus
+from _common import procMegabytes, procStatus
 
 from reload.chord.settings import DEFAULT_PING_INTERVAL, DEFAULT_UPDATE_INTERVAL
 from reload.lab import Lab, ringErrors
@@ -72,17 +72,7 @@ def procPrivate(pid: int | None) -> dict[str, float]:
     """``Pss`` and private (unshared) memory of a process from
     ``/proc/PID/smaps_rollup``, in MB: what it costs beyond the pages of
     the interpreter and libraries that every peer process shares."""
-    if pid is None:
-        return {}
-    try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return {}
-    fields = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key in ("Pss", "Private_Clean", "Private_Dirty"):
-            fields[key] = int(value.split()[0]) / 1024
+    fields = procMegabytes(pid, "smaps_rollup", ("Pss", "Private_Clean", "Private_Dirty"))
     if "Pss" not in fields:
         return {}
     return {"Pss": fields["Pss"], "Private": fields.get("Private_Clean", 0.0)
