@@ -36,6 +36,12 @@ __all__ = ["Lab", "LabPeer", "freeListenPort", "pidRunning", "ringErrors"]
 HOST = "127.0.0.1"
 STATE_FILE = "lab.json"
 CONFIG_FILE = "overlay.xml"
+#: Seconds a starting peer may take to join before the lab gives up.
+JOIN_TIMEOUT = 60.0
+
+
+def _joined(status: dict[str, Any]) -> bool:
+    return status.get("state") == "joined"
 
 
 @dataclass
@@ -157,6 +163,8 @@ class Lab:
         self.peers: list[LabPeer] = []
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
         self._plannedPorts: dict[int, int] = {}
+        #: ``time.monotonic()`` when the newest peer process was launched.
+        self.lastStarted: float | None = None
 
     # -- state on disk ---------------------------------------------------------
 
@@ -237,18 +245,50 @@ class Lab:
             start_new_session=True,
         )
         peer.pid = process.pid
+        self.lastStarted = time.monotonic()
         self._processes[index] = process
         self.peers.append(peer)
         self.save()
         return peer
 
-    def start(self, count: int, progress: Callable[[str], None] | None = None) -> None:
-        """Create the overlay and start ``count`` peers, the first alone."""
+    def start(
+        self,
+        count: int,
+        progress: Callable[[str], None] | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        """Create the overlay and start ``count`` peers: the first alone,
+        then the others with at most ``concurrency`` (default: one per CPU
+        core) started and not yet joined at any time.
+
+        Why paced: a peer process spends about half a CPU-second on imports
+        and its key before it can join, and every newcomer's Join goes
+        through the bootstrap peer.  Launched all at once on a small machine
+        the start-ups only time-slice, so every peer joins late and the
+        bootstrap peer gets all the Joins together; launched as cores free
+        up, each joins at once and the ring stays converged as it grows.
+        """
         self.create()
         first = self.startPeer()
-        self.waitFor(lambda s: s.get("state") == "joined", [first], 30, progress)
-        for _ in range(count - 1):
-            self.startPeer()
+        self.waitFor(_joined, [first], JOIN_TIMEOUT, progress)
+        width = max(1, concurrency or os.cpu_count() or 1)
+        starting: dict[int, tuple[LabPeer, float]] = {}
+        remaining = count - 1
+        while remaining or starting:
+            while remaining and len(starting) < width:
+                peer = self.startPeer()
+                starting[peer.index] = (peer, time.monotonic())
+                remaining -= 1
+            time.sleep(0.05)
+            for index, (peer, since) in list(starting.items()):
+                if _joined(self.status(peer)):
+                    del starting[index]
+                elif not self.alive(peer):
+                    raise RuntimeError(f"peer {index} exited; see {peer.dataDir}/twistd.log")
+                elif time.monotonic() - since > JOIN_TIMEOUT:
+                    raise TimeoutError(f"peer {index} not joined after {JOIN_TIMEOUT} s")
+            if progress is not None:
+                progress(f"{len(self.peers) - len(starting)}/{count} peers joined")
 
     def status(self, peer: LabPeer, timeout: float = 2.0) -> dict[str, Any]:
         """A peer's admin status, or ``{"state": "unreachable"}``."""

@@ -33,6 +33,28 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab.stop()
 
 
+def test_start_paces_the_peers_and_returns_when_all_have_joined(tmp_path: Path) -> None:
+    lab = Lab(tmp_path / "paced", basePort=None, adminBasePort=None, environment=sourceEnv())
+    notJoinedAtLaunch: list[int] = []
+    startPeer = lab.startPeer
+
+    def countingStartPeer(bootstrap: Any = None) -> Any:
+        notJoinedAtLaunch.append(
+            sum(1 for p in lab.peers if lab.status(p).get("state") != "joined")
+        )
+        return startPeer(bootstrap)
+
+    lab.startPeer = countingStartPeer  # type: ignore[method-assign]
+    try:
+        lab.start(4, concurrency=1)
+        states = [lab.status(p).get("state") for p in lab.peers]
+    finally:
+        lab.stop()
+    assert notJoinedAtLaunch == [0, 0, 0, 0]
+    assert states == ["joined"] * 4
+    assert lab.lastStarted is not None
+
+
 def _logsOf(lab: Lab) -> str:
     return "\n".join(
         f"--- peer {p.index}\n" + (Path(p.dataDir) / "twistd.log").read_text()[-3000:]
