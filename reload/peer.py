@@ -24,10 +24,12 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from reload.chord.topology import ChordTopology
 from reload.client import ClientTopology
 from reload.config import OverlayConfiguration, writeConfiguration
 from reload.config.sequence import ANY_SEQUENCE
 from reload.configupdate import ConfigurationUpdater
+from reload.direct import DirectClientTopology
 from reload.enrollment.client import EnrollmentError
 from reload.files import writeAtomically
 from reload.identity import CredentialsError, peerIdentity
@@ -195,9 +197,7 @@ class OverlayPeer(Service):
         node.transport.onConfigurationTooOld = self._sendConfiguration
         overlayTopology = settings.topology.makeTopology(cast(INode, node))
         if settings.client:
-            # Section 4.2: use the overlay without joining it; the overlay's
-            # topology only lends its hash (4.2.2).
-            self.topology = ClientTopology(cast(INode, node), overlayTopology.hashResource)
+            self.topology = self._clientTopology(cast(INode, node), overlayTopology)
         else:
             self.topology = overlayTopology
         node.useTopology(self.topology)
@@ -379,6 +379,17 @@ class OverlayPeer(Service):
     def _connectDTLS(self, host: str, port: int, nodeId: bytes) -> Deferred[Any]:
         assert self.dtls is not None
         return self.dtls.connect(host, port, nodeId)
+
+    def _clientTopology(self, node: INode, overlayTopology: Any) -> ClientTopology:
+        """Section 4.2: a client uses the overlay without joining it; the
+        overlay's topology only lends its hash (4.2.2).  In a CHORD-RELOAD
+        overlay it also keeps direct links to responsible peers
+        (:mod:`reload.direct`) unless ``directLinks`` is 0."""
+        if self.settings.directLinks and isinstance(overlayTopology, ChordTopology):
+            return DirectClientTopology(
+                node, overlayTopology.hashResource, self.reactor, self.settings.directLinks
+            )
+        return ClientTopology(node, overlayTopology.hashResource)
 
     def _bootstrapPeers(self) -> list[BootstrapAddress]:
         if self.settings.bootstrap:

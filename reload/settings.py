@@ -9,6 +9,11 @@ from twisted.python.filepath import FilePath
 from reload.config import OverlayConfiguration
 from reload.interfaces import ITopologyPlugin, IUsage
 
+#: Direct links a CHORD-RELOAD client keeps (:mod:`reload.direct`) when none
+#: is configured: a few dozen covers a small overlay whole and the busy
+#: part of a large one.
+DEFAULT_DIRECT_LINKS = 32
+
 #: Where a data directory keeps the configuration of its overlay (the
 #: embedded default, or the --config document it was first started with).
 DEFAULT_CONFIGURATION_FILE = "overlay.xml"
@@ -50,5 +55,7 @@ class PeerSettings:
     traceMessages: bool = False
     #: Bytes of values one signer may store here (section 13.5); None: no bound.
     storageQuota: int | None = 64 << 20
+    #: A CHORD-RELOAD client's direct links to responsible peers (0: none).
+    directLinks: int = DEFAULT_DIRECT_LINKS
     #: Use the overlay as a client (section 4.2): attach, never join.
     client: bool = False

@@ -23,7 +23,12 @@ from reload.config import (
 )
 from reload.endpoints import EndpointSyntaxError, checkServerEndpoint
 from reload.plugins import PluginError, loadTopology, loadUsages
-from reload.settings import DEFAULT_CONFIGURATION_FILE, BootstrapAddress, PeerSettings
+from reload.settings import (
+    DEFAULT_CONFIGURATION_FILE,
+    DEFAULT_DIRECT_LINKS,
+    BootstrapAddress,
+    PeerSettings,
+)
 
 __all__ = ["Options", "makeService"]
 
@@ -81,6 +86,13 @@ def loadConfigurationFile(path: str) -> OverlayConfiguration:
 
 
 _SIZE_SUFFIXES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _directLinks(value: int | str) -> int:
+    count = int(value)
+    if count < 0:
+        raise usage.UsageError(f"--direct-links must be 0 or more, got {count}")
+    return count
 
 
 def parseQuota(value: str) -> int | None:
@@ -185,6 +197,16 @@ class Options(usage.Options):
             "E.g. 500k, 64M, 1G; 0 refuses every Store, 'none' sets no bound.",
             parseQuota,
         ],
+        [
+            "direct-links",
+            None,
+            DEFAULT_DIRECT_LINKS,
+            "With --client in a CHORD-RELOAD overlay: at most this many direct links to the "
+            "peers that answered for the Resource-IDs it used, so later requests for their "
+            "ranges skip the forwarding hops (RFC 6940 section 6.5.1); 0 routes everything "
+            "through the client's one peer.",
+            int,
+        ],
     ]
 
     def __init__(self) -> None:
@@ -279,6 +301,7 @@ class Options(usage.Options):
             linkProtocol=self["link-protocol"],
             traceMessages=bool(self["trace-messages"]),
             client=bool(self["client"]),
+            directLinks=_directLinks(self["direct-links"]),
             # usage.Options coerces given values only, not the default.
             storageQuota=(
                 parseQuota(quota) if isinstance(quota := self["storage-quota"], str) else quota

@@ -18,6 +18,7 @@ from .replication_support import (
     call,
     eventually,
     fetchSpread,
+    spreadResource,
     storeSpread,
     writeOverlay,
 )
@@ -61,6 +62,23 @@ def test_a_client_uses_the_overlay_without_joining_it(lab: Lab, tmp_path: Path) 
         far = next(p for p in lab.peers if lab.status(p)["nodeId"] not in (attached, clientId))
         pinged = call(far, "ping", destination=clientId)
         assert pinged["responder"] == clientId
+
+        # Direct links (section 6.5.1): the peers that answered its Stores
+        # are attached, and then its Fetches for their ranges skip the hops.
+        resources = {i: spreadResource(clientId, i) for i in range(2, 14)}
+        for i in resources:
+            storeSpread(client.lab, clientId, i, f"direct {i}")
+        answering = {next((p for p in peerIds if p >= r), peerIds[0]) for r in resources.values()}
+        assert eventually(
+            lambda: set(client.status()["neighbours"]["direct"]) == answering,  # type: ignore[index]
+            20,
+        ), client.status()["neighbours"]
+        forwarded = sum(lab.status(p)["counters"].get("forwarded", 0) for p in lab.peers)
+        for i in resources:
+            assert fetchSpread(client.lab, clientId, i) == f"direct {i}"
+        after = sum(lab.status(p)["counters"].get("forwarded", 0) for p in lab.peers)
+        # Without them, about two forwards per Fetch (request and answer).
+        assert after - forwarded <= 2, (forwarded, after)
 
         # No peer routes through it: not a neighbour, not a finger; the ring
         # is the peers' alone.

@@ -173,6 +173,15 @@ class _Pending:
     code: int
     #: Section 6.3.4 rule 1: the Node-ID that must sign a successful answer.
     expectedSigner: bytes | None
+    #: The Resource-ID a Store, Fetch, Stat or Find went to, whose answer
+    #: comes from the peer responsible for it (section 7).
+    resource: bytes | None = None
+
+
+#: Requests that the peer responsible for their Resource-ID answers.
+_ANSWERED_BY_RESPONSIBLE = frozenset(
+    (MessageCode.STORE_REQ, MessageCode.FETCH_REQ, MessageCode.STAT_REQ, MessageCode.FIND_REQ)
+)
 
 
 @dataclass(slots=True)
@@ -770,6 +779,14 @@ class Transport:
             else None
         )
 
+        resource = (
+            target.value
+            if target.type == DestinationType.RESOURCE
+            and len(destinations) == 1
+            and code in _ANSWERED_BY_RESPONSIBLE
+            else None
+        )
+
         def transmit() -> None:
             decision = self._originate(data, message, firstHop)
             if isinstance(decision, Reject):
@@ -785,7 +802,7 @@ class Transport:
         transaction = self.transactions.start(
             transactionId,
             transmit,
-            context=_Pending(code, expected),
+            context=_Pending(code, expected, resource),
             what=f"{name} to {target.value.hex()}",
         )
         return transaction.deferred
@@ -841,6 +858,20 @@ class Transport:
             )
             return
         self.transactions.complete(transactionId, Response(code, contents.body, signer, message))
+        if pending.resource is not None:
+            self._answeredFor(pending.resource, signer.nodeId)
+
+    def _answeredFor(self, resourceId: bytes, nodeId: bytes) -> None:
+        """Tell a topology that wants to know (``answeredFor``, see
+        :class:`reload.direct.DirectRoutes`) which peer answered for a
+        Resource-ID: the one responsible for it."""
+        learn = getattr(self.topology, "answeredFor", None)
+        if learn is None:
+            return
+        try:
+            learn(resourceId, nodeId)
+        except Exception:
+            self.log.failure("topology.answeredFor({nodeId}) failed", nodeId=nodeId.hex())
 
     # -- stopping ------------------------------------------------------------------------
 

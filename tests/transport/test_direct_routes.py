@@ -1,0 +1,175 @@
+"""A CHORD-RELOAD client's direct links (:mod:`reload.direct`, RFC 6940
+section 6.5.1) on the real transport and topology over memory links: the
+client learns the responsible peers from the answers, Attaches to them with
+send_update, and then sends requests for their ranges straight to them;
+stale ranges still reach the right peer; lost links and the limit hold."""
+
+from __future__ import annotations
+
+from random import Random
+
+from reload.chord.ring import hashResource
+from reload.direct import DirectClientTopology
+from reload.transport.attach import NoIceAttachHandler, hostCandidate
+from reload.transport.dispatcher import Reply, Request
+from reload.transport.node_api import TransportNode
+from reload.transport.security import TrustingSecurity
+from reload.transport.transport import Response
+from reload.wire.chord import ChordUpdate, ChordUpdateType
+from reload.wire.header import Destination
+from reload.wire.message import MessageCode
+from reload.wire.storage import FetchAns
+
+from .test_chord_overlay import Overlay
+
+
+def _answerFetches(node: TransportNode) -> None:
+    """Stands in for storage: every Fetch gets an empty FetchAns, signed
+    by the peer that received it (the routing is what is tested)."""
+
+    def fetch(request: Request) -> Reply:
+        return Reply(FetchAns.CODE, FetchAns(()).encode())
+
+    node.dispatcher.register(MessageCode.FETCH_REQ, fetch, decoder=lambda body: body)
+
+
+def _overlay(seed: int, peers: int = 8) -> Overlay:
+    overlay = Overlay(seed)
+    first = overlay.add(overlay.rnd.randbytes(16))
+    overlay.run(overlay.chord(first).join(None))
+    for _ in range(peers - 1):
+        bootstrap = overlay.rnd.choice(overlay.joined())
+        node = overlay.add(overlay.rnd.randbytes(16))
+        overlay.net.link(node.nodeId, bootstrap.nodeId)
+        overlay.run(overlay.chord(node).join(bootstrap.nodeId))
+    for node in overlay.nodes.values():
+        _answerFetches(node)
+    return overlay
+
+
+def _client(overlay: Overlay, maxLinks: int = 32) -> tuple[TransportNode, DirectClientTopology]:
+    net = overlay.net
+    nodeId = overlay.rnd.randbytes(16)
+
+    def candidates() -> list[object]:
+        return [hostCandidate(*net.addressOf[nodeId])]
+
+    node = TransportNode(
+        nodeId,
+        TrustingSecurity(nodeId),
+        net.clock,
+        attachHandler=NoIceAttachHandler(net.connector(nodeId), candidates),  # type: ignore[arg-type]
+        rng=Random(overlay.rnd.random()),
+    )
+    topology = DirectClientTopology(node, hashResource, net.clock, maxLinks=maxLinks)
+    node.useTopology(topology)
+    net.add(nodeId, node.transport)
+    bootstrap = overlay.joined()[0].nodeId
+    net.link(nodeId, bootstrap)
+    overlay.run(topology.join(bootstrap))
+    return node, topology
+
+
+def _fetch(overlay: Overlay, client: TransportNode, resourceId: bytes) -> bytes:
+    """Fetch ``resourceId``; return the Node-ID that signed the answer."""
+    response = overlay.run(
+        client.transport.request([Destination.resource(resourceId)], MessageCode.FETCH_REQ, b"")
+    )
+    assert isinstance(response, Response), response
+    assert response.code == FetchAns.CODE
+    return response.nodeId
+
+
+def _forwarded(overlay: Overlay) -> int:
+    return sum(n.transport.counters["forwarded"] for n in overlay.joined())
+
+
+def _direct(topology: DirectClientTopology) -> set[bytes]:
+    return set(topology.neighbours()["direct"])
+
+
+def test_the_client_links_to_the_peers_that_answered_and_then_skips_the_hops() -> None:
+    overlay = _overlay(11)
+    client, topology = _client(overlay)
+    rnd = Random(3)
+    resources = [rnd.randbytes(16) for _ in range(48)]
+    responsible = {overlay.responsible(r) for r in resources}
+
+    for resourceId in resources:
+        assert _fetch(overlay, client, resourceId) == overlay.responsible(resourceId)
+    overlay.net.settle()
+    # Each answering peer was attached with send_update and sent its Update.
+    assert _direct(topology) == responsible
+    assert topology.counters["attaches"] == len(responsible)
+
+    before, direct = _forwarded(overlay), topology.counters["direct"]
+    for resourceId in resources:
+        # Answered by the responsible peer, over the direct link: no peer
+        # forwards anything, neither the request nor the answer.
+        assert _fetch(overlay, client, resourceId) == overlay.responsible(resourceId)
+    assert _forwarded(overlay) == before
+    assert topology.counters["direct"] - direct == len(resources)
+
+
+def test_without_a_known_range_everything_goes_through_the_clients_peer() -> None:
+    overlay = _overlay(12, peers=4)
+    _, topology = _client(overlay)
+    assert _direct(topology) == set()
+    assert topology.nextHop(overlay.rnd.randbytes(16)) == topology.peer
+    assert topology.counters["direct"] == 0
+
+
+def test_a_stale_range_still_reaches_the_new_peer_which_is_learnt() -> None:
+    overlay = _overlay(13, peers=4)
+    client, topology = _client(overlay)
+    ring = [n.nodeId for n in overlay.joined()]
+    for peer in ring:
+        _fetch(overlay, client, peer)  # each peer answers for its own Node-ID
+    overlay.net.settle()
+    assert _direct(topology) == set(ring)
+
+    # A peer joins just before ring[2]: part of ring[2]'s range is now its.
+    newcomerId = (int.from_bytes(ring[2], "big") - 1000).to_bytes(16, "big")
+    newcomer = overlay.add(newcomerId)
+    _answerFetches(newcomer)
+    overlay.net.link(newcomerId, ring[0])
+    overlay.run(overlay.chord(newcomer).join(ring[0]))
+    overlay.net.settle()
+    inNewRange = (int.from_bytes(newcomerId, "big") - 10).to_bytes(16, "big")
+    assert overlay.responsible(inNewRange) == newcomerId
+    # The client still believes ring[2] is responsible; ring[2] routes it on.
+    assert topology.nextHop(inNewRange) == ring[2]
+    assert _fetch(overlay, client, inNewRange) == newcomerId
+    overlay.net.settle()
+    assert newcomerId in _direct(topology)
+    # Now the newcomer's range ends ring[2]'s: both go direct and right.
+    assert topology.nextHop(inNewRange) == newcomerId
+    assert topology.nextHop(ring[2]) == ring[2]
+
+
+def test_a_lost_link_is_forgotten_and_the_limit_holds() -> None:
+    overlay = _overlay(14, peers=6)
+    client, topology = _client(overlay, maxLinks=2)
+    ring = [n.nodeId for n in overlay.joined()]
+    for peer in ring:
+        assert _fetch(overlay, client, peer) == peer
+    overlay.net.settle()
+    direct = _direct(topology)
+    assert len(direct) == 2
+    lost = sorted(direct)[0]
+    overlay.net.unlink(client.nodeId, lost)
+    overlay.net.settle()
+    assert lost not in _direct(topology)
+    # Its range is served through the client's peer again, and correctly.
+    assert topology.nextHop(lost) != lost or lost == topology.peer
+    assert _fetch(overlay, client, lost) == lost
+
+
+def test_an_update_that_does_not_decode_is_answered_and_ignored() -> None:
+    overlay = _overlay(15, peers=2)
+    _, topology = _client(overlay)
+    sender = overlay.joined()[1].nodeId
+    assert topology.handleUpdate(sender, b"\x00\x01garbage") == b""
+    lone = ChordUpdate(5, ChordUpdateType.PEER_READY).encode()
+    assert topology.handleUpdate(sender, lone) == b""
+    assert _direct(topology) == set()
