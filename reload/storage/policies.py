@@ -29,6 +29,7 @@ denial (security fails closed).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, cast
 
@@ -167,20 +168,47 @@ class NodeMultiple:
 
     name = NODE_MULTIPLE
 
+    #: Signers whose Resource-IDs are kept (:meth:`_resourceIds`).
+    CACHED_SIGNERS = 64
+
     def __init__(self, first: int = 1, suffix: Callable[[int], bytes] = iterationSuffix) -> None:
         self.first = first
         self.suffix = suffix
+        self._cache: OrderedDict[tuple[bytes, int, object], frozenset[bytes]] = OrderedDict()
 
     def permits(self, request: AccessRequest, node: Any) -> bool:
         limit = request.maxNodeMultiple
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             return False
         last = min(limit, MAX_ITERATION)
-        for nodeId in request.signerNodeIds:
-            for i in range(self.first, last + 1):
-                if _hashesTo(node, nodeId + self.suffix(i), request.resourceId):
-                    return True
-        return False
+        resourceId = request.resourceId
+        return any(
+            resourceId in self._resourceIds(node, nodeId, last) for nodeId in request.signerNodeIds
+        )
+
+    def _resourceIds(self, node: Any, nodeId: bytes, last: int) -> frozenset[bytes]:
+        """Every H(Node-ID || i), i = first..last, of one signer.
+
+        The iteration the RFC asks for, done once per signer: the same few
+        writers store again and again (a TURN server refreshes its
+        turn-density entries, a client its values), and every Store, replica
+        Store and Fetch checks the policy, each time hashing up to 255 names.
+        The most recent signers are kept.  The overlay's hash makes the
+        Resource-IDs, and the node only lends it per call, so the key holds
+        the hash of the first name: the same signer under another hash
+        function gets its own entry."""
+        key = (nodeId, last, node.resourceId(nodeId + self.suffix(self.first)))
+        cache = self._cache
+        found = cache.get(key)
+        if found is not None:
+            cache.move_to_end(key)
+            return found
+        hashes = (node.resourceId(nodeId + self.suffix(i)) for i in range(self.first, last + 1))
+        found = frozenset(h for h in hashes if isinstance(h, bytes) and h)
+        cache[key] = found
+        if len(cache) > self.CACHED_SIGNERS:
+            cache.popitem(last=False)
+        return found
 
 
 #: The base policies of section 7.3, which every node enforces.

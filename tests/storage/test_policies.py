@@ -112,6 +112,35 @@ def test_node_multiple_7_3_4_iterates_up_to_max_node_multiple() -> None:
     assert nodeMultipleResourceName(NODE, 2) == NODE + b"\x02"
 
 
+class OtherHash(Context):
+    """An overlay with another hash function."""
+
+    def resourceId(self, name: bytes) -> bytes:
+        return h(b"other" + name)
+
+
+def test_node_multiple_keeps_each_signers_ids_per_limit_and_hash() -> None:
+    policy, node, other = NodeMultiple(), Context(), OtherHash()
+    fourth = h(nodeMultipleResourceName(NODE, 4))
+    assert not policy.permits(request(fourth, maxNodeMultiple=3), node)
+    # The same signer under a larger limit, then under the smaller again:
+    # each limit gets its own answer, not the one computed first.
+    assert policy.permits(request(fourth, maxNodeMultiple=255), node)
+    assert not policy.permits(request(fourth, maxNodeMultiple=3), node)
+    # Under another hash the signer's Resource-IDs are others.
+    assert not policy.permits(request(fourth, maxNodeMultiple=255), other)
+    otherFourth = other.resourceId(nodeMultipleResourceName(NODE, 4))
+    assert policy.permits(request(otherFourth, maxNodeMultiple=255), other)
+    assert not policy.permits(request(otherFourth, maxNodeMultiple=255), node)
+    # At most CACHED_SIGNERS signers are kept; the answers stay right.
+    for n in range(NodeMultiple.CACHED_SIGNERS + 10):
+        signer = n.to_bytes(16, "big")
+        rid = h(nodeMultipleResourceName(signer, 2))
+        assert policy.permits(request(rid, nodeIds=(signer,), maxNodeMultiple=3), node)
+    assert len(policy._cache) == NodeMultiple.CACHED_SIGNERS
+    assert policy.permits(request(fourth, maxNodeMultiple=255), node)
+
+
 @implementer(IAccessPolicy)
 class Everyone:
     name = "EVERYONE"
