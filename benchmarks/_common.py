@@ -29,6 +29,13 @@ HERE = Path(__file__).resolve().parent
 #: Bytes of every stored value: the default overlay's TURN-SERVICE Kind
 #: takes at most 64 (see storage.py).
 VALUE_SIZE = 48
+#: The Kind the RELOAD drivers store: SINGLE, NODE-MULTIPLE with
+#: max-node-multiple KEYS_PER_IDENTITY (a private-use Kind-ID, RFC 6940
+#: section 14.6).  storage.py adds it to the lab's overlay configuration.
+BENCH_KIND = 0xF0000020
+#: Keys per RELOAD client identity: its Resource Names Node-ID || i for
+#: i = 1..KEYS_PER_IDENTITY (section 7.3.4; i is one byte).
+KEYS_PER_IDENTITY = 250
 
 
 # -- figures ----------------------------------------------------------------------------

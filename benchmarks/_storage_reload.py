@@ -7,18 +7,28 @@ Not run by hand: ``storage.py`` starts one or more of these with
 section 11.3.1).  Each is a RELOAD *client* (section 4.2): it has its own
 :class:`~reload.transport.TransportNode` with
 :class:`~reload.transport.SigningSecurity` (every message signed, every
-message verified) and one TLS link (TLS-TCP-FH-NO-ICE, mutual certificate
-authentication) to an admitting peer, to which it hands every request; the
-overlay routes it to the responsible peer (CHORD-RELOAD) and the answer
-comes back along the via list.  The admitting peers go round the lab's
-peers.  Each client stores with :class:`~reload.storage.client.StorageClient`
-(values signed, section 7.1) and fetches with it (every value's signature
-and access policy verified, section 7.4.2.2).
+message verified), a TLS listener on 127.0.0.1 for the links peers open to
+it after an Attach, and a TLS link (TLS-TCP-FH-NO-ICE, mutual certificate
+authentication) to an admitting peer; the admitting peers go round the
+lab's peers.  Each client stores with
+:class:`~reload.storage.client.StorageClient` (values signed, section 7.1)
+and fetches with it (every value's signature and access policy verified,
+section 7.4.2.2).
 
-Keys: the default overlay's TURN-SERVICE Kind (0x2, SINGLE, NODE-MULTIPLE
-with max-node-multiple 20) at the Resource-IDs H(Node-ID || i), i = 1..20,
-of each identity (section 7.3.4): 20 keys per identity, spread uniformly
-over the ring.  See storage.py for why.
+Routing (``--routing``): ``direct`` is what ``twistd reload --client``
+does in a CHORD-RELOAD overlay, :class:`reload.direct.DirectClientTopology`:
+requests go to the admitting peer, which routes them through the ring,
+until the peer that answered for a Resource-ID has been Attached (with
+send_update) and has sent its Update; from then on requests for its range
+go straight to it (section 6.5.1).  ``overlay`` hands every request to the
+admitting peer (:class:`AdmittingPeerTopology`), so every operation pays
+the forwarding hops.
+
+Keys: the Kind ``BENCH_KIND`` that storage.py adds to the lab's overlay
+(SINGLE, NODE-MULTIPLE with max-node-multiple ``KEYS_PER_IDENTITY``) at
+the Resource-IDs H(Node-ID || i), i = 1..KEYS_PER_IDENTITY, of each
+identity (section 7.3.4): SHA-1 outputs, spread uniformly over the ring.
+See storage.py for why.
 
 Protocol (see ``_common``): ``{"ready": true, "names": [hex...]}``
 once every link is up; then commands ``warmup`` (fetch every key, whatever
@@ -46,6 +56,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from _common import (  # noqa: E402
+    BENCH_KIND,
+    KEYS_PER_IDENTITY,
     VALUE_SIZE,
     Phase,
     childArguments,
@@ -60,29 +72,18 @@ from reload.chord.ring import hashResource  # noqa: E402
 if TYPE_CHECKING:
     from reload.storage.client import StorageClient
 
-#: RFC 6940 section 14.6: TURN-SERVICE.
-TURN_SERVICE = 0x2
-#: Section 9: "a maximum iteration of counter 20" (the default overlay's
-#: max-node-multiple for TURN-SERVICE).
-KEYS_PER_IDENTITY = 20
+HOST = "127.0.0.1"
 #: TLS handshakes in flight while the clients connect (a peer refuses
 #: inbound connections beyond its handshake limit).
 CONNECTING = 8
 
 
 class AdmittingPeerTopology:
-    """The routing of a RELOAD client (section 4.2): everything goes to the
-    one peer it is connected to, which routes it on; answers come back to
-    the client's Node-ID over the same link.
-
-    :class:`reload.client.ClientTopology` (``twistd reload --client``) also
-    sends everything to one peer, but first Attaches to the peer responsible
-    for its Node-ID (section 4.2.1), so that it can be reached by Node-ID;
-    that needs a listener and a second link per identity.  A driver's
-    identities are never addressed, so each keeps the link it made: for a
-    random Node-ID the responsible peer is a uniformly random peer, and the
-    round-robin choice of admitting peers spreads the first hops the same
-    way."""
+    """``--routing overlay``: the plainest client routing (section 4.2):
+    everything goes to the one peer it is connected to, which routes it on;
+    answers come back to the client's Node-ID over the same link.  The
+    round-robin choice of admitting peers spreads the first hops over the
+    ring."""
 
     def __init__(self, admitting: bytes, length: int) -> None:
         self.admitting = admitting
@@ -108,6 +109,7 @@ class Client:
         from reload.link.listener import LinkListener
         from reload.link.tls import LinkSettings
         from reload.security.certificates import makeSelfSignedIdentity
+        from reload.transport.attach import NoIceAttachHandler
         from reload.transport.node_api import TransportNode
         from reload.transport.security import SigningSecurity
 
@@ -120,8 +122,15 @@ class Client:
         now = datetime.datetime.fromtimestamp(reactor.seconds(), datetime.UTC)
         certificates.add(trust.verify([self.identity.certificate], now))
         security = SigningSecurity(self.identity, certificates, reactor)
+        #: Where peers reach this client's listener after an Attach.
+        self.address: tuple[str, int] | None = None
         self.node = TransportNode(
-            self.identity.nodeId, security, reactor, configuration=configuration, reactor=reactor
+            self.identity.nodeId,
+            security,
+            reactor,
+            configuration=configuration,
+            attachHandler=NoIceAttachHandler(self._connect, self._candidates),
+            reactor=reactor,
         )
         self.listener = LinkListener(
             reactor,
@@ -133,9 +142,22 @@ class Client:
         self.listener.startService()
         self.storage: StorageClient | None = None
 
-    async def connect(self, peer: dict[str, Any], service: Any, reactor: Any) -> None:
+    def _candidates(self) -> list[Any]:
+        from reload.transport.attach import hostCandidate
+
+        return [] if self.address is None else [hostCandidate(*self.address)]
+
+    def _connect(self, host: str, port: int, nodeId: bytes) -> Deferred[Any]:
+        return self.listener.connect(host, port, nodeId)
+
+    async def connect(
+        self, peer: dict[str, Any], service: Any, reactor: Any, routing: str, peerCount: int
+    ) -> None:
+        from reload.direct import DirectClientTopology
         from reload.storage.client import StorageClient
 
+        listening = await self.listener.listen(f"tcp:0:interface={HOST}")
+        self.address = (HOST, listening.getHost().port)
         nodeId = bytes.fromhex(peer["nodeId"])
         for attempt in range(5):
             try:
@@ -145,12 +167,24 @@ class Client:
                 if attempt == 4:
                     raise
                 await sleep(reactor, 0.5 * (attempt + 1))
-        self.node.transport.setTopology(AdmittingPeerTopology(nodeId, len(nodeId)))
+        if routing == "direct":
+            # Room for a direct link to every peer, as a client of this
+            # overlay size would configure (--direct-links).
+            topology = DirectClientTopology(
+                self.node,
+                lambda name: hashResource(name, len(nodeId)),
+                reactor,
+                maxLinks=peerCount + 8,
+            )
+            self.node.useTopology(topology)
+            await topology.join(nodeId)
+        else:
+            self.node.transport.setTopology(AdmittingPeerTopology(nodeId, len(nodeId)))
         self.storage = StorageClient(self.node, self.identity, service, reactor)
 
     def names(self) -> list[bytes]:
         """Section 7.3.4: the Resource Names Node-ID || i this identity may
-        write TURN-SERVICE values at."""
+        write BENCH_KIND values at."""
         from reload.storage.policies import nodeMultipleResourceName
 
         return [
@@ -247,8 +281,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         topology.hashResource,
         lambda resourceId: False,
     )
-    if service.kinds.get(TURN_SERVICE) is None:
-        raise RuntimeError("the overlay configuration has no TURN-SERVICE Kind")
+    if service.kinds.get(BENCH_KIND) is None:
+        raise RuntimeError(f"the overlay configuration has no Kind {BENCH_KIND:#x}")
     clients = [Client(reactor, configuration, trust, certificates) for _ in range(args.identities)]
     pending = list(range(len(clients)))
 
@@ -256,7 +290,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         while pending:
             i = pending.pop()
             peer = peers[(args.offset + i) % len(peers)]
-            await clients[i].connect(peer, service, reactor)
+            await clients[i].connect(peer, service, reactor, args.routing, len(peers))
 
     await gatherResults(
         [Deferred.fromCoroutine(connectSome()) for _ in range(CONNECTING)], consumeErrors=True
@@ -273,7 +307,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         def op() -> Deferred[Any]:
             assert client.storage is not None
             d: Deferred[Any] = client.storage.store(
-                resourceId, TURN_SERVICE, [DataValue(True, value)]
+                resourceId, BENCH_KIND, [DataValue(True, value)]
             )
 
             def answered(answer: Any) -> bool:
@@ -286,7 +320,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         return op
 
     def fetch(client: Client, resourceId: bytes, value: bytes) -> Callable[[], Deferred[Any]]:
-        specifier = StoredDataSpecifier.single(TURN_SERVICE)
+        specifier = StoredDataSpecifier.single(BENCH_KIND)
 
         def op() -> Deferred[Any]:
             assert client.storage is not None
@@ -382,6 +416,7 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--offset", type=int, default=0, help="first admitting peer's index")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--routing", choices=("direct", "overlay"), default="direct")
     parser.add_argument("--phase-timeout", type=float, default=300.0)
     childArguments(parser)
     args = parser.parse_args(argv)

@@ -52,27 +52,43 @@ says how close to that bound a system ran.
   again by the fetching client.  The drivers
   (``_storage_reload.py``) speak RELOAD themselves, not the HTTP admin
   API: each of their identities is a RELOAD client (RFC 6940 section
-  4.2), a :class:`~reload.transport.TransportNode` with one TLS link to an
-  admitting peer (round-robin over the peers), which routes its requests
-  through the overlay (CHORD-RELOAD) to the responsible peer; it stores and
-  fetches with :class:`~reload.storage.client.StorageClient`.  ``--tmpfs``
-  puts the peers' data directories on /dev/shm, where fsync costs nothing.
+  4.2), a :class:`~reload.transport.TransportNode` with a TLS link to an
+  admitting peer (round-robin over the peers) and a listener for the links
+  peers open to it after an Attach; it stores and fetches with
+  :class:`~reload.storage.client.StorageClient`.  ``--tmpfs`` puts the
+  peers' data directories on /dev/shm, where fsync costs nothing.
+
+  Routing (``--routing``).  ``direct`` (the default) is what ``twistd
+  reload --client`` does in a CHORD-RELOAD overlay
+  (:class:`reload.direct.DirectClientTopology`): a request for a
+  Resource-ID whose responsible peer the client has not met yet goes to
+  the admitting peer, which routes it through the ring (CHORD-RELOAD,
+  recursive); the peer that answers is then Attached with send_update, and
+  once its Update named its range, requests for that range go straight to
+  it (section 6.5.1: "a direct connection to the responsible peer for use
+  with frequent or large resource updates").  The warm-up phase (a Fetch
+  of every key before anything is stored) is when the clients meet the
+  peers.  ``overlay`` sends every request through the admitting peer and
+  the ring, so every operation pays the forwarding hops.  The DHT clients
+  below do the same as ``direct``: they look up iteratively and then talk
+  to the storing nodes themselves.
 
   Which Kind.  None of the default overlay's Kinds lets one writer store at
-  random Resource-IDs: CERTIFICATE_BY_NODE (NODE-MATCH) and
+  many random Resource-IDs: CERTIFICATE_BY_NODE (NODE-MATCH) and
   CERTIFICATE_BY_USER (USER-MATCH) allow one Resource-ID per identity, and
-  TURN-SERVICE (SINGLE, NODE-MULTIPLE, max-node-multiple 20) the 20
-  Resource-IDs H(Node-ID || i), i = 1..20 (section 7.3.4).  The benchmark
-  stores TURN-SERVICE values, with one client identity per 20 keys
-  (``--ops`` is rounded up to a multiple of 20): the Resource-IDs are SHA-1
-  outputs, spread uniformly over the ring like random keys; every store
-  passes the real NODE-MULTIPLE check on the storing peer and every fetch
-  on the client; and each key is a resource of its own, as in a DHT.
-  Many keys under one Resource-ID (a DICTIONARY) would all land on one
-  peer, and a Kind with a made-up "anyone may write" policy would measure
-  an overlay no RFC defines.  The Resource Names Node-ID || i are also the
-  keys the DHTs store (with ``--only`` and no reload, random names of the
-  same shape).
+  TURN-SERVICE (NODE-MULTIPLE, max-node-multiple 20) 20.  The benchmark
+  adds a Kind of its own to the lab's overlay configuration,
+  ``BENCH_KIND`` (private-use Kind-ID 0xf0000020, SINGLE, NODE-MULTIPLE,
+  max-node-multiple 250, the largest one-byte i), and each client identity
+  stores at its Resource-IDs H(Node-ID || i), i = 1..250 (section 7.3.4;
+  ``--ops`` is rounded up to a multiple of 250): SHA-1 outputs, spread
+  uniformly over the ring like random keys; every store passes the real
+  NODE-MULTIPLE check on the storing peer and every fetch on the client;
+  and each key is a resource of its own, as in a DHT.  Many keys under one
+  Resource-ID (a DICTIONARY) would all land on one peer, and a Kind with a
+  made-up "anyone may write" policy would measure an overlay no RFC
+  defines.  The Resource Names Node-ID || i are also the keys the DHTs
+  store (with ``--only`` and no reload, random names of the same shape).
 
   Replication.  The store phase includes whatever replication the peers
   do: CHORD-RELOAD's responsible peer copies each Store to its two
@@ -123,6 +139,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import math
@@ -147,6 +164,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from _common import (  # noqa: E402
+    BENCH_KIND,
+    KEYS_PER_IDENTITY,
     PROFILE_START,
     PROFILE_STOP,
     Child,
@@ -159,16 +178,14 @@ from _common import (  # noqa: E402
     workload,
 )
 
-from reload.lab import Lab, ringErrors  # noqa: E402
+from reload.config import KindConfig, defaultConfiguration, writeConfiguration  # noqa: E402
+from reload.lab import CONFIG_FILE, Lab, ringErrors  # noqa: E402
 
 SYSTEMS = ("reload", "kademlia", "opendht")
 PACKAGES = {"kademlia": "kademlia", "opendht": "opendht"}
 TARGET_FETCH_RATE = 2000.0
 TARGET_FETCH_P99_MS = 10.0
 TARGET_STORE_RATE = 1000.0
-KEYS_PER_IDENTITY = 20
-#: The Kind the RELOAD drivers store (TURN-SERVICE).
-STORED_KIND = 0x2
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -273,7 +290,7 @@ def _copies(lab: Lab) -> int:
         path = Path(peer.dataDir) / "storage.sqlite"
         try:
             with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-                row = db.execute("SELECT count(*) FROM entries WHERE kind=?", (STORED_KIND,))
+                row = db.execute("SELECT count(*) FROM entries WHERE kind=?", (BENCH_KIND,))
                 total += int(row.fetchone()[0])
         except sqlite3.Error:
             continue
@@ -366,6 +383,20 @@ def _lastWords(peer: Any) -> str:
     return (critical or lines or ["no log"])[-1][-300:]
 
 
+def writeBenchOverlay(directory: Path) -> None:
+    """The lab's overlay: the default configuration plus ``BENCH_KIND``
+    (SINGLE, NODE-MULTIPLE, max-node-multiple ``KEYS_PER_IDENTITY``), where
+    :meth:`Lab.create` finds it."""
+    base = defaultConfiguration(f"storage-bench-{random.getrandbits(32):08x}.reload.local")
+    kind = KindConfig(
+        kindId=BENCH_KIND, name=None, maxCount=1, maxSize=1024,
+        maxNodeMultiple=KEYS_PER_IDENTITY, dataModel="SINGLE", accessControl="NODE-MULTIPLE",
+    )  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
+    configuration = dataclasses.replace(base, kinds=(*base.kinds, kind))
+    (directory / CONFIG_FILE).write_bytes(writeConfiguration(configuration))
+
+
 def startLab(lab: Lab, peers: int, timeout: float) -> None:
     """:meth:`Lab.start` and :meth:`Lab.waitConverged`, but a peer that
     failed (it says why in its status) ends the wait at once."""
@@ -405,6 +436,7 @@ def measureReload(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     profiling: Profiling | None = None
     try:
         began = time.monotonic()
+        writeBenchOverlay(directory)
         startLab(lab, args.peers, args.converge_timeout)
         result["converged_seconds"] = round(time.monotonic() - began, 1)
         time.sleep(args.settle)
@@ -423,7 +455,8 @@ def measureReload(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
                     [str(HERE / "_storage_reload.py"), "--config", str(lab.configPath),
                      "--peers", str(peersFile), "--identities", str(identities[k]),
                      "--concurrency", str(concurrency[k]), "--offset", str(offset),
-                     "--seed", str(args.seed + k), "--phase-timeout", str(args.phase_timeout)],
+                     "--seed", str(args.seed + k), "--phase-timeout", str(args.phase_timeout),
+                     "--routing", args.routing],
                     f"reload driver {k + 1}",
                 )
             )  # fmt: skip
@@ -435,7 +468,12 @@ def measureReload(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         result["keys"] = len(names)
         result["names"] = names
         result["client_identities"] = sum(identities)
-        print(f"reload: {len(names)} keys, {sum(identities)} client identities", file=sys.stderr)
+        result["routing"] = args.routing
+        print(
+            f"reload: {len(names)} keys, {sum(identities)} client identities,"
+            f" routing {args.routing}",
+            file=sys.stderr,
+        )
         profiling = Profiling(
             None if args.profile is None else args.profile.resolve(),
             drivers[0],
@@ -694,6 +732,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=SYSTEMS, help="measure one system")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--routing",
+        choices=("direct", "overlay"),
+        default="direct",
+        help="reload clients: direct links to responsible peers (what twistd reload --client"
+        " does), or every request through the admitting peer and the ring",
+    )
     parser.add_argument("--converge-timeout", type=float, default=240.0)
     parser.add_argument("--phase-timeout", type=float, default=300.0)
     parser.add_argument(
