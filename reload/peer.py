@@ -221,7 +221,9 @@ class OverlayPeer(Service):
         usagePolicies = [p for usage in self.settings.usages for p in usage.accessPolicies()]
         registry = PolicyRegistry(usagePolicies)
         kinds = KindTable.fromConfiguration(self.configuration.kinds, registry)
-        self.store = SQLiteStore.inDirectory(self.settings.dataDir.path)
+        self.store = SQLiteStore.inDirectory(
+            self.settings.dataDir.path, synchronous=self.settings.storageSync
+        )
         topology = self.topology
         replicating = isinstance(topology, ReplicatingTopology)
         service = StorageService(

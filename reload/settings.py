@@ -55,6 +55,8 @@ class PeerSettings:
     traceMessages: bool = False
     #: Bytes of values one signer may store here (section 13.5); None: no bound.
     storageQuota: int | None = 64 << 20
+    #: SQLite's synchronous mode for the stored data: NORMAL or FULL.
+    storageSync: str = "NORMAL"
     #: A CHORD-RELOAD client's direct links to responsible peers (0: none).
     directLinks: int = DEFAULT_DIRECT_LINKS
     #: Use the overlay as a client (section 4.2): attach, never join.

@@ -88,6 +88,13 @@ def loadConfigurationFile(path: str) -> OverlayConfiguration:
 _SIZE_SUFFIXES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
+def _storageSync(value: str) -> str:
+    mode = value.strip().upper()
+    if mode not in ("NORMAL", "FULL"):
+        raise ValueError(f"--storage-sync {value!r}: expected normal or full")
+    return mode
+
+
 def _directLinks(value: int | str) -> int:
     count = int(value)
     if count < 0:
@@ -198,6 +205,15 @@ class Options(usage.Options):
             parseQuota,
         ],
         [
+            "storage-sync",
+            None,
+            "normal",
+            "normal: a Store is answered once it is in SQLite's write-ahead log, which "
+            "survives the peer being killed (its two replicas cover a power failure); "
+            "full: also flushed to disk first, one fsync per Store on every holder.",
+            _storageSync,
+        ],
+        [
             "direct-links",
             None,
             DEFAULT_DIRECT_LINKS,
@@ -302,6 +318,7 @@ class Options(usage.Options):
             traceMessages=bool(self["trace-messages"]),
             client=bool(self["client"]),
             directLinks=_directLinks(self["direct-links"]),
+            storageSync=_storageSync(self["storage-sync"]),
             # usage.Options coerces given values only, not the default.
             storageQuota=(
                 parseQuota(quota) if isinstance(quota := self["storage-quota"], str) else quota

@@ -27,6 +27,11 @@ OPTIONS = [
     "--password-file",
     "--advertise",
     "--link-protocol",
+    "--storage-quota",
+    "--storage-sync",
+    "--client",
+    "--direct-links",
+    "--trace-messages",
 ]
 
 
@@ -61,6 +66,8 @@ def test_twistd_lists_the_reload_plugin(tmp_path: Path) -> None:
         (["--no-such-option"], "option --no-such-option not recognized"),
         (["--link-protocol", "carrier-pigeon"], "--link-protocol 'carrier-pigeon': expected tls"),
         (["--password-file", "/nonexistent/pw"], "--password-file /nonexistent/pw"),
+        (["--storage-sync", "sometimes"], "--storage-sync 'sometimes': expected normal or full"),
+        (["--direct-links", "-3"], "--direct-links must be 0 or more, got -3"),
     ],
 )
 def test_bad_options_are_usage_errors_not_tracebacks(

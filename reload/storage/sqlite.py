@@ -10,8 +10,14 @@ received") is on disk whole or not at all, and reopening the file after a
 crash or a restart gives back the data and the generation counters.
 
 The file (:data:`FILE_NAME` in the peer's data directory) uses the WAL
-journal and ``synchronous=FULL`` by default: a commit that returned is
-durable, a crash in the middle of one leaves the previous state.  Its
+journal.  With ``synchronous=NORMAL`` (the default) a commit that returned
+is in the WAL in the operating system's hands: it survives the peer
+process being killed (kill -9 included), and a crash in the middle of one
+leaves the previous state; only a power failure or a kernel crash can lose
+the last commits (never tear one: WAL frames are checksummed), and the two
+replicas of every value (section 10.4) are on other machines for that.
+``synchronous=FULL`` also fsyncs every commit, which costs a disk flush
+per Store on every holder (``twistd reload --storage-sync full``).  Its
 schema is versioned with ``PRAGMA user_version``; a file written by a newer
 version is refused rather than misread.
 """
@@ -184,7 +190,7 @@ class SQLiteStore(RecordStore):
 
     log = Logger()
 
-    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> None:
         super().__init__()
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous}")

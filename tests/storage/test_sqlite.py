@@ -245,3 +245,19 @@ def test_the_crash_check_sees_a_torn_store(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(AssertionError):
         _check(tmp_path / FILE_NAME)
+
+
+def test_the_file_is_a_wal_with_normal_or_full_synchronous(tmp_path: Path) -> None:
+    """WAL with synchronous=NORMAL by default (kill -9 safe, which the crash
+    test above shows); FULL on request; anything else refused."""
+    normal = SQLiteStore(tmp_path / "normal.sqlite")
+    full = SQLiteStore(tmp_path / "full.sqlite", synchronous="full")
+    try:
+        assert normal._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert normal._db.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert full._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    finally:
+        normal.close()
+        full.close()
+    with pytest.raises(ValueError, match="synchronous must be"):
+        SQLiteStore(tmp_path / "bad.sqlite", synchronous="SOMETIMES")
