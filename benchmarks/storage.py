@@ -40,10 +40,12 @@ fewer cores than processes, CPU bounds every figure, and rate x CPU per op
 says how close to that bound a system ran.
 
 * reload: ``twistd reload`` peers started by :class:`reload.lab.Lab` (a
-  fresh self-signed overlay with the default configuration, a block of
-  free ports below the ephemeral range (see :func:`portBlock`), a
-  temporary directory; each peer keeps its data in SQLite in its data
-  directory, ``synchronous=FULL``: a Store is on disk when answered),
+  fresh self-signed overlay with the default configuration and the
+  benchmark's Kind, a block of free ports below the ephemeral range (see
+  :func:`portBlock`), a temporary directory; each peer keeps its data in
+  SQLite in its data directory, with ``--storage-sync`` (default
+  ``normal``, the peers' default: a Store is in the write-ahead log when
+  answered; ``full``: fsynced)),
   measured once the ring has converged (the condition of
   :meth:`~reload.lab.Lab.waitConverged`; a peer that fails to start ends
   the run at once, with its reason) and ``--settle`` seconds later.  TLS
@@ -430,6 +432,7 @@ def measureReload(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         directory,
         basePort=base,
         adminBasePort=base + args.peers,
+        extraArgs=["--storage-sync", args.storage_sync],
         environment=None if args.profile is None else profiledEnvironment(args.profile.resolve()),
     )
     drivers: list[Child] = []
@@ -469,6 +472,7 @@ def measureReload(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         result["names"] = names
         result["client_identities"] = sum(identities)
         result["routing"] = args.routing
+        result["storage_sync"] = args.storage_sync
         print(
             f"reload: {len(names)} keys, {sum(identities)} client identities,"
             f" routing {args.routing}",
@@ -750,8 +754,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tmpfs",
         action="store_true",
-        help="put the reload peers' data directories (SQLite, synchronous=FULL) on /dev/shm,"
-        " where fsync costs nothing: what durable storage costs, by difference",
+        help="put the reload peers' data directories (SQLite) on /dev/shm, where fsync costs"
+        " nothing: with --storage-sync full, what flushing every Store costs, by difference",
+    )
+    parser.add_argument(
+        "--storage-sync",
+        choices=("normal", "full"),
+        default="normal",
+        help="the reload peers' --storage-sync",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
