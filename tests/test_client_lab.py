@@ -5,6 +5,7 @@ Node-ID from anywhere in the overlay, and never enters a Routing Table."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from reload.lab import Lab, ringErrors
 
-from .conftest import sourceEnv, twistd
+from .conftest import commandPath, sourceEnv, twistd
 from .replication_support import (
     PeerProcess,
     call,
@@ -73,6 +74,14 @@ def test_a_client_uses_the_overlay_without_joining_it(lab: Lab, tmp_path: Path) 
             lambda: set(client.status()["neighbours"]["direct"]) == answering,  # type: ignore[index]
             20,
         ), client.status()["neighbours"]
+        ring = subprocess.run(
+            [commandPath("reloadctl"), "ring", "--admin", client.lab.admin],
+            capture_output=True, text=True, env=sourceEnv(), timeout=60,
+        )  # fmt: skip
+        assert ring.returncode == 0, ring.stderr
+        shown = {line.split()[-1] for line in ring.stdout.splitlines() if line.strip()}
+        assert answering <= shown and attached in shown, ring.stdout
+        assert "direct" in ring.stdout and "predecessors" not in ring.stdout
         forwarded = sum(lab.status(p)["counters"].get("forwarded", 0) for p in lab.peers)
         for i in resources:
             assert fetchSpread(client.lab, clientId, i) == f"direct {i}"

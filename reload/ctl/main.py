@@ -87,7 +87,15 @@ def cmdRing(args: argparse.Namespace) -> int:
     status = _admin(args, "/status")
     neighbours = status.get("neighbours", {})
     lines = [f"node         {status.get('nodeId', '?')}  ({status.get('state')})"]
-    for role in ("predecessors", "successors", "fingers"):
+    # A peer's three Chord roles always; a client's ("peer", "direct") and
+    # any other topology's roles as they come.
+    chord = ("predecessors", "successors", "fingers")
+    roles = (
+        [*chord, *(r for r in neighbours if r not in chord)]
+        if status.get("role") != "client"
+        else list(neighbours)
+    )
+    for role in roles:
         ids = neighbours.get(role, [])
         lines.append(f"{role:12} {ids[0] if ids else '-'}")
         lines += [f"{'':12} {nodeId}" for nodeId in ids[1:]]
