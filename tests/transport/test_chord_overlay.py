@@ -33,6 +33,14 @@ class Overlay:
         self.nodes: dict[bytes, TransportNode] = {}
 
     def add(self, nodeId: bytes) -> TransportNode:
+        """A CHORD-RELOAD node, not joined yet."""
+        node = self.node(nodeId)
+        node.useTopology(ChordTopology(node, rng=Random(self.rnd.random())))
+        self.nodes[nodeId] = node
+        return node
+
+    def node(self, nodeId: bytes) -> TransportNode:
+        """A node on the memory network, without a topology."""
         net = self.net
 
         def candidates() -> list[Any]:
@@ -45,9 +53,7 @@ class Overlay:
             attachHandler=NoIceAttachHandler(net.connector(nodeId), candidates),
             rng=Random(self.rnd.random()),
         )
-        node.useTopology(ChordTopology(node, rng=Random(self.rnd.random())))
         net.add(nodeId, node.transport)
-        self.nodes[nodeId] = node
         return node
 
     def chord(self, node: TransportNode) -> ChordTopology:

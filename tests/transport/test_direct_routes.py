@@ -10,10 +10,8 @@ from random import Random
 
 from reload.chord.ring import hashResource
 from reload.direct import DirectClientTopology
-from reload.transport.attach import NoIceAttachHandler, hostCandidate
 from reload.transport.dispatcher import Reply, Request
 from reload.transport.node_api import TransportNode
-from reload.transport.security import TrustingSecurity
 from reload.transport.transport import Response
 from reload.wire.chord import ChordUpdate, ChordUpdateType
 from reload.wire.header import Destination
@@ -49,23 +47,11 @@ def _overlay(seed: int, peers: int = 8) -> Overlay:
 
 def _client(overlay: Overlay, maxLinks: int = 32) -> tuple[TransportNode, DirectClientTopology]:
     net = overlay.net
-    nodeId = overlay.rnd.randbytes(16)
-
-    def candidates() -> list[object]:
-        return [hostCandidate(*net.addressOf[nodeId])]
-
-    node = TransportNode(
-        nodeId,
-        TrustingSecurity(nodeId),
-        net.clock,
-        attachHandler=NoIceAttachHandler(net.connector(nodeId), candidates),  # type: ignore[arg-type]
-        rng=Random(overlay.rnd.random()),
-    )
+    node = overlay.node(overlay.rnd.randbytes(16))
     topology = DirectClientTopology(node, hashResource, net.clock, maxLinks=maxLinks)
     node.useTopology(topology)
-    net.add(nodeId, node.transport)
     bootstrap = overlay.joined()[0].nodeId
-    net.link(nodeId, bootstrap)
+    net.link(node.nodeId, bootstrap)
     overlay.run(topology.join(bootstrap))
     return node, topology
 
