@@ -26,6 +26,13 @@ then reaches the old peer, which routes it to the new one (it sent an
 Update, so that is allowed), and the answer's signer is learnt in turn.  A
 range never reaches past a closer known peer, and a peer whose link goes
 down is forgotten.  At most ``maxLinks`` peers are attached this way.
+
+What a peer's Update claims cannot widen its share: a request goes to the
+first known peer at or after its id, so a peer that names a far-away
+predecessor still gets only the ids no other known peer is closer to, and
+what it answers is checked as everything else is (signatures, access
+policies): a peer can withhold data for its range, as it could as the
+responsible peer on a routed path.
 """
 
 from __future__ import annotations
@@ -120,6 +127,9 @@ class DirectClientTopology(ClientTopology):
         now = self.clock.seconds()
         if self._retryAt.get(nodeId, 0.0) > now:
             return
+        if len(self._retryAt) > 4 * self.maxLinks:
+            # Forget failures whose wait is over, so churn cannot grow it.
+            self._retryAt = {n: t for n, t in self._retryAt.items() if t > now}
         self._attaching.add(nodeId)
         self.counters["attaches"] += 1
         d: Deferred[bytes] = self.node.attach(nodeId, sendUpdate=True)

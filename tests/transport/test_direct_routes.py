@@ -7,9 +7,13 @@ stale ranges still reach the right peer; lost links and the limit hold."""
 from __future__ import annotations
 
 from random import Random
+from typing import Any
+
+from twisted.internet.defer import fail
+from twisted.internet.task import Clock
 
 from reload.chord.ring import hashResource
-from reload.direct import DirectClientTopology
+from reload.direct import RETRY_AFTER, DirectClientTopology
 from reload.transport.dispatcher import Reply, Request
 from reload.transport.node_api import TransportNode
 from reload.transport.transport import Response
@@ -159,3 +163,35 @@ def test_an_update_that_does_not_decode_is_answered_and_ignored() -> None:
     lone = ChordUpdate(5, ChordUpdateType.PEER_READY).encode()
     assert topology.handleUpdate(sender, lone) == b""
     assert _direct(topology) == set()
+
+
+class _RefusingNode:
+    """A node whose every Attach fails (the part of INode the client uses)."""
+
+    nodeId = b"\x01" * 16
+
+    def __init__(self) -> None:
+        self.attaches: list[bytes] = []
+
+    def attach(self, destination: bytes, via: bytes | None = None, sendUpdate: bool = False) -> Any:
+        self.attaches.append(destination)
+        return fail(ConnectionRefusedError("no"))
+
+
+def test_a_failed_attach_is_retried_only_after_a_wait() -> None:
+    clock = Clock()
+    node = _RefusingNode()
+    topology = DirectClientTopology(node, hashResource, clock)  # type: ignore[arg-type]
+    peer = b"\x80" * 16
+    topology.answeredFor(b"\x7f" * 16, peer)
+    assert node.attaches == [peer] and topology.counters["attachFailures"] == 1
+    topology.answeredFor(b"\x7f" * 16, peer)
+    clock.advance(RETRY_AFTER - 1)
+    topology.answeredFor(b"\x7f" * 16, peer)
+    assert node.attaches == [peer]
+    clock.advance(2)
+    topology.answeredFor(b"\x7f" * 16, peer)
+    assert node.attaches == [peer, peer]
+    # Its own Node-ID is never attached.
+    topology.answeredFor(b"\x00" * 16, node.nodeId)
+    assert node.attaches == [peer, peer]
