@@ -152,6 +152,8 @@ class DirectClientTopology(ClientTopology):
         """Section 6.5.1.2: the Update a peer sends after an Attach with
         send_update; its first predecessor bounds the peer's range."""
         answer = super().handleUpdate(sender, data)
+        if sender not in self._connected:
+            return answer  # routed here: no link to send its range over
         try:
             update = ChordUpdate.decode(data, len(sender))
         except (DecodeError, ValueError):

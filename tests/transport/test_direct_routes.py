@@ -165,6 +165,20 @@ def test_an_update_that_does_not_decode_is_answered_and_ignored() -> None:
     assert _direct(topology) == set()
 
 
+def test_an_update_from_a_peer_without_a_link_names_no_range() -> None:
+    """An Update routed to the client from a peer it has no link to would
+    make it route to a node it cannot send to: ignored."""
+    overlay = _overlay(16, peers=3)
+    client, topology = _client(overlay)
+    stranger = next(
+        n.nodeId for n in overlay.joined() if not client.transport.isConnected(n.nodeId)
+    )
+    neighbours = ChordUpdate(5, ChordUpdateType.NEIGHBORS, (stranger,), (stranger,)).encode()
+    assert topology.handleUpdate(stranger, neighbours) == b""
+    assert _direct(topology) == set()
+    assert topology.nextHop(stranger) == topology.peer
+
+
 class _RefusingNode:
     """A node whose every Attach fails (the part of INode the client uses)."""
 
