@@ -863,7 +863,7 @@ class Transport:
 
     def _answeredFor(self, resourceId: bytes, nodeId: bytes) -> None:
         """Tell a topology that wants to know (``answeredFor``, see
-        :class:`reload.direct.DirectRoutes`) which peer answered for a
+        :class:`reload.direct.DirectClientTopology`) which peer answered for a
         Resource-ID: the one responsible for it."""
         learn = getattr(self.topology, "answeredFor", None)
         if learn is None:
