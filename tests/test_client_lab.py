@@ -101,6 +101,27 @@ def test_a_client_uses_the_overlay_without_joining_it(lab: Lab, tmp_path: Path) 
     assert eventually(lambda: ringErrors(lab.statuses()) == [], 10)
 
 
+def test_direct_links_0_routes_everything_through_the_clients_peer(
+    lab: Lab, tmp_path: Path
+) -> None:
+    bootstrap = lab.peers[0]
+    client = PeerProcess(
+        tmp_path, "plain", ["--client", "--direct-links", "0", "--bootstrap", bootstrap.address]
+    )
+    try:
+        client.start()
+        status = client.status()
+        clientId = str(status["nodeId"])
+        for i in range(2, 8):
+            storeSpread(client.lab, clientId, i, f"plain {i}")
+            assert fetchSpread(client.lab, clientId, i) == f"plain {i}"
+        neighbours = client.status()["neighbours"]
+        assert "direct" not in neighbours, neighbours  # type: ignore[operator]
+        assert len(client.status()["links"]) <= 2  # type: ignore[arg-type]
+    finally:
+        client.kill()
+
+
 def test_a_client_needs_a_bootstrap_peer(tmp_path: Path) -> None:
     result = twistd("reload", "--client", "--data-dir", str(tmp_path / "c"), cwd=tmp_path)
     assert result.returncode != 0
