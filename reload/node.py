@@ -14,12 +14,8 @@ from twisted.application import strports
 from twisted.application.service import MultiService
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from reload import __version__
-from reload.admin import storage as adminStorage
-from reload.admin.overlay import OverlayOperation, ping, routeQuery
-from reload.admin.status import adminRoot
 from reload.config import writeConfiguration
 from reload.peer import OverlayPeer
 from reload.settings import DEFAULT_CONFIGURATION_FILE, PeerSettings
@@ -39,24 +35,37 @@ class Node(MultiService):
         self.peer = OverlayPeer(settings, reactor)
         self.peer.setServiceParent(self)
         if settings.admin is not None:
-            operations = {
-                b"ping": OverlayOperation(self._joinedNode, ping(reactor)),
-                b"route-query": OverlayOperation(
-                    self._joinedNode, routeQuery(lambda: settings.topology.name)
-                ),
-            }
-            storage = lambda: self.peer.storage  # noqa: E731 - read when called
-            for name, make in (
-                (b"store", adminStorage.store),
-                (b"fetch", adminStorage.fetch),
-                (b"stat", adminStorage.stat),
-                (b"find", adminStorage.find),
-                (b"held", adminStorage.held),
-            ):
-                operations[name] = OverlayOperation(self._joinedNode, make(storage))
-            site = Site(adminRoot(self.status, operations))
-            site.displayTracebacks = False
-            strports.service(settings.admin, site).setServiceParent(self)
+            self._addAdmin(settings.admin, reactor)
+
+    def _addAdmin(self, endpoint: str, reactor: IReactorTime) -> None:
+        """The HTTP admin API on ``endpoint`` (``--admin``).  Imported here:
+        Twisted's web server costs a peer without ``--admin`` (the default)
+        a few megabytes for nothing."""
+        from twisted.web.server import Site
+
+        from reload.admin import storage as adminStorage
+        from reload.admin.overlay import OverlayOperation, ping, routeQuery
+        from reload.admin.status import adminRoot
+
+        settings = self.settings
+        operations = {
+            b"ping": OverlayOperation(self._joinedNode, ping(reactor)),
+            b"route-query": OverlayOperation(
+                self._joinedNode, routeQuery(lambda: settings.topology.name)
+            ),
+        }
+        storage = lambda: self.peer.storage  # noqa: E731 - read when called
+        for name, make in (
+            (b"store", adminStorage.store),
+            (b"fetch", adminStorage.fetch),
+            (b"stat", adminStorage.stat),
+            (b"find", adminStorage.find),
+            (b"held", adminStorage.held),
+        ):
+            operations[name] = OverlayOperation(self._joinedNode, make(storage))
+        site = Site(adminRoot(self.status, operations))
+        site.displayTracebacks = False
+        strports.service(endpoint, site).setServiceParent(self)
 
     def startService(self) -> None:
         settings = self.settings

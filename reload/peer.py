@@ -30,7 +30,7 @@ from reload.config import OverlayConfiguration, writeConfiguration
 from reload.config.sequence import ANY_SEQUENCE
 from reload.configupdate import ConfigurationUpdater
 from reload.direct import DirectClientTopology
-from reload.enrollment.client import EnrollmentError
+from reload.enrollment.protocol import EnrollmentError
 from reload.files import writeAtomically
 from reload.identity import CredentialsError, peerIdentity
 from reload.interfaces import INode

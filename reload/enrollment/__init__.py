@@ -11,17 +11,10 @@ to get the configuration, :func:`obtainIdentity` (or :func:`enroll`) to get
 a certificate that chains to the configuration's root-cert.
 """
 
-from reload.enrollment.client import (
-    ConfigurationFetchError,
-    EnrollmentError,
-    EnrollmentRejected,
-    configurationUrl,
-    enroll,
-    fetchConfiguration,
-    makeCsr,
-    obtainIdentity,
-    trustRootFor,
-)
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __all__ = [
     "ConfigurationFetchError",
@@ -34,3 +27,12 @@ __all__ = [
     "obtainIdentity",
     "trustRootFor",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The client's names, imported on first use: importing this package
+    (as every peer does, for :mod:`~reload.enrollment.protocol`) should not
+    load Twisted's HTTP client, which only an enrolling peer needs."""
+    if name in __all__:
+        return getattr(import_module("reload.enrollment.client"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

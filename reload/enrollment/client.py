@@ -55,15 +55,15 @@ from zope.interface import implementer
 
 from reload.config import ConfigError, OverlayConfiguration, parseConfiguration
 from reload.config.xmlio import MAX_DOCUMENT_SIZE
-from reload.enrollment.server import (
-    BAD_CSR,
+from reload.enrollment.protocol import (
     CERTIFICATE_CONTENT_TYPE,
     CONFIGURATION_CONTENT_TYPE,
     CONFIGURATION_PATH,
     CSR_CONTENT_TYPE,
-    FAILED_AUTHENTICATION,
-    NODE_IDS_NOT_AVAILABLE,
-    USERNAME_NOT_AVAILABLE,
+    KNOWN_TOKENS,
+    ConfigurationFetchError,
+    EnrollmentError,
+    EnrollmentRejected,
 )
 from reload.security.certificates import (
     PeerIdentity,
@@ -86,37 +86,12 @@ __all__ = [
     "trustRootFor",
 ]
 
-#: Section 11.3: the tokens a 403 answer may carry.
-KNOWN_TOKENS = frozenset(
-    {FAILED_AUTHENTICATION, USERNAME_NOT_AVAILABLE, NODE_IDS_NOT_AVAILABLE, BAD_CSR}
-)
 #: An answer to an enrollment request is one certificate (or a token).
 MAX_CERTIFICATE_SIZE = 64 * 1024
 DEFAULT_TIMEOUT = 30.0
 #: :func:`obtainIdentity` enrolls again when the stored certificate has
 #: less than this left.
 DEFAULT_RENEW_BEFORE = datetime.timedelta(days=7)
-
-
-class EnrollmentError(Exception):
-    """Fetching the configuration or enrolling failed; the message says why."""
-
-
-class ConfigurationFetchError(EnrollmentError):
-    """The configuration server gave no usable document (section 11.2)."""
-
-
-class EnrollmentRejected(EnrollmentError):
-    """The enrollment server said 403 (section 11.3).  ``token`` is what it
-    sent: one of :data:`KNOWN_TOKENS`, or something else, which section
-    11.3 says to treat "as a failure for an unknown reason"."""
-
-    def __init__(self, token: str) -> None:
-        known = token in KNOWN_TOKENS
-        reason = token if known else f"unknown reason ({token[:80]!r})"
-        super().__init__(f"the enrollment server refused: {reason}")
-        self.token = token
-        self.known = known
 
 
 # -- TLS trust ------------------------------------------------------------------

@@ -62,6 +62,17 @@ from twisted.web.resource import Resource
 from zope.interface import implementer
 
 from reload.config import BootstrapNode, ConfigError, OverlayConfiguration, defaultConfiguration
+from reload.enrollment.protocol import (
+    BAD_CSR,
+    CERTIFICATE_CONTENT_TYPE,
+    CONFIGURATION_CONTENT_TYPE,
+    CONFIGURATION_PATH,
+    CSR_CONTENT_TYPE,
+    ENROLLMENT_PATH,
+    FAILED_AUTHENTICATION,
+    NODE_IDS_NOT_AVAILABLE,
+    USERNAME_NOT_AVAILABLE,
+)
 from reload.enrollment.store import (
     CA_CERTIFICATE_FILE,
     EnrollmentStore,
@@ -100,23 +111,6 @@ __all__ = [
     "parseMultipartForm",
     "serverContextFactory",
 ]
-
-#: Section 11.2: where the configuration document is served.
-CONFIGURATION_PATH = "/.well-known/reload-config"
-#: Where this server takes enrollment requests (the enrollment-server URL).
-ENROLLMENT_PATH = "/enroll"
-#: Section 11.1 (and the IANA registration in section 14.16).
-CONFIGURATION_CONTENT_TYPE = "application/p2p-overlay+xml"
-#: Section 11.3, RFC 2585: the certificate, DER.
-CERTIFICATE_CONTENT_TYPE = "application/pkix-cert"
-#: Section 11.3: the content type of the csr form parameter.
-CSR_CONTENT_TYPE = "application/pkcs10"
-
-#: Section 11.3 error tokens (403, text/plain).
-FAILED_AUTHENTICATION = "failed_authentication"
-USERNAME_NOT_AVAILABLE = "username_not_available"
-NODE_IDS_NOT_AVAILABLE = "Node-IDs_not_available"
-BAD_CSR = "bad_CSR"
 
 #: A CSR is one or two kilobytes; the whole form is refused beyond this.
 MAX_REQUEST_SIZE = 64 * 1024
