@@ -60,7 +60,6 @@ from reload.enrollment.protocol import (
     CONFIGURATION_CONTENT_TYPE,
     CONFIGURATION_PATH,
     CSR_CONTENT_TYPE,
-    KNOWN_TOKENS,
     ConfigurationFetchError,
     EnrollmentError,
     EnrollmentRejected,
@@ -74,7 +73,6 @@ from reload.security.keys import PrivateKey, generateEcdsaKey
 from reload.security.trust import CertificateRejected, TrustPolicy
 
 __all__ = [
-    "KNOWN_TOKENS",
     "ConfigurationFetchError",
     "EnrollmentError",
     "EnrollmentRejected",

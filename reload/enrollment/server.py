@@ -66,8 +66,6 @@ from reload.enrollment.protocol import (
     BAD_CSR,
     CERTIFICATE_CONTENT_TYPE,
     CONFIGURATION_CONTENT_TYPE,
-    CONFIGURATION_PATH,
-    CSR_CONTENT_TYPE,
     ENROLLMENT_PATH,
     FAILED_AUTHENTICATION,
     NODE_IDS_NOT_AVAILABLE,
@@ -85,16 +83,7 @@ from reload.security.certificates import issueCertificate
 from reload.security.keys import RSA_KEY_SIZE
 
 __all__ = [
-    "BAD_CSR",
-    "CERTIFICATE_CONTENT_TYPE",
-    "CONFIGURATION_CONTENT_TYPE",
-    "CONFIGURATION_PATH",
-    "CSR_CONTENT_TYPE",
-    "ENROLLMENT_PATH",
-    "FAILED_AUTHENTICATION",
     "MAX_REQUEST_SIZE",
-    "NODE_IDS_NOT_AVAILABLE",
-    "USERNAME_NOT_AVAILABLE",
     "ConfigurationResource",
     "EnrollmentAuthority",
     "EnrollmentForm",

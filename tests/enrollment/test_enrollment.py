@@ -23,14 +23,14 @@ from reload.enrollment.client import (
     makeCsr,
     obtainIdentity,
 )
-from reload.enrollment.server import (
+from reload.enrollment.protocol import (
     BAD_CSR,
     CONFIGURATION_CONTENT_TYPE,
     FAILED_AUTHENTICATION,
-    MAX_REQUEST_SIZE,
     NODE_IDS_NOT_AVAILABLE,
     USERNAME_NOT_AVAILABLE,
 )
+from reload.enrollment.server import MAX_REQUEST_SIZE
 from reload.security.certificates import (
     PeerIdentity,
     nodeIdsOf,
