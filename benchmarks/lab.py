@@ -57,7 +57,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import procMegabytes, procStatus
+from _common import procMegabytes, procStatus, procTimes
 
 from reload.chord.settings import DEFAULT_PING_INTERVAL, DEFAULT_UPDATE_INTERVAL
 from reload.lab import Lab, ringErrors
@@ -106,13 +106,8 @@ SERIES = ("sent", "forwarded", "linksUp", "linksDown")
 
 def procCpu(pid: int | None) -> float | None:
     """User plus system CPU seconds a process has used so far."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    times = procTimes(pid)
+    return None if times is None else sum(times)
 
 
 def sentCounters(lab: Lab) -> tuple[float, dict[str, dict[str, int]]]:
