@@ -187,7 +187,9 @@ class ForwardingOption:
 
 
 def _encode_list(items: tuple[Destination, ...] | tuple[ForwardingOption, ...]) -> bytes:
-    return b"".join(item.encode() for item in items)
+    if not items:
+        return b""
+    return b"".join([item.encode() for item in items])
 
 
 def _read_destinations(r: Reader, field_name: str) -> tuple[Destination, ...]:

@@ -412,6 +412,9 @@ class Message:
 _new_message = fast_constructor(Message)
 
 
+_new_header = fast_constructor(ForwardingHeader)
+
+
 def _decode_header(data: bytes, max_message_size: int) -> tuple[ForwardingHeader, int]:
     """:meth:`ForwardingHeader.decode_from`, reusing the destination list
     that :class:`HeaderView` has already parsed when there are no forwarding
@@ -419,18 +422,18 @@ def _decode_header(data: bytes, max_message_size: int) -> tuple[ForwardingHeader
     view = HeaderView(data, max_message_size)
     if view.options_end != view.options_start:
         return ForwardingHeader.decode_from(data, max_message_size)
-    header = ForwardingHeader(
-        overlay=view.overlay,
-        transaction_id=view.transaction_id,
-        destination_list=view.destinations,
-        via_list=view.via_list if view.dest_start != view.via_start else (),
-        options=(),
-        configuration_sequence=view.configuration_sequence,
-        ttl=view.ttl,
-        fragment=view.fragment,
-        length=view.length,
-        max_response_length=view.max_response_length,
-        version=view.version,
+    header = _new_header(
+        view.overlay,
+        view.transaction_id,
+        view.destinations,
+        view.via_list if view.dest_start != view.via_start else (),
+        (),
+        view.configuration_sequence,
+        view.ttl,
+        view.fragment,
+        view.length,
+        view.max_response_length,
+        view.version,
     )
     return header, view.options_end
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ from reload.wire import security_block as sb
 from reload.wire.base import WireStruct
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError, EncodeError
+from reload.wire.header import Destination, ForwardingHeader
 from reload.wire.security_block import (
     ANONYMOUS_NONE,
     RSA_SHA256,
@@ -217,6 +219,16 @@ def test_fast_constructor_builds_the_same_frozen_object() -> None:
         cert.type = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         fast_constructor(SignerIdentity)  # has an init=False field
+
+
+def test_fast_constructor_sets_every_field_of_a_large_structure() -> None:
+    """Eleven fields: each value lands in its own slot, in field order."""
+    values = (7, 9, (Destination.node(b"n" * 16),), (), (), 3, 50, 0x8000_0000, 123, 456, 10)
+    header = fast_constructor(ForwardingHeader)(*values)
+    assert header == ForwardingHeader(*values)
+    assert [getattr(header, f.name) for f in dataclasses.fields(header)] == list(values)
+    with pytest.raises(TypeError):
+        fast_constructor(ForwardingHeader)(*values[:-1])
 
 
 # -- errors name their field ----------------------------------------------------
