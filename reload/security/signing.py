@@ -34,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -46,6 +47,7 @@ from reload.security.trust import CertificateRejected, TrustPolicy, VerifiedPeer
 from reload.wire.header import DestinationType, ForwardingHeader
 from reload.wire.message import Message, MessageContents
 from reload.wire.security_block import (
+    RSA_SHA256,
     CertificateType,
     GenericCertificate,
     HashAlgorithm,
@@ -97,6 +99,40 @@ _CURVE_HASHES: dict[str, int] = {
 _PKCS1 = padding.PKCS1v15()
 _CACHE_SIZE = 1024
 
+# One instance per hash algorithm, built once: every signature made or
+# checked would otherwise build its own.
+_HASH_INSTANCES: dict[int, hashes.HashAlgorithm] = {a: h() for a, h in _HASHES.items()}
+_ECDSA_INSTANCES: dict[int, ec.ECDSA] = {a: ec.ECDSA(h) for a, h in _HASH_INSTANCES.items()}
+
+_RSA, _EC, _RSA_PUBLIC, _EC_PUBLIC = "rsa", "ec", "rsa public", "ec public"
+#: Key family by the key's class.  ``isinstance`` against cryptography's
+#: abstract key classes goes through the ABC machinery and, in a running
+#: peer, costs microseconds per call; a node signs and checks with a handful
+#: of key classes, each looked at once.
+_FAMILIES: dict[type, str | None] = {}
+
+
+def _family(key: object) -> str | None:
+    """The kind of ``key``: an RSA or EC private key (:data:`_RSA`,
+    :data:`_EC`), an RSA or EC public key, or None."""
+    cls = type(key)
+    try:
+        return _FAMILIES[cls]
+    except KeyError:
+        pass
+    family: str | None = None
+    if isinstance(key, rsa.RSAPrivateKey):
+        family = _RSA
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        family = _EC
+    elif isinstance(key, rsa.RSAPublicKey):
+        family = _RSA_PUBLIC
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        family = _EC_PUBLIC
+    if len(_FAMILIES) < 64:
+        _FAMILIES[cls] = family
+    return family
+
 
 class SignatureRejected(Exception):
     """A signature that does not verify, or whose signer is unknown, not
@@ -138,29 +174,35 @@ def signatureAlgorithmFor(key: PrivateKey) -> SignatureAndHashAlgorithm:
     """The algorithm a node signs with: {sha256, rsa} for an RSA key (the
     mandatory one, section 6.3.4), {sha256, ecdsa} for P-256 (SHA-384 and
     SHA-512 for P-384 and P-521)."""
-    if isinstance(key, rsa.RSAPrivateKey):
-        return SignatureAndHashAlgorithm(HashAlgorithm.SHA256, SignatureAlgorithm.RSA)
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        digest = _CURVE_HASHES.get(key.curve.name)
+    family = _family(key)
+    if family == _RSA:
+        return RSA_SHA256
+    if family == _EC:
+        curve = cast(ec.EllipticCurvePrivateKey, key).curve.name
+        digest = _CURVE_HASHES.get(curve)
         if digest is None:
-            raise ValueError(f"no signature algorithm for curve {key.curve.name}")
-        return SignatureAndHashAlgorithm(digest, SignatureAlgorithm.ECDSA)
+            raise ValueError(f"no signature algorithm for curve {curve}")
+        return _ECDSA_ALGORITHMS[digest]
     raise TypeError(f"{type(key).__name__} keys cannot sign")
+
+
+_ECDSA_ALGORITHMS = {
+    digest: SignatureAndHashAlgorithm(digest, SignatureAlgorithm.ECDSA)
+    for digest in _CURVE_HASHES.values()
+}
 
 
 def signBytes(key: PrivateKey, algorithm: SignatureAndHashAlgorithm, data: bytes) -> bytes:
     """The signature_value of ``data`` with ``key`` under ``algorithm``."""
-    hashClass = _HASHES.get(algorithm.hash_algorithm)
-    if hashClass is None:
+    digest = _HASH_INSTANCES.get(algorithm.hash_algorithm)
+    if digest is None:
         raise ValueError(f"hash algorithm {algorithm.hash_algorithm} is not supported")
-    if isinstance(key, rsa.RSAPrivateKey) and algorithm.signature_algorithm == (
-        SignatureAlgorithm.RSA
-    ):
-        return key.sign(data, _PKCS1, hashClass())
-    if isinstance(key, ec.EllipticCurvePrivateKey) and algorithm.signature_algorithm == (
-        SignatureAlgorithm.ECDSA
-    ):
-        return key.sign(data, ec.ECDSA(hashClass()))
+    family = _family(key)
+    if family == _RSA and algorithm.signature_algorithm == SignatureAlgorithm.RSA:
+        return cast(rsa.RSAPrivateKey, key).sign(data, _PKCS1, digest)
+    if family == _EC and algorithm.signature_algorithm == SignatureAlgorithm.ECDSA:
+        ecdsa = _ECDSA_INSTANCES[algorithm.hash_algorithm]
+        return cast(ec.EllipticCurvePrivateKey, key).sign(data, ecdsa)
     raise ValueError(f"a {type(key).__name__} cannot sign with {algorithm}")
 
 
@@ -169,19 +211,17 @@ def verifyBytes(
 ) -> None:
     """Check ``signature`` over ``data``; raise :class:`SignatureRejected`
     if it is wrong or the algorithm does not fit the key."""
-    hashClass = _HASHES.get(algorithm.hash_algorithm)
-    if hashClass is None:
+    digest = _HASH_INSTANCES.get(algorithm.hash_algorithm)
+    if digest is None:
         raise SignatureRejected(f"hash algorithm {algorithm.hash_algorithm} is not accepted")
+    family = _family(publicKey)
     try:
-        if isinstance(publicKey, rsa.RSAPublicKey) and algorithm.signature_algorithm == (
-            SignatureAlgorithm.RSA
-        ):
-            publicKey.verify(signature, data, _PKCS1, hashClass())
+        if family == _RSA_PUBLIC and algorithm.signature_algorithm == SignatureAlgorithm.RSA:
+            cast(rsa.RSAPublicKey, publicKey).verify(signature, data, _PKCS1, digest)
             return
-        if isinstance(publicKey, ec.EllipticCurvePublicKey) and algorithm.signature_algorithm == (
-            SignatureAlgorithm.ECDSA
-        ):
-            publicKey.verify(signature, data, ec.ECDSA(hashClass()))
+        if family == _EC_PUBLIC and algorithm.signature_algorithm == SignatureAlgorithm.ECDSA:
+            ecdsa = _ECDSA_INSTANCES[algorithm.hash_algorithm]
+            cast(ec.EllipticCurvePublicKey, publicKey).verify(signature, data, ecdsa)
             return
     except InvalidSignature:
         raise SignatureRejected("the signature does not verify") from None

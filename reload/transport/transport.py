@@ -485,7 +485,7 @@ class Transport:
                 self._malformedHeader(data, previousHop, exc)
                 return
         try:
-            message = Message.decode(data, self.settings.maxMessageSize)
+            message = Message.decode(data, self.settings.maxMessageSize, view)
         except DecodeError as exc:
             self.counters["malformed"] += 1
             self.log.warn(

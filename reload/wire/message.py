@@ -375,12 +375,19 @@ class Message:
         )
 
     @classmethod
-    def decode(cls, data: bytes, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Message:
+    def decode(
+        cls,
+        data: bytes,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        view: HeaderView | None = None,
+    ) -> Message:
         """Decode one whole message.
 
         The size is checked against ``max_message_size`` (the overlay's
         max-message-size, section 11.1) before anything else is looked at.
-        A fragment (section 6.7) is refused: reassemble first.
+        A fragment (section 6.7) is refused: reassemble first.  ``view``
+        is the :class:`HeaderView` a receiver already made of these very
+        bytes (to route them), so the header is not scanned twice.
         """
         size = len(data)
         if size > max_message_size:
@@ -390,7 +397,9 @@ class Message:
         if type(data) is not bytes:
             data = bytes(data)
         try:
-            header, pos = _decode_header(data, max_message_size)
+            if view is None or view.data is not data:
+                view = HeaderView(data, max_message_size)
+            header, pos = _decode_header(data, max_message_size, view)
         except DecodeError as exc:
             path = exc.path.removeprefix("ForwardingHeader")
             raise DecodeError(f"Message.header{path}", exc.reason) from None
@@ -415,11 +424,12 @@ _new_message = fast_constructor(Message)
 _new_header = fast_constructor(ForwardingHeader)
 
 
-def _decode_header(data: bytes, max_message_size: int) -> tuple[ForwardingHeader, int]:
+def _decode_header(
+    data: bytes, max_message_size: int, view: HeaderView
+) -> tuple[ForwardingHeader, int]:
     """:meth:`ForwardingHeader.decode_from`, reusing the destination list
-    that :class:`HeaderView` has already parsed when there are no forwarding
-    options (the usual case; with options, decode_from does it all)."""
-    view = HeaderView(data, max_message_size)
+    that ``view`` has already parsed when there are no forwarding options
+    (the usual case; with options, decode_from does it all)."""
     if view.options_end != view.options_start:
         return ForwardingHeader.decode_from(data, max_message_size)
     header = _new_header(

@@ -525,3 +525,28 @@ def test_trustPolicyIsShared(pki: Pki) -> None:
     assert CertificateCache(policy).trust is policy
     assert isinstance(policy, TrustPolicy)
     assert isinstance(pki.root.certificate, x509.Certificate)
+
+
+def test_keysSignAndVerifyOnlyWithTheirOwnAlgorithm() -> None:
+    """Each key family signs and verifies with its own algorithm only; a
+    public key cannot sign, a signature cannot be checked with the other
+    family's algorithm, and a tampered one is rejected."""
+    from reload.security.signing import signatureAlgorithmFor, signBytes, verifyBytes
+
+    ecdsa = SignatureAndHashAlgorithm(HashAlgorithm.SHA256, SignatureAlgorithm.ECDSA)
+    data = b"section 6.3.4"
+    for key, own, other in ((generateEcdsaKey(), ecdsa, RSA_SHA256),
+                            (generateRsaKey(), RSA_SHA256, ecdsa)):  # fmt: skip
+        assert signatureAlgorithmFor(key) == own
+        signature = signBytes(key, own, data)
+        verifyBytes(key.public_key(), own, signature, data)
+        with pytest.raises(SignatureRejected, match="does not verify"):
+            verifyBytes(key.public_key(), own, signature, data + b"!")
+        with pytest.raises(SignatureRejected, match="does not fit"):
+            verifyBytes(key.public_key(), other, signature, data)
+        with pytest.raises(ValueError, match="cannot sign"):
+            signBytes(key, other, data)
+        with pytest.raises(ValueError, match="cannot sign"):
+            signBytes(key.public_key(), own, data)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cannot sign"):
+        signatureAlgorithmFor(generateEcdsaKey().public_key())  # type: ignore[arg-type]
