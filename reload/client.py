@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -123,6 +123,14 @@ class ClientTopology:
             )
 
         def failed(failure: Failure) -> None:
+            if failure.check(CancelledError):
+                # The node is stopping (its transport fails what is still
+                # pending): nothing is wrong and nothing is left to do.
+                self.log.info(
+                    "Client: attach to the peer responsible for its Node-ID cancelled ({why})",
+                    why=failure.getErrorMessage(),
+                )
+                return
             self.log.warn(
                 "Client: cannot attach to the peer responsible for its Node-ID ({why});"
                 " using {peer}, reachable by Destination List only (section 4.2.1)",
@@ -184,12 +192,14 @@ class ClientTopology:
             return
         self.peer = others[0]
         d = self._attachResponsible(others[0])
+        self._reattaching = d
 
         def done(_: Any) -> None:
             self._reattaching = None
 
+        # An attach that fails at once (a stopped transport) has fired
+        # already: ``done`` runs now and the next lost link tries again.
         d.addBoth(done)
-        self._reattaching = d
 
 
 def _next(nodeId: bytes) -> bytes:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from random import Random
 from typing import Any
 
-from twisted.internet.defer import fail
+from twisted.internet.defer import CancelledError, fail
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, globalLogPublisher
 
 from reload.chord.ring import hashResource
 from reload.direct import RETRY_AFTER, DirectClientTopology
@@ -209,3 +210,40 @@ def test_a_failed_attach_is_retried_only_after_a_wait() -> None:
     # Its own Node-ID is never attached.
     topology.answeredFor(b"\x00" * 16, node.nodeId)
     assert node.attaches == [peer, peer]
+
+
+def test_each_lost_peer_is_replaced_and_a_stopping_node_logs_no_warning() -> None:
+    """Section 4.2.1: a client that loses its peer attaches again through
+    another link, every time it loses one -- also when an attempt fails at
+    once, as every request does once the transport is stopping, which is
+    shutdown, not a fault worth a warning."""
+    overlay = _overlay(17)
+    client, topology = _client(overlay)
+    rnd = Random(5)
+    for _ in range(24):
+        _fetch(overlay, client, rnd.randbytes(16))
+    overlay.net.settle()
+    assert len(_direct(topology)) >= 3
+
+    attempts: list[bytes] = []
+
+    def stopped(nodeId: bytes, via: bytes | None = None, **_: Any) -> Any:
+        attempts.append(nodeId)
+        return fail(CancelledError("the transport is stopped"))
+
+    client.attach = stopped  # type: ignore[method-assign]
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        lost = []
+        for _ in range(2):
+            peer = topology.peer
+            assert peer is not None
+            lost.append(peer)
+            topology.linkDown(peer)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert len(attempts) == 2
+    assert topology.peer is not None and topology.peer not in lost
+    assert [e for e in events if e.get("log_level") == LogLevel.warn] == []
+    assert any("cancelled" in str(e.get("log_format")) for e in events)
