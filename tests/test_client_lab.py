@@ -69,11 +69,13 @@ def test_a_client_uses_the_overlay_without_joining_it(lab: Lab, tmp_path: Path) 
         resources = {i: spreadResource(clientId, i) for i in range(2, 14)}
         for i in resources:
             storeSpread(client.lab, clientId, i, f"direct {i}")
-        answering = {next((p for p in peerIds if p >= r), peerIds[0]) for r in resources.values()}
+        # Value 1, stored and fetched above, made its peer a direct link too.
+        stored = [spreadResource(clientId, 1), *resources.values()]
+        answering = {next((p for p in peerIds if p >= r), peerIds[0]) for r in stored}
         assert eventually(
             lambda: set(client.status()["neighbours"]["direct"]) == answering,  # type: ignore[index]
             20,
-        ), client.status()["neighbours"]
+        ), (client.status()["neighbours"], sorted(answering))
         ring = subprocess.run(
             [commandPath("reloadctl"), "ring", "--admin", client.lab.admin],
             capture_output=True, text=True, env=sourceEnv(), timeout=60,
