@@ -80,9 +80,16 @@ class PolicyContext(Protocol):
         ...
 
 
-def _hashesTo(node: Any, name: bytes, resourceId: bytes) -> bool:
+def _hashOf(node: Any, name: bytes) -> bytes | None:
+    """The overlay's hash of ``name``; None for anything but a non-empty
+    byte string, which matches no Resource-ID (security fails closed)."""
     hashed = node.resourceId(name)
-    return isinstance(hashed, bytes) and len(hashed) > 0 and hashed == resourceId
+    return hashed if isinstance(hashed, bytes) and hashed else None
+
+
+def _hashesTo(node: Any, name: bytes, resourceId: bytes) -> bool:
+    hashed = _hashOf(node, name)
+    return hashed is not None and hashed == resourceId
 
 
 def _userMatches(request: AccessRequest, node: Any) -> bool:
@@ -203,8 +210,8 @@ class NodeMultiple:
         if found is not None:
             cache.move_to_end(key)
             return found
-        hashes = (node.resourceId(nodeId + self.suffix(i)) for i in range(self.first, last + 1))
-        found = frozenset(h for h in hashes if isinstance(h, bytes) and h)
+        hashes = (_hashOf(node, nodeId + self.suffix(i)) for i in range(self.first, last + 1))
+        found = frozenset(h for h in hashes if h is not None)
         cache[key] = found
         if len(cache) > self.CACHED_SIGNERS:
             cache.popitem(last=False)
