@@ -103,6 +103,11 @@ _CACHE_SIZE = 1024
 # checked would otherwise build its own.
 _HASH_INSTANCES: dict[int, hashes.HashAlgorithm] = {a: h() for a, h in _HASHES.items()}
 _ECDSA_INSTANCES: dict[int, ec.ECDSA] = {a: ec.ECDSA(h) for a, h in _HASH_INSTANCES.items()}
+#: What an EC key of each curve signs with (:func:`signatureAlgorithmFor`).
+_ECDSA_ALGORITHMS = {
+    digest: SignatureAndHashAlgorithm(digest, SignatureAlgorithm.ECDSA)
+    for digest in _CURVE_HASHES.values()
+}
 
 _RSA, _EC, _RSA_PUBLIC, _EC_PUBLIC = "rsa", "ec", "rsa public", "ec public"
 #: Key family by the key's class.  ``isinstance`` against cryptography's
@@ -184,12 +189,6 @@ def signatureAlgorithmFor(key: PrivateKey) -> SignatureAndHashAlgorithm:
             raise ValueError(f"no signature algorithm for curve {curve}")
         return _ECDSA_ALGORITHMS[digest]
     raise TypeError(f"{type(key).__name__} keys cannot sign")
-
-
-_ECDSA_ALGORITHMS = {
-    digest: SignatureAndHashAlgorithm(digest, SignatureAlgorithm.ECDSA)
-    for digest in _CURVE_HASHES.values()
-}
 
 
 def signBytes(key: PrivateKey, algorithm: SignatureAndHashAlgorithm, data: bytes) -> bytes:
