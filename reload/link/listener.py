@@ -32,7 +32,7 @@ from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from reload.link.interfaces import ILinkHandler
@@ -41,6 +41,7 @@ from reload.link.tls import (
     HandshakeFailed,
     ILinkStallHandler,
     LinkSettings,
+    LinkTLSFactory,
     TLSLink,
     TLSLinkFactory,
 )
@@ -63,7 +64,7 @@ class _Attempt:
     connecting: Deferred[Any] | None = None
 
 
-class _InboundTLSFactory(TLSMemoryBIOFactory):
+class _InboundTLSFactory(LinkTLSFactory):
     """Refuses connections beyond ``maxHandshakes`` before any TLS work."""
 
     def __init__(self, listener: LinkListener, wrapped: TLSLinkFactory) -> None:
@@ -223,7 +224,7 @@ class LinkListener(Service):
             attempt = _Attempt(key, expectedNodeId)
             self._pending[key] = attempt
             creator = clientConnectionCreator(self.identity, self.trust, expectedNodeId, self.clock)
-            factory = TLSMemoryBIOFactory(
+            factory = LinkTLSFactory(
                 creator, True, _OutboundLinkFactory(self, attempt), clock=self.reactor
             )
             endpoint = HostnameEndpoint(

@@ -12,9 +12,11 @@ What it does, by section:
   per frame.  Every ``data`` frame received is acknowledged at once with an
   ``ack`` frame carrying the ``received`` mask of the 32 most recent
   sequence numbers (:func:`reload.wire.reliability.received_mask`).  The
-  ACKs for all frames found in one read from TLS leave in one write, before
-  the messages are handed up.  Received sequence numbers are echoed, not
-  checked: TCP already delivers each frame once and in order.
+  ACKs for all frames found in one read from TLS are written before the
+  messages are handed up, and leave with whatever handling them wrote, in
+  one TLS write when the read is done (:mod:`reload.link.output`).
+  Received sequence numbers are echoed, not checked: TCP already delivers
+  each frame once and in order.
 
 * **6.6.5 RTT and RTO, no retransmission.**  Each ACK of a frame we sent
   gives an RTT sample (its send time to the ACK's arrival) for an RFC 6298
@@ -84,11 +86,13 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IAddress, IDelayedCall, IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from reload.link.errors import LinkBusy, LinkClosed
 from reload.link.interfaces import ILink, ILinkHandler
+from reload.link.output import BURST
 from reload.security.tls import verifiedPeerOf
 from reload.security.trust import VerifiedPeer
 from reload.wire.attach import OverlayLinkType
@@ -108,6 +112,7 @@ __all__ = [
     "ILinkStallHandler",
     "LinkOwner",
     "LinkSettings",
+    "LinkTLSFactory",
     "TLSLink",
     "TLSLinkFactory",
 ]
@@ -339,6 +344,10 @@ class TLSLink(Protocol):
         self._lastReceived = -1
         self._lastActivity = 0.0
         self._tls: _TLSTransport | None = None
+        # Output held until the burst that made it ends (reload.link.output),
+        # or until the next reactor iteration when there is no burst.
+        self._out: list[bytes] = []
+        self._flushCall: IDelayedCall | None = None
         self._handshakeTimer: IDelayedCall | None = None
         self._ackTimer: IDelayedCall | None = None
         self._ackDue = 0.0
@@ -419,8 +428,7 @@ class TLSLink(Protocol):
         unacked.append((sequence, now))
         self._lastActivity = now
         self.framesSent += 1
-        assert self._tls is not None
-        self._tls.write(frame)
+        self._write(frame)
         self._armAckTimer(now + self._failureRto(), now)
 
     def close(self) -> None:
@@ -482,6 +490,12 @@ class TLSLink(Protocol):
             if self.closeReason is None:
                 self._machine.fail("data before the peer was verified")
             return
+        # The ACKs and whatever handling the messages writes, on this link
+        # or others, leave together when this read is done.
+        with BURST:
+            self._frameReceived(data)
+
+    def _frameReceived(self, data: bytes) -> None:
         error: DeframingError | None = None
         try:
             frames = self._deframer.feed(data)
@@ -500,8 +514,8 @@ class TLSLink(Protocol):
                 assert isinstance(frame, AckFrame)
                 self._onAck(frame.ack_sequence, now)
         self.framesReceived += len(frames)
-        if acks and self._tls is not None:
-            self._tls.write(b"".join(acks))
+        if acks:
+            self._write(b"".join(acks))
         for message in messages:
             if not self._open:
                 break
@@ -519,8 +533,42 @@ class TLSLink(Protocol):
             )
             self._machine.fail(f"framing error: {error}")
 
+    # -- output ------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        """Hold ``data`` for :meth:`flush`: at the end of the current
+        burst, or at the next reactor iteration outside one."""
+        out = self._out
+        out.append(data)
+        if len(out) > 1:
+            return
+        if BURST.open:
+            BURST.hold(self)
+        elif self._flushCall is None:
+            self._flushCall = self.clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """Write the held output to TLS in one record write and hand it to
+        the socket now, not at the TCP transport's next write turn."""
+        call, self._flushCall = self._flushCall, None
+        if call is not None and call.active():
+            call.cancel()
+        if not self._out:
+            return
+        data = b"".join(self._out)
+        self._out = []
+        tls = self._tls
+        if tls is None or self._lostConnection:
+            return
+        tls.write(data)
+        _sendNow(getattr(tls, "transport", None))
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lostConnection = True
+        self._out = []
+        if self._flushCall is not None and self._flushCall.active():
+            self._flushCall.cancel()
+        self._flushCall = None
         if self._closeTimer is not None and self._closeTimer.active():
             self._closeTimer.cancel()
         self._closeTimer = None
@@ -689,11 +737,13 @@ class TLSLink(Protocol):
 
     def _abort(self) -> None:
         if self._tls is not None and not self._lostConnection:
+            self.flush()
             self._tls.abortConnection()
 
     def _shutdown(self) -> None:
         if self._tls is None or self._lostConnection:
             return
+        self.flush()
         self._tls.loseConnection()
         if not self._lostConnection:
             self._closeTimer = self.clock.callLater(self.settings.closeTimeout, self._abort)
@@ -707,6 +757,30 @@ class TLSLink(Protocol):
 
 
 _newLifecycle: Callable[[TLSLink], _Lifecycle] = _buildLifecycle()
+
+
+def _sendNow(tcp: object) -> None:
+    """Have a Twisted TCP transport send what it buffered now.  Its
+    ``write`` only buffers and registers for writability; ``doWrite`` (the
+    reactor's own call, IWriteDescriptor) sends and, once the buffer is
+    empty, unregisters.  A failed send is left to the reactor: the
+    descriptor stays registered, and its next ``doWrite`` reports the loss
+    as usual.  A transport that is closing is left alone, since ``doWrite``
+    would finish the close, which is the reactor's to do."""
+    doWrite = getattr(tcp, "doWrite", None)
+    if doWrite is None or getattr(tcp, "disconnecting", True):
+        return
+    if getattr(tcp, "connected", False):
+        doWrite()
+
+
+class LinkTLSFactory(TLSMemoryBIOFactory):
+    """TLS for :class:`TLSLink`: Twisted's plain TLSMemoryBIOProtocol,
+    without the small-write aggregation of its default
+    BufferingTLSTransport, which would delay by a reactor iteration what
+    the link already aggregated (:mod:`reload.link.output`)."""
+
+    protocol = TLSMemoryBIOProtocol
 
 
 class TLSLinkFactory(Factory):

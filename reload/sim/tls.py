@@ -36,6 +36,7 @@ from reload.link.tls import (
     HandshakeFailed,
     ILinkStallHandler,
     LinkSettings,
+    LinkTLSFactory,
     TLSLink,
     TLSLinkFactory,
 )
@@ -138,7 +139,7 @@ class _Owner:
         self.waiters: dict[int, Deferred[TLSLink]] = {}
         self._announced: set[int] = set()
         pki = factory.pki
-        self.serverFactory = TLSMemoryBIOFactory(
+        self.serverFactory = LinkTLSFactory(
             serverConnectionCreator(identity, pki.trust, host.clock),
             False,
             TLSLinkFactory(self, handler, factory.settings, host.clock, False),
@@ -149,7 +150,7 @@ class _Owner:
         clock = self.host.clock
         creator = clientConnectionCreator(self.identity, self.factory.pki.trust, expected, clock)
         links = TLSLinkFactory(self, self.handler, self.factory.settings, clock, True, expected)
-        return TLSMemoryBIOFactory(creator, True, links, clock=clock)
+        return LinkTLSFactory(creator, True, links, clock=clock)
 
     # -- LinkOwner ------------------------------------------------------------------
 

@@ -71,7 +71,9 @@ class Rig:
     sent: StreamDeframer
 
     def written(self) -> list[Any]:
-        """Frames the link wrote since the last call."""
+        """Frames the link wrote since the last call (output written
+        outside a burst leaves at the next reactor iteration)."""
+        self.clock.advance(0)
         data = self.transport.value()
         self.transport.clear()
         return self.sent.feed(data)
@@ -378,3 +380,111 @@ def test_receivedMaskMatchesTheSection662RuleOnLongRunsGapsAndWrap() -> None:
         history.append(sequence)
         assert r.written() == [AckFrame(sequence, expected)]
     assert received_mask(80, list(range(48, 80))) == 0x7FFFFFFF
+
+
+class CountingTransport(Abortable):
+    """Counts the writes, and stands on a TCP transport that records when
+    it is told to send (``doWrite``, the reactor's IWriteDescriptor call)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.transport = SocketSide()
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)
+
+
+@dataclass
+class SocketSide:
+    connected: bool = True
+    disconnecting: bool = False
+    sends: int = 0
+
+    def doWrite(self) -> None:
+        self.sends += 1
+
+
+class Answering(Recorder):
+    """Answers every message on its link and copies it to ``other``."""
+
+    other: TLSLink | None = None
+
+    def messageReceived(self, link: ILink, message: bytes) -> None:
+        super().messageReceived(link, message)
+        link.send(b"answer to " + message)
+        if self.other is not None:
+            self.other.send(b"copy of " + message)
+
+
+def linkOn(transport: CountingTransport, handler: Recorder, clock: Clock) -> TLSLink:
+    link = TLSLink(Owner(), handler, LinkSettings(), clock, False, verify=lambda t: PEER)
+    link.makeConnection(transport)
+    link.handshakeCompleted()
+    return link
+
+
+def test_acksAndWhatHandlingWritesLeaveInOneWritePerLinkWhenTheReadIsDone() -> None:
+    """reload.link.output: the ACKs of a read, the answers written on the
+    same link and the messages written on another leave when the read has
+    been handled, one TLS write and one send per link, with no reactor
+    iteration in between."""
+    clock, handler = Clock(), Answering()
+    transport, otherTransport = CountingTransport(), CountingTransport()
+    link = linkOn(transport, handler, clock)
+    handler.other = linkOn(otherTransport, Recorder(), clock)
+    link.dataReceived(DataFrame(0, b"a").encode() + DataFrame(1, b"b").encode())
+    assert transport.writes == 1 and transport.transport.sends == 1
+    assert StreamDeframer(0xFFFFFF).feed(transport.value()) == [
+        AckFrame(0, 0),
+        AckFrame(1, 0b1),
+        DataFrame(0, b"answer to a"),
+        DataFrame(1, b"answer to b"),
+    ]
+    assert otherTransport.writes == 1 and otherTransport.transport.sends == 1
+    assert StreamDeframer(0xFFFFFF).feed(otherTransport.value()) == [
+        DataFrame(0, b"copy of a"),
+        DataFrame(1, b"copy of b"),
+    ]
+    clock.advance(0)  # nothing was left for the next iteration
+    assert transport.writes == 1 and otherTransport.writes == 1
+
+
+def test_outputOutsideAReadLeavesTogetherAtTheNextReactorIteration() -> None:
+    clock = Clock()
+    transport = CountingTransport()
+    link = linkOn(transport, Recorder(), clock)
+    link.send(b"one")
+    link.send(b"two")
+    assert transport.writes == 0 and transport.value() == b""
+    clock.advance(0)
+    assert transport.writes == 1 and transport.transport.sends == 1
+    assert StreamDeframer(0xFFFFFF).feed(transport.value()) == [
+        DataFrame(0, b"one"),
+        DataFrame(1, b"two"),
+    ]
+
+
+def test_aClosingLinkWritesWhatItHeldBeforeTheTlsCloseAndLeavesTheSocketToTheReactor() -> None:
+    clock = Clock()
+    transport = CountingTransport()
+    link = linkOn(transport, Recorder(), clock)
+    link.send(b"last words")
+    transport.transport.disconnecting = True  # the TCP side is closing
+    link.close()
+    assert StreamDeframer(0xFFFFFF).feed(transport.value()) == [DataFrame(0, b"last words")]
+    assert transport.disconnecting
+    assert transport.transport.sends == 0  # doWrite would finish the close: the reactor's job
+    clock.advance(0)
+    assert transport.writes == 1
+
+
+def test_outputHeldWhenTheConnectionIsLostIsDropped() -> None:
+    clock = Clock()
+    transport = CountingTransport()
+    link = linkOn(transport, Recorder(), clock)
+    link.send(b"never sent")
+    link.connectionLost(Failure(ConnectionError("reset")))
+    clock.advance(0)
+    assert transport.writes == 0 and clock.getDelayedCalls() == []
