@@ -25,7 +25,7 @@ from typing import Protocol
 
 from twisted.logger import Logger
 
-__all__ = ["BURST", "Burst", "Flushable"]
+__all__ = ["BURST", "Burst", "Flushable", "sendNow"]
 
 
 class Flushable(Protocol):
@@ -75,3 +75,18 @@ class Burst:
 
 #: The process's burst: one reactor thread, one burst at a time.
 BURST = Burst()
+
+
+def sendNow(tcp: object) -> None:
+    """Have a Twisted TCP transport send what it buffered now.  Its
+    ``write`` only buffers and registers for writability; ``doWrite`` (the
+    reactor's own call, IWriteDescriptor) sends and, once the buffer is
+    empty, unregisters.  A failed send is left to the reactor: the
+    descriptor stays registered, and its next ``doWrite`` reports the loss
+    as usual.  A transport that is closing is left alone, since ``doWrite``
+    would finish the close, which is the reactor's to do."""
+    doWrite = getattr(tcp, "doWrite", None)
+    if doWrite is None or getattr(tcp, "disconnecting", True):
+        return
+    if getattr(tcp, "connected", False):
+        doWrite()

@@ -92,7 +92,7 @@ from zope.interface import Interface, implementer
 
 from reload.link.errors import LinkBusy, LinkClosed
 from reload.link.interfaces import ILink, ILinkHandler
-from reload.link.output import BURST
+from reload.link.output import BURST, sendNow
 from reload.security.tls import verifiedPeerOf
 from reload.security.trust import VerifiedPeer
 from reload.wire.attach import OverlayLinkType
@@ -561,7 +561,7 @@ class TLSLink(Protocol):
         if tls is None or self._lostConnection:
             return
         tls.write(data)
-        _sendNow(getattr(tls, "transport", None))
+        sendNow(getattr(tls, "transport", None))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lostConnection = True
@@ -757,21 +757,6 @@ class TLSLink(Protocol):
 
 
 _newLifecycle: Callable[[TLSLink], _Lifecycle] = _buildLifecycle()
-
-
-def _sendNow(tcp: object) -> None:
-    """Have a Twisted TCP transport send what it buffered now.  Its
-    ``write`` only buffers and registers for writability; ``doWrite`` (the
-    reactor's own call, IWriteDescriptor) sends and, once the buffer is
-    empty, unregisters.  A failed send is left to the reactor: the
-    descriptor stays registered, and its next ``doWrite`` reports the loss
-    as usual.  A transport that is closing is left alone, since ``doWrite``
-    would finish the close, which is the reactor's to do."""
-    doWrite = getattr(tcp, "doWrite", None)
-    if doWrite is None or getattr(tcp, "disconnecting", True):
-        return
-    if getattr(tcp, "connected", False):
-        doWrite()
 
 
 class LinkTLSFactory(TLSMemoryBIOFactory):
