@@ -159,7 +159,7 @@ class Link(Int32StringReceiver):
     def __init__(self, handler: Callable[[Link, bytes], None], acks: bool) -> None:
         self.handler = handler
         self.acks = acks
-        self.connected_ = defer.Deferred[Link]()
+        self.ready = defer.Deferred[Link]()
         self.reading = False
         self.held: list[bytes] = []
 
@@ -167,7 +167,7 @@ class Link(Int32StringReceiver):
         tcp = getattr(self.transport, "transport", None)
         if tcp is not None:
             tcp.setTcpNoDelay(True)
-        self.connected_.callback(self)
+        self.ready.callback(self)
 
     def dataReceived(self, data: bytes) -> None:
         self.reading = True
@@ -221,7 +221,7 @@ def connect(
 
     def made(wrapper: Any) -> defer.Deferred:
         protocol: Link = wrapper.wrappedProtocol
-        return protocol.connected_
+        return protocol.ready
 
     endpoint.connect(factory).addCallback(made).chainDeferred(link)
     return link
@@ -231,10 +231,8 @@ class Node:
     """A storing node: answers Stores (after copying them to its two
     successors) and Fetches."""
 
-    def __init__(self, reactor: Any, keys: Keys, count: int, directory: Path) -> None:
-        self.reactor = reactor
+    def __init__(self, keys: Keys, directory: Path) -> None:
         self.keys = keys
-        self.count = count
         self.db = sqlite3.connect(directory / f"node-{keys.own}.sqlite", isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -278,8 +276,7 @@ class Node:
 class Driver:
     """Keeps ``concurrency`` operations outstanding and checks every answer."""
 
-    def __init__(self, reactor: Any, keys: Keys, links: list[Link], concurrency: int) -> None:
-        self.reactor = reactor
+    def __init__(self, keys: Keys, links: list[Link], concurrency: int) -> None:
         self.keys = keys
         self.links = links
         self.concurrency = concurrency
@@ -335,12 +332,12 @@ def pairsFor(seed: int, count: int) -> list[tuple[bytes, bytes]]:
 
 async def runNode(reactor: Any, args: argparse.Namespace) -> None:
     keys = Keys(args.index, args.count)
-    node = Node(reactor, keys, args.count, Path(args.directory))
+    node = Node(keys, Path(args.directory))
     endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
     factory = LinkTLSFactory(tlsOptions(keys), False, LinkFactory(node.received, args.acks))
     port = await endpoint.listen(factory)
     say({"ready": True, "port": port.getHost().port})
-    line = await readLine(reactor)
+    line = await readLine()
     ports = [int(p) for p in line.split()[1].split(",")]
     for step in (1, 2):
         successor = (args.index + step) % args.count
@@ -349,19 +346,19 @@ async def runNode(reactor: Any, args: argparse.Namespace) -> None:
                 await connect(reactor, ports[successor], node.received, args.acks)
             )
     say({"linked": True})
-    await readLine(reactor)  # stdin closed: stop
+    await readLine()  # stdin closed: stop
 
 
 async def runDriver(reactor: Any, args: argparse.Namespace) -> None:
     keys = Keys(args.count, args.count)
-    driver = Driver(reactor, keys, [], args.concurrency)
+    driver = Driver(keys, [], args.concurrency)
     ports = [int(p) for p in args.ports.split(",")]
     driver.links = [await connect(reactor, port, driver.received, args.acks) for port in ports]
     say({"ready": True})
     pairs = pairsFor(args.seed, args.ops)
     warm = pairsFor(args.seed + 1, args.warmup)
     while True:
-        line = await readLine(reactor)
+        line = await readLine()
         if not line:
             return
         command = line.split()[0]
@@ -389,7 +386,7 @@ async def runDriver(reactor: Any, args: argparse.Namespace) -> None:
         )
 
 
-def readLine(reactor: Any) -> defer.Deferred[str]:
+def readLine() -> defer.Deferred[str]:
     """The next line of stdin, read in a thread ('' when it closes)."""
     from twisted.internet import threads
 
