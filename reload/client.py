@@ -33,8 +33,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from reload.errors import ReloadError
 from reload.interfaces import INode, ITopology
-from reload.transport.errors import ReloadError
 from reload.wire.message import ErrorCode
 
 __all__ = ["ClientError", "ClientTopology"]

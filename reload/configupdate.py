@@ -28,9 +28,9 @@ from reload.config import (
     signedBytes,
     writeConfiguration,
 )
+from reload.errors import ReloadError
 from reload.security.signing import CertificateCache, SignatureRejected, verifyBytes
 from reload.transport.dispatcher import Request
-from reload.transport.errors import ReloadError
 from reload.wire.errors import DecodeError
 from reload.wire.message import ErrorCode
 from reload.wire.methods import ConfigUpdateAns, ConfigUpdateReq, ConfigUpdateType

@@ -21,6 +21,7 @@ from reload.config import (
     writeConfiguration,
 )
 from reload.configupdate import ConfigurationUpdater
+from reload.errors import ReloadError
 from reload.security.certificates import PeerIdentity, makeSelfSignedIdentity
 from reload.security.signing import (
     CertificateCache,
@@ -30,7 +31,6 @@ from reload.security.signing import (
 )
 from reload.security.trust import TrustPolicy
 from reload.transport.dispatcher import Request
-from reload.transport.errors import ReloadError
 from reload.wire.message import ErrorCode
 from reload.wire.methods import ConfigUpdateReq
 from reload.wire.security_block import GenericCertificate, SecurityBlock, Signature

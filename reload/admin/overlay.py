@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from reload.transport.errors import ReloadError
+from reload.errors import ReloadError
 from reload.transport.node_api import TransportNode
 from reload.wire.chord import ChordRouteQueryAns
 from reload.wire.header import Destination

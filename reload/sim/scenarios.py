@@ -44,11 +44,11 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
 from reload.chord.ring import idToInt
+from reload.errors import ReloadError, ReloadTimeout
 from reload.sim.clock import Scheduler
 from reload.sim.network import DEFAULT_LATENCY, SimNetwork
 from reload.sim.node import Security, SimConfiguration, SimNode, SimPki
 from reload.sim.report import Histogram, rate
-from reload.transport.errors import ReloadError, ReloadTimeout
 from reload.transport.routing import readMessageCode
 from reload.transport.transactions import DEFAULT_RELIABILITY_TIMER
 from reload.transport.transport import Response

@@ -83,7 +83,7 @@ class StorageClient:
         """Section 7.4.1: store ``values`` (DataValue, ArrayEntry or
         DictionaryEntry, as the Kind's data model says) at ``resourceId``,
         each signed now; fires with the StoreAns or fails with
-        :class:`~reload.transport.errors.ReloadError`."""
+        :class:`~reload.errors.ReloadError`."""
         storageTime = int(self.clock.seconds() * 1000)
         stored = tuple(
             StoredData(

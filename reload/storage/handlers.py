@@ -21,10 +21,10 @@ from typing import Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 
+from reload.errors import ReloadError
 from reload.storage.kinds import unknownKindError
 from reload.storage.service import StorageService
 from reload.transport.dispatcher import Dispatcher, Reply, Request
-from reload.transport.errors import ReloadError
 from reload.wire.message import ErrorCode
 from reload.wire.storage import (
     DataModel,

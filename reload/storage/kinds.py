@@ -27,6 +27,7 @@ from typing import Protocol
 
 from cryptography import x509
 
+from reload.errors import ReloadError
 from reload.storage.policies import (
     NODE_MATCH,
     NODE_MULTIPLE,
@@ -34,7 +35,6 @@ from reload.storage.policies import (
     USER_NODE_MATCH,
     PolicyRegistry,
 )
-from reload.transport.errors import ReloadError
 from reload.wire.message import ErrorCode
 from reload.wire.storage import DataModel, UnknownKindsInfo
 

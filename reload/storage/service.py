@@ -3,7 +3,7 @@
 
 Each ``handle*`` method takes a decoded request body and the time (seconds
 since the epoch, from the node's clock) and returns the answer body, or
-raises :class:`~reload.transport.errors.ReloadError` with the RFC error
+raises :class:`~reload.errors.ReloadError` with the RFC error
 code; :mod:`reload.storage.handlers` puts them on a dispatcher.
 
 A Store (section 7.4.1.1) is checked in this order, and nothing is written
@@ -51,6 +51,7 @@ from typing import Protocol
 
 from twisted.logger import Logger
 
+from reload.errors import ReloadError
 from reload.interfaces import AccessRequest
 from reload.interfaces import DataModel as InterfaceDataModel
 from reload.security.signing import CertificateCache, SignatureRejected, VerifiedSigner, verifyData
@@ -71,7 +72,6 @@ from reload.storage.model import (
 )
 from reload.storage.policies import PolicyRegistry
 from reload.storage.sqlite import RecordStore, StoreError
-from reload.transport.errors import ReloadError
 from reload.wire.message import ErrorCode
 from reload.wire.storage import (
     FetchAns,

@@ -15,12 +15,12 @@
   uses, and its adapter to :mod:`reload.security.signing`;
 - :mod:`~reload.transport.node_api`: :class:`TransportNode`, the routing
   half of :class:`reload.interfaces.INode`;
-- :mod:`~reload.transport.errors`: :class:`ReloadError` and the timeouts.
+- :mod:`reload.errors` (re-exported here): :class:`ReloadError` and the timeouts.
 """
 
+from reload.errors import LinkTimeout, ReloadError, ReloadTimeout
 from reload.transport.attach import AttachHandler, AttachService, NoIceAttachHandler
 from reload.transport.dispatcher import Dispatcher, Reply, Request
-from reload.transport.errors import LinkTimeout, ReloadError, ReloadTimeout
 from reload.transport.node_api import TransportNode
 from reload.transport.security import MessageSecurity, SigningSecurity, TrustingSecurity
 from reload.transport.transport import Response, Transport, TransportSettings

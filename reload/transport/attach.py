@@ -37,8 +37,8 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from reload.errors import ReloadError
 from reload.transport.dispatcher import Dispatcher, Reply, Request
-from reload.transport.errors import ReloadError
 from reload.transport.transport import Transport
 from reload.wire.attach import (
     NO_ICE_LINK_TYPES,

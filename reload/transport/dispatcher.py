@@ -14,7 +14,7 @@ raises):
   be answered, not dropped);
 * a body that does not decode: Error_Invalid_Message with the field path;
 * otherwise the handler's answer, or the Error it raised as
-  :class:`~reload.transport.errors.ReloadError` (an exception with an
+  :class:`~reload.errors.ReloadError` (an exception with an
   ``errorCode`` attribute, such as the topology's ChordError, is taken as
   that error; any other exception is logged and answered with
   Error_Invalid_Message, so the requester is not left to time out).
@@ -38,7 +38,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from reload.transport.errors import ReloadError
+from reload.errors import ReloadError
 from reload.transport.security import Signer
 from reload.wire.errors import DecodeError
 from reload.wire.header import Destination, ForwardingHeader

@@ -28,9 +28,9 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, fail
 
+from reload.errors import ReloadError
 from reload.transport.attach import AttachHandler, AttachService
 from reload.transport.dispatcher import Dispatcher, TopologyHandlers, pingHandler, probeHandler
-from reload.transport.errors import ReloadError
 from reload.transport.routing import wildcard
 from reload.transport.security import MessageSecurity
 from reload.transport.transactions import Clock

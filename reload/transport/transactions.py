@@ -31,7 +31,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from reload.transport.errors import ReloadTimeout
+from reload.errors import ReloadTimeout
 
 __all__ = [
     "DEFAULT_RELIABILITY_TIMER",

@@ -49,10 +49,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from reload.config.sequence import ANY_SEQUENCE, compareSequence
+from reload.errors import LinkTimeout, ReloadError
 from reload.link.errors import LinkBusy, LinkClosed
 from reload.link.interfaces import ILink, ILinkHandler
 from reload.transport.dispatcher import Dispatcher, Reply, Request, errorReply
-from reload.transport.errors import LinkTimeout, ReloadError
 from reload.transport.routing import (
     Decision,
     Deliver,
@@ -734,7 +734,7 @@ class Transport:
 
         Fails with :class:`ReloadError` when an Error comes back (or this
         node cannot route it at all), with
-        :class:`~reload.transport.errors.ReloadTimeout` after the last
+        :class:`~reload.errors.ReloadTimeout` after the last
         retransmission.  ``firstHop`` is the connected node to send a
         request for the wildcard Node-ID to.
         """

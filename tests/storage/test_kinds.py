@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reload.config import KindConfig, defaultConfiguration
+from reload.errors import ReloadError
 from reload.storage.kinds import (
     CERTIFICATE_BY_NODE,
     CERTIFICATE_BY_USER,
@@ -13,7 +14,6 @@ from reload.storage.kinds import (
     validateCertificate,
 )
 from reload.storage.policies import PolicyRegistry
-from reload.transport.errors import ReloadError
 from reload.wire.message import ErrorCode
 from reload.wire.storage import DataModel, UnknownKindsInfo
 from tests.storage.support import KIND_CONFIGS, SINGLE_USER, makeIdentity

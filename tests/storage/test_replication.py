@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from reload.chord.ring import IdRange
+from reload.errors import ReloadError
 from reload.storage.replication import (
     REPLICA_WAIT,
     RETRY_DELAYS,
@@ -21,7 +22,6 @@ from reload.storage.replication import (
     Replicator,
 )
 from reload.storage.service import ReplicaStore
-from reload.transport.errors import ReloadError
 from reload.wire.message import ErrorCode
 
 from .support import NOW, NOW_MS, SINGLE_USER, Setup, h, makeIdentity, requester, sign, single

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from reload.chord.ring import IdRange, addToId
+from reload.errors import ReloadError
 from reload.security.signing import verifyData
 from reload.storage.policies import nodeMultipleResourceName
 from reload.storage.service import NOT_FOUND_RESOURCE
-from reload.transport.errors import ReloadError
 from reload.wire.message import ErrorCode
 from reload.wire.security_block import HashAlgorithm, Signature
 from reload.wire.storage import (

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from reload.errors import ReloadError
 from reload.storage.service import StorageService
 from reload.storage.sqlite import FILE_NAME, SCHEMA_VERSION, SQLiteStore, StoreError
-from reload.transport.errors import ReloadError
 from reload.wire.message import ErrorCode
 from reload.wire.storage import ArrayEntry, DataValue
 from tests.conftest import REPO, sourceEnv

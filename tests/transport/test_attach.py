@@ -8,8 +8,8 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from reload.errors import ReloadError
 from reload.transport.attach import AttachFailed, NoIceAttachHandler, hostCandidate
-from reload.transport.errors import ReloadError
 from reload.transport.transport import Response
 from reload.wire.attach import AttachAns, AttachReq, CandType, IceCandidate, IpAddressPort
 from reload.wire.attach import OverlayLinkType as Link

@@ -9,8 +9,8 @@ import pytest
 from twisted.internet.defer import Deferred, fail, succeed
 
 from reload.chord.node import ChordError
+from reload.errors import ReloadError
 from reload.transport.dispatcher import Dispatcher, Reply, Request
-from reload.transport.errors import ReloadError
 from reload.transport.security import UNSIGNED, TrustedSigner
 from reload.wire.header import Destination, ForwardingHeader
 from reload.wire.message import (

@@ -10,9 +10,9 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from reload.errors import ReloadTimeout
 from reload.security.certificates import PeerIdentity
 from reload.security.signing import CertificateCache, VerifiedSigner
-from reload.transport.errors import ReloadTimeout
 from reload.transport.security import UNSIGNED, SigningSecurity, TrustingSecurity
 from reload.transport.transport import Response
 from reload.wire.header import Destination, ForwardingHeader, overlay_hash

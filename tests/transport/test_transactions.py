@@ -10,7 +10,7 @@ from twisted.internet.defer import CancelledError, TimeoutError
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from reload.transport.errors import ReloadError, ReloadTimeout
+from reload.errors import ReloadError, ReloadTimeout
 from reload.transport.transactions import TransactionTable
 
 

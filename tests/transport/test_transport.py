@@ -15,8 +15,8 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from reload.config import defaultConfiguration
+from reload.errors import ReloadError, ReloadTimeout
 from reload.transport.dispatcher import Reply, Request
-from reload.transport.errors import ReloadError, ReloadTimeout
 from reload.transport.routing import wildcard
 from reload.transport.security import UNSIGNED, TrustingSecurity
 from reload.transport.transport import Response, TransportSettings

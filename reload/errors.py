@@ -1,4 +1,7 @@
-"""What a request made through the transport fails with.
+"""What a request to the overlay fails with: the typed errors of the public API.
+
+Usages and topologies catch these (DESIGN.md: plugins import only
+:mod:`reload.interfaces`, this module and the public API).
 
 :class:`ReloadError` is an RFC 6940 Error response (section 6.3.3.1): the
 overlay, or this node on its behalf, refused the request with an error code.
