@@ -11,7 +11,7 @@ message verified), a TLS listener on 127.0.0.1 for the links peers open to
 it after an Attach, and a TLS link (TLS-TCP-FH-NO-ICE, mutual certificate
 authentication) to an admitting peer; the admitting peers go round the
 lab's peers.  Each client stores with
-:class:`~reload.storage.client.StorageClient` (values signed, section 7.1)
+:class:`~reload.storageclient.StorageClient` (values signed, section 7.1)
 and fetches with it (every value's signature and access policy verified,
 section 7.4.2.2).
 
@@ -70,7 +70,7 @@ from twisted.internet.defer import Deferred, gatherResults, maybeDeferred  # noq
 from reload.chord.ring import hashResource  # noqa: E402
 
 if TYPE_CHECKING:
-    from reload.storage.client import StorageClient
+    from reload.storageclient import StorageClient
 
 HOST = "127.0.0.1"
 #: TLS handshakes in flight while the clients connect (a peer refuses
@@ -154,7 +154,7 @@ class Client:
         self, peer: dict[str, Any], service: Any, reactor: Any, routing: str, peerCount: int
     ) -> None:
         from reload.direct import DirectClientTopology
-        from reload.storage.client import StorageClient
+        from reload.storageclient import StorageClient
 
         listening = await self.listener.listen(f"tcp:0:interface={HOST}")
         self.address = (HOST, listening.getHost().port)

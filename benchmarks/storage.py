@@ -57,7 +57,7 @@ says how close to that bound a system ran.
   4.2), a :class:`~reload.transport.TransportNode` with a TLS link to an
   admitting peer (round-robin over the peers) and a listener for the links
   peers open to it after an Attach; it stores and fetches with
-  :class:`~reload.storage.client.StorageClient`.  ``--tmpfs`` puts the
+  :class:`~reload.storageclient.StorageClient`.  ``--tmpfs`` puts the
   peers' data directories on /dev/shm, where fsync costs nothing.
 
   Routing (``--routing``).  ``direct`` (the default) is what ``twistd

@@ -27,14 +27,26 @@ from the system.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
+
+from reload.api.data import (
+    DEFAULT_LIFETIME,
+    KindMetadata,
+    KindValues,
+    Specifier,
+    StoreResult,
+    StoreValues,
+    Value,
+)
 
 __all__ = [
     "AccessRequest",
@@ -169,21 +181,36 @@ class INode(Interface):
         fires with ``(messageCode, body)`` of the answer."""
 
     def store(
-        resourceId: bytes, kindId: int, values: object, resourceName: bytes | None = None
-    ) -> Deferred[Any]:
-        """Store values of one Kind (section 7.4.1); Deferred of the StoreAns."""
+        resourceId: bytes, kindId: int, values: StoreValues, lifetime: int = DEFAULT_LIFETIME
+    ) -> Deferred[list[StoreResult]]:
+        """Store values of one Kind (section 7.4.1), each signed by this
+        node: ``bytes`` for a SINGLE Kind, ``{index: bytes}`` for an ARRAY
+        (index :data:`reload.api.data.APPEND` appends), ``{key: bytes}``
+        for a DICTIONARY; ``None`` in place of bytes deletes.  Every value
+        passes the Kind's :meth:`IKind.validate` first.  Deferred of one
+        :class:`~reload.api.data.StoreResult` per Kind."""
 
-    def fetch(resourceId: bytes, specifiers: object) -> Deferred[Any]:
-        """Fetch (section 7.4.2); Deferred of the verified values per Kind."""
+    def fetch(
+        resourceId: bytes, specifiers: Iterable[Specifier | int]
+    ) -> Deferred[list[KindValues]]:
+        """Fetch (section 7.4.2): a :class:`~reload.api.data.Specifier` per
+        Kind, or a bare Kind-ID for all its values.  Every value is verified
+        (signature, access policy, :meth:`IKind.validate`) before the
+        Deferred fires with one :class:`~reload.api.data.KindValues` per
+        Kind; one that fails fails the Fetch with Error_Forbidden or
+        Error_Invalid_Message."""
 
-    def stat(resourceId: bytes, specifiers: object) -> Deferred[Any]:
-        """Stat (section 7.4.3); Deferred of the metadata per Kind."""
+    def stat(
+        resourceId: bytes, specifiers: Iterable[Specifier | int]
+    ) -> Deferred[list[KindMetadata]]:
+        """Stat (section 7.4.3): the metadata of what a Fetch would return."""
 
-    def find(resourceId: bytes, kindIds: object) -> Deferred[Any]:
-        """Find (section 7.4.4); Deferred of a mapping Kind-ID -> closest
-        Resource-ID at or after ``resourceId`` that holds that Kind."""
+    def find(resourceId: bytes, kindIds: Iterable[int]) -> Deferred[dict[int, bytes | None]]:
+        """Find (section 7.4.4): a mapping Kind-ID -> the closest
+        Resource-ID at or after ``resourceId`` that the responsible peer
+        holds that Kind at, or ``None``."""
 
-    def localData(resourceId: bytes, kindId: int) -> object:
+    def localData(resourceId: bytes, kindId: int) -> tuple[Value, ...]:
         """What this node itself stores for (resourceId, kindId), for access
         policies that consult stored data; empty when it stores nothing."""
 
@@ -198,13 +225,17 @@ class INode(Interface):
         (after :meth:`ITopology.linkUp` has been called for it).  Topologies
         use it to join and to reach neighbours and fingers."""
 
-    def appAttach(nodeId: bytes, application: int) -> Deferred[Any]:
-        """Open a direct connection to the peer ``nodeId`` for ``application``
-        (AppAttach, section 6.5.2); Deferred of an ITransport."""
+    def appAttach(nodeId: bytes, application: int, factory: IProtocolFactory) -> Deferred[Any]:
+        """Open a direct connection to the peer ``nodeId`` for
+        ``application`` (AppAttach, section 6.5.2; e.g. 5060 for SIP): TLS,
+        both sides presenting their overlay certificates; a connection whose
+        certificate is not ``nodeId``'s is closed.  Deferred of the protocol
+        ``factory`` built for it, once connected."""
 
-    def listenApplication(application: int, factory: object) -> None:
-        """Accept AppAttach connections for ``application`` (section 6.5.2,
-        e.g. 5060 for SIP) with the given protocol factory."""
+    def listenApplication(application: int, factory: IProtocolFactory) -> None:
+        """Accept AppAttach connections for ``application`` (section 6.5.2)
+        with ``factory``; its protocols see only connections whose overlay
+        certificate is the requesting node's."""
 
 
 class ITopology(Interface):
@@ -306,6 +337,12 @@ class IUsage(IPlugin):
     def accessPolicies() -> list[IAccessPolicy]:
         """Access policies this usage brings beyond the base four (often
         none)."""
+
+    def checkOptions(options: Mapping[str, str]) -> None:
+        """Check this usage's options before the peer starts: raise
+        :class:`ValueError` whose message names the option and says what is
+        wrong (``twistd reload`` prints it as one line and does not start).
+        Only keys of :attr:`options` are passed."""
 
     def makeService(node: INode, options: dict[str, str]) -> IService | None:
         """The IService that runs this usage beside ``node`` (started after

@@ -103,7 +103,6 @@ class Node(MultiService):
             "overlay": settings.configuration.instanceName,
             "configurationSequence": settings.configuration.sequence,
             "topology": settings.topology.name,
-            "usages": [u.name for u in settings.usages],
             "dataDir": settings.dataDir.path,
             "listen": settings.listen,
             "bootstrap": [str(b) for b in settings.bootstrap],

@@ -20,7 +20,7 @@ from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
 from twisted.internet.error import CannotListenError
-from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -37,35 +37,31 @@ from reload.interfaces import INode
 from reload.link.dtls import DTLSEndpoint, DTLSSettings, listenDTLS
 from reload.link.listener import LinkListener
 from reload.link.tls import LinkSettings
+from reload.overlaynode import OverlayNode
 from reload.security.certificates import PeerIdentity
 from reload.security.keylog import keyLogFile
 from reload.security.signing import CertificateCache
 from reload.security.trust import TrustPolicy
 from reload.settings import DEFAULT_CONFIGURATION_FILE, BootstrapAddress, PeerSettings
-from reload.storage.client import StorageClient
-from reload.storage.handlers import StorageHandlers
 from reload.storage.kinds import CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER, KindTable
 from reload.storage.policies import PolicyRegistry
-from reload.storage.replication import ReplicatingTopology, Replicator
-from reload.storage.service import ReplicaStore, StorageService
 from reload.storage.sqlite import SQLiteStore
+from reload.storageclient import StorageClient
+from reload.storagestack import StorageStack
 from reload.transport.attach import NoIceAttachHandler, hostCandidate
 from reload.transport.node_api import TransportNode
 from reload.transport.security import SigningSecurity
 from reload.transport.transport import TransportSettings
+from reload.usageruntime import UsageRunner, usageKinds
 from reload.wire.attach import IceCandidate, OverlayLinkType
 from reload.wire.header import Destination
 from reload.wire.methods import ConfigUpdateReq
-from reload.wire.storage import ArrayEntry, DataValue, StoreReq
+from reload.wire.storage import ArrayEntry, DataValue
 
 __all__ = ["OverlayPeer"]
 
 #: Seconds between rounds of bootstrap attempts when none answered.
 BOOTSTRAP_RETRY = 10.0
-#: Seconds between sweeps of expired stored values.
-PURGE_INTERVAL = 60.0
-#: Re-place every value held every this many purge rounds (5 minutes).
-REPAIR_EVERY = 5
 #: Seconds between two ConfigUpdates pushed to the same outdated peer.
 CONFIG_PUSH_INTERVAL = 60.0
 #: Seconds a graceful leave may take at shutdown before links are closed.
@@ -88,9 +84,10 @@ class OverlayPeer(Service):
         self.dtls: DTLSEndpoint | None = None
         self.store: SQLiteStore | None = None
         self.storage: StorageClient | None = None
-        self._purge: LoopingCall | None = None
-        self._rounds = 0
-        self.replicator: Replicator | None = None
+        self.storageStack: StorageStack | None = None
+        #: The INode usages and topologies are given.
+        self.api: OverlayNode | None = None
+        self.usages = UsageRunner(settings.usages, settings.usageOptions)
         self.topology: Any = None
         self.address: tuple[str, int] | None = None
         self._starting: Deferred[None] | None = None
@@ -195,17 +192,26 @@ class OverlayPeer(Service):
         )
         node.dispatcher.register(ConfigUpdateReq.CODE, updater)
         node.transport.onConfigurationTooOld = self._sendConfiguration
-        overlayTopology = settings.topology.makeTopology(cast(INode, node))
+        usageKindsById = usageKinds(configuration, settings.usages)
+        self.api = api = OverlayNode(
+            node,
+            kinds=usageKindsById,
+            configuration=lambda: self.configuration,
+            applications=None,
+        )
+        overlayTopology = settings.topology.makeTopology(api)
         if settings.client:
-            self.topology = self._clientTopology(cast(INode, node), overlayTopology)
+            self.topology = self._clientTopology(api, overlayTopology)
         else:
             self.topology = overlayTopology
         node.useTopology(self.topology)
-        self._startStorage(identity, security.certificates)
+        self._startStorage(identity, security.certificates, usageKindsById)
         self.state = "joining"
         await self._join(identity.nodeId)
         self.state = "joined"
         self._storeCertificates(identity)
+        # Section 5.2: the usages run once the node is part of the overlay.
+        self.usages.start(api)
         self.log.info(
             "Joined overlay {overlay} as {nodeId}, links on {host}:{port}",
             overlay=configuration.instanceName,
@@ -214,68 +220,41 @@ class OverlayPeer(Service):
             port=self.address[1],
         )
 
-    def _startStorage(self, identity: PeerIdentity, certificates: CertificateCache) -> None:
+    def _startStorage(
+        self,
+        identity: PeerIdentity,
+        certificates: CertificateCache,
+        usageKindsById: dict[int, Any],
+    ) -> None:
         """Section 7: this peer stores what it is responsible for, in SQLite
-        in its data directory, and offers Store/Fetch/Stat/Find to others."""
-        assert self.node is not None
+        in its data directory, and offers Store/Fetch/Stat/Find to others;
+        the usages' Kinds check their values (``IKind.validate``) on every
+        Store and Fetch."""
+        assert self.node is not None and self.api is not None
         usagePolicies = [p for usage in self.settings.usages for p in usage.accessPolicies()]
         registry = PolicyRegistry(usagePolicies)
-        kinds = KindTable.fromConfiguration(self.configuration.kinds, registry)
+        kinds = KindTable.fromConfiguration(
+            self.configuration.kinds,
+            registry,
+            validators={kindId: kind.validate for kindId, kind in usageKindsById.items()},
+        )
         self.store = SQLiteStore.inDirectory(
             self.settings.dataDir.path, synchronous=self.settings.storageSync
         )
-        topology = self.topology
-        replicating = isinstance(topology, ReplicatingTopology)
-        service = StorageService(
-            kinds,
-            self.store,
+        self.storageStack = stack = StorageStack(
+            self.node,
+            identity,
             certificates,
-            topology.hashResource,
-            topology.isResponsible,
-            policies=registry,
-            replicaSet=topology.replicaSet,
+            self.topology,
+            kinds,
+            registry,
+            self.store,
+            clock=self.reactor,
+            serving=not self.settings.client,
             quota=self.settings.storageQuota,
         )
-        if replicating:
-            self.replicator = Replicator(
-                service,
-                cast(ReplicatingTopology, topology),
-                self._sendReplica,
-                self.reactor,
-                identity.nodeId,
-            )
-            # Section 7.4.1.1: which replica Stores to take.
-            service.acceptReplica = self.replicator.accepts
-        elif not self.settings.client:
-            self.log.warn(
-                "The topology {topology} names no replica set: stored data is not replicated",
-                topology=type(topology).__name__,
-            )
-        StorageHandlers(service, self.reactor, self.replicator).register(self.node.dispatcher)
-        self.storage = StorageClient(self.node, identity, service, self.reactor)
-        self._purge = LoopingCall(self._maintainStorage, service)
-        self._purge.clock = self.reactor
-        self._purge.start(PURGE_INTERVAL, now=False)
-
-    def _maintainStorage(self, service: StorageService) -> None:
-        """Every PURGE_INTERVAL: drop expired values (section 7.4.1.3) and,
-        every REPAIR_EVERY rounds, place every value held again, which
-        repairs replicas a lost Store left short (section 10.7.3)."""
-        service.purgeExpired(self.reactor.seconds())
-        self._rounds += 1
-        if self.replicator is not None and self._rounds % REPAIR_EVERY == 0:
-            self.replicator.sweep()
-
-    def _sendReplica(self, nodeId: bytes, replica: ReplicaStore) -> Deferred[Any]:
-        """A replica Store to ``nodeId``, with the certificates of its
-        values' signers (section 6.3.4)."""
-        assert self.node is not None
-        return self.node.transport.request(
-            [Destination.node(nodeId)],
-            StoreReq.CODE,
-            replica.request.encode(),
-            certificates=replica.certificates,
-        )
+        self.storage = self.api.storage = stack.client
+        stack.start()
 
     def _storeCertificates(self, identity: PeerIdentity) -> None:
         """Section 11.3.1: a peer stores its certificate in the overlay, at
@@ -444,18 +423,20 @@ class OverlayPeer(Service):
         super().stopService()
         if self._starting is not None and not self._starting.called:
             self._starting.cancel()
-        leaving: Deferred[Any] = succeed(None)
-        if self.state == "joined" and self.topology is not None:
-            leaving = self.topology.leave()
-            leaving.addTimeout(LEAVE_TIMEOUT, self.reactor)
-            leaving.addErrback(lambda f: self.log.info("Leave: {e}", e=f.getErrorMessage()))
+        joined = self.state == "joined"
         self.state = "stopped"
 
+        def leave(_: object) -> Deferred[Any]:
+            if not joined or self.topology is None:
+                return succeed(None)
+            leaving: Deferred[Any] = self.topology.leave()
+            leaving.addTimeout(LEAVE_TIMEOUT, self.reactor)
+            leaving.addErrback(lambda f: self.log.info("Leave: {e}", e=f.getErrorMessage()))
+            return leaving
+
         def close(_: object) -> Deferred[Any]:
-            if self._purge is not None and self._purge.running:
-                self._purge.stop()
-            if self.replicator is not None:
-                self.replicator.stop()
+            if self.storageStack is not None:
+                self.storageStack.stop()
             if self.node is not None:
                 self.node.stop()
             if self.store is not None:
@@ -467,7 +448,9 @@ class OverlayPeer(Service):
                 closing.append(self.listener.stopService())
             return DeferredList(closing, consumeErrors=True)
 
-        return leaving.addCallback(close).addCallback(lambda _: None)
+        # Section 5.2: the usages stop while the node is still in the
+        # overlay, so they can withdraw what they registered.
+        return self.usages.stop().addCallback(leave).addCallback(close).addCallback(lambda _: None)
 
     # -- status ---------------------------------------------------------------
 
@@ -496,12 +479,14 @@ class OverlayPeer(Service):
             out["counters"] = dict(sorted(self.node.transport.counters.items()))
         if self.storage is not None:
             service = self.storage.service
+            replicator = self.storageStack.replicator if self.storageStack else None
             out["storage"] = {
                 "resources": service.numResources,
                 "quota": service.quota,
-                "replicaStoresSent": self.replicator.sent if self.replicator else 0,
-                "replicaStoresFailed": self.replicator.failed if self.replicator else 0,
+                "replicaStoresSent": replicator.sent if replicator else 0,
+                "replicaStoresFailed": replicator.failed if replicator else 0,
             }
+        out["usages"] = self.usages.status()
         if self.topology is not None:
             out["neighbours"] = {
                 role: [n.hex() for n in ids] for role, ids in self.topology.neighbours().items()

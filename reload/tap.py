@@ -8,6 +8,7 @@ document, plugin names and usage options.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from typing import Any
 
@@ -29,6 +30,7 @@ from reload.settings import (
     BootstrapAddress,
     PeerSettings,
 )
+from reload.usageruntime import UsageError, checkUsageOptions, usageKindConfigs, usageKinds
 
 __all__ = ["Options", "makeService"]
 
@@ -269,7 +271,11 @@ class Options(usage.Options):
         dataDir = FilePath(self["data-dir"])
         if dataDir.exists() and not dataDir.isdir():
             raise usage.UsageError(f"--data-dir {self['data-dir']}: exists and is not a directory")
-        configuration = self._configuration(dataDir)
+        try:
+            usages = loadUsages(self["usage"])
+        except PluginError as exc:
+            raise usage.UsageError(str(exc)) from None
+        configuration = self._configuration(dataDir, usages)
         topologyName = self["topology"] or configuration.topologyPlugin
         if self["topology"] and self["topology"] != configuration.topologyPlugin:
             raise usage.UsageError(
@@ -278,7 +284,6 @@ class Options(usage.Options):
             )
         try:
             topology = loadTopology(topologyName)
-            usages = loadUsages(self["usage"])
         except PluginError as exc:
             raise usage.UsageError(str(exc)) from None
         usageOptions: dict[str, dict[str, str]] = {u.name: {} for u in usages}
@@ -292,6 +297,11 @@ class Options(usage.Options):
                     f"--usage-option {name}:{key}: unknown option; {name} takes: {names}"
                 )
             usageOptions[name][key] = value
+        try:
+            checkUsageOptions(usages, usageOptions)
+            usageKinds(configuration, usages)
+        except UsageError as exc:
+            raise usage.UsageError(str(exc)) from None
         password = None
         if self["password-file"]:
             try:
@@ -325,16 +335,29 @@ class Options(usage.Options):
             ),
         )
 
-    def _configuration(self, dataDir: FilePath) -> OverlayConfiguration:  # type: ignore[type-arg]
+    def _configuration(
+        self,
+        dataDir: FilePath,  # type: ignore[type-arg]
+        usages: list[Any],
+    ) -> OverlayConfiguration:
         """The overlay configuration: --config, or the one this data
         directory's overlay was started with, or the embedded default (which
-        the node then writes there, so the overlay keeps it)."""
+        the node then writes there, so the overlay keeps it).  A new default
+        overlay lists the Kinds of the usages this peer runs: the peer
+        creating an overlay decides what it stores (section 11.1)."""
         if self["config"]:
             return loadConfigurationFile(self["config"])
         stored = dataDir.child(DEFAULT_CONFIGURATION_FILE)
         if stored.exists():
             return loadConfigurationFile(stored.path)
-        return defaultConfiguration()
+        default = defaultConfiguration()
+        try:
+            added = tuple(
+                k for k in usageKindConfigs(usages) if default.kind(k.kindId or 0) is None
+            )
+        except UsageError as exc:
+            raise usage.UsageError(str(exc)) from None
+        return dataclasses.replace(default, kinds=default.kinds + added)
 
 
 def makeService(options: dict[str, Any]) -> IService:

@@ -17,8 +17,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import Request
 
 from reload.admin.overlay import BadRequest, Operation, hexQueryArg, queryArg
-from reload.storage.client import FetchedKind, StorageClient
 from reload.storage.model import dataValueOf
+from reload.storageclient import FetchedKind, StorageClient
 from reload.transport.node_api import TransportNode
 from reload.wire.storage import (
     ArrayEntry,

@@ -12,7 +12,8 @@ Modules, each with one job:
   the rules of section 7.4.1 that change it;
 - :mod:`~reload.storage.sqlite`: the in-memory and the SQLite stores;
 - :mod:`~reload.storage.service`: the sans-I/O storage service;
-- :mod:`~reload.storage.handlers`: the service on a transport dispatcher.
+- :mod:`~reload.storage.handlers`: the service's answers to decoded requests,
+  which the node registers with its dispatcher.
 
 Wiring it into a node::
 
@@ -24,7 +25,7 @@ Wiring it into a node::
         policies=registry, acceptReplica=..., replicaSet=topology.replicaSet,
         quota=...,
     )
-    StorageHandlers(service, clock).register(dispatcher)
+    registerStorage(dispatcher, StorageHandlers(service, clock))  # reload.storagestack
 """
 
 from reload.storage.handlers import StorageHandlers, UnknownKinds

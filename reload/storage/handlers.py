@@ -1,9 +1,14 @@
-"""Store, Fetch, Stat and Find on a dispatcher (RFC 6940 section 7.4).
+"""Store, Fetch, Stat and Find as request handlers (RFC 6940 section 7.4).
 
-The glue between :class:`~reload.transport.dispatcher.Dispatcher` and the
-sans-I/O :class:`~reload.storage.service.StorageService`::
-
-    StorageHandlers(service, clock).register(node.dispatcher)
+The answers of the sans-I/O :class:`~reload.storage.service.StorageService`
+to decoded requests.  Storage sits below the transport (DESIGN.md), so it
+does not know the dispatcher: :meth:`StorageHandlers.methods` lists each
+method's code, handler and body decoder, and the node registers them
+(:func:`reload.storagestack.registerStorage`).  A handler takes anything
+shaped like :class:`IncomingRequest` -- the transport's verified request --
+and returns a wire answer body, a :class:`~reload.storage.service.FetchResult`
+(the FetchAns and the certificates its security block must carry), or a
+Deferred of one; it raises :class:`~reload.errors.ReloadError` to refuse.
 
 Bodies are decoded with the data models of the service's Kind table at the
 time of the request (a ConfigUpdate that replaces ``service.kinds`` takes
@@ -17,18 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 
 from reload.errors import ReloadError
 from reload.storage.kinds import unknownKindError
-from reload.storage.service import StorageService
-from reload.transport.dispatcher import Dispatcher, Reply, Request
+from reload.storage.service import FetchResult, StorageService
 from reload.wire.message import ErrorCode
 from reload.wire.storage import (
     DataModel,
-    FetchAns,
     FetchReq,
     FindAns,
     FindReq,
@@ -39,7 +42,7 @@ from reload.wire.storage import (
     UnknownKind,
 )
 
-__all__ = ["StorageHandlers", "UnknownKinds"]
+__all__ = ["IncomingRequest", "StorageHandlers", "StorageMethod", "UnknownKinds"]
 
 
 _Body = TypeVar("_Body")
@@ -54,6 +57,33 @@ class _Replication(Protocol):
     sees it."""
 
     def settle(self, resourceId: bytes) -> Deferred[None]: ...
+
+
+class IncomingRequest(Protocol):
+    """What a handler reads of a verified request: its decoded body, its
+    verified signer (section 6.3.4) and its forwarding header's
+    max_response_length (section 6.3.2), 0 when it sets none."""
+
+    @property
+    def body(self) -> object: ...
+
+    @property
+    def signer(self) -> Any: ...
+
+    @property
+    def maxResponseLength(self) -> int: ...
+
+
+Answer = StoreAns | FetchResult | StatAns | FindAns | Deferred[StoreAns]
+
+
+@dataclass(frozen=True, slots=True)
+class StorageMethod:
+    """One storage method: its request code, handler and body decoder."""
+
+    code: int
+    handler: Callable[[IncomingRequest], Answer]
+    decoder: Callable[[bytes], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +104,14 @@ class StorageHandlers:
         self.clock = clock
         self.replication = replication
 
-    def register(self, dispatcher: Dispatcher) -> None:
-        dispatcher.register(StoreReq.CODE, self.store, self._decoder(StoreReq.decode))
-        dispatcher.register(FetchReq.CODE, self.fetch, self._decoder(FetchReq.decode))
-        dispatcher.register(StatReq.CODE, self.stat, self._decoder(StatReq.decode))
-        dispatcher.register(FindReq.CODE, self.find, FindReq.decode)
-
-    def unregister(self, dispatcher: Dispatcher) -> None:
-        for code in (StoreReq.CODE, FetchReq.CODE, StatReq.CODE, FindReq.CODE):
-            dispatcher.unregister(code)
+    def methods(self) -> tuple[StorageMethod, ...]:
+        """The four methods, for the node to register with its dispatcher."""
+        return (
+            StorageMethod(StoreReq.CODE, self.store, self._decoder(StoreReq.decode)),
+            StorageMethod(FetchReq.CODE, self.fetch, self._decoder(FetchReq.decode)),
+            StorageMethod(StatReq.CODE, self.stat, self._decoder(StatReq.decode)),
+            StorageMethod(FindReq.CODE, self.find, FindReq.decode),
+        )
 
     def _decoder(
         self, decode: Callable[[bytes, Mapping[int, DataModel]], object]
@@ -96,7 +125,7 @@ class StorageHandlers:
         return decoder
 
     @staticmethod
-    def _body(request: Request, cls: type[_Body]) -> _Body:
+    def _body(request: IncomingRequest, cls: type[_Body]) -> _Body:
         body = request.body
         if isinstance(body, UnknownKinds):
             raise unknownKindError(body.kinds)
@@ -104,12 +133,7 @@ class StorageHandlers:
             raise ReloadError(ErrorCode.INVALID_MESSAGE, f"expected a {cls.__name__}")
         return body
 
-    @staticmethod
-    def _maxResponseLength(request: Request) -> int:
-        message = request.message
-        return message.header.max_response_length if message is not None else 0
-
-    def store(self, request: Request) -> StoreAns | Deferred[StoreAns]:
+    def store(self, request: IncomingRequest) -> StoreAns | Deferred[StoreAns]:
         """Section 7.4.1; an original Store is answered once the replica
         Stores it caused have been answered (section 10.4), so that an
         acknowledged value is held by the replica set too."""
@@ -119,17 +143,16 @@ class StorageHandlers:
             return answer
         return self.replication.settle(body.resource).addCallback(lambda _: answer)
 
-    def fetch(self, request: Request) -> Reply:
-        """Section 7.4.2.2, with the certificates of the values' signers in
-        the answer's security block (section 6.3.4)."""
+    def fetch(self, request: IncomingRequest) -> FetchResult:
+        """Section 7.4.2.2, with the certificates of the values' signers,
+        which the answer's security block carries (section 6.3.4)."""
         body = self._body(request, FetchReq)
-        result = self.service.fetch(body, self.clock.seconds(), self._maxResponseLength(request))
-        return Reply(FetchAns.CODE, result.answer.encode(), certificates=result.certificates)
+        return self.service.fetch(body, self.clock.seconds(), request.maxResponseLength)
 
-    def stat(self, request: Request) -> StatAns:
+    def stat(self, request: IncomingRequest) -> StatAns:
         body = self._body(request, StatReq)
-        return self.service.handleStat(body, self.clock.seconds(), self._maxResponseLength(request))
+        return self.service.handleStat(body, self.clock.seconds(), request.maxResponseLength)
 
-    def find(self, request: Request) -> FindAns:
+    def find(self, request: IncomingRequest) -> FindAns:
         body = self._body(request, FindReq)
         return self.service.handleFind(body, self.clock.seconds())

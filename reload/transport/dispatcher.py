@@ -113,6 +113,12 @@ class Request:
         return self.message.header.transaction_id
 
     @property
+    def maxResponseLength(self) -> int:
+        """The forwarding header's max_response_length (section 6.3.2): the
+        largest answer the requester takes, 0 for no limit."""
+        return self.message.header.max_response_length
+
+    @property
     def source(self) -> bytes:
         """The Node-ID the request was signed by (section 6.3.4)."""
         return self.signer.nodeId

@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 
 from reload.storage.handlers import StorageHandlers
 from reload.storage.model import metadataOf
+from reload.storagestack import registerStorage
 from reload.transport.dispatcher import Dispatcher, Reply, Request
 from reload.transport.security import UNSIGNED, TrustedSigner
 from reload.wire.header import Destination, ForwardingHeader
@@ -68,7 +69,7 @@ def wired() -> tuple[Setup, Dispatcher]:
     clock = Clock()
     clock.advance(NOW)
     dispatcher = Dispatcher()
-    StorageHandlers(setup.service, clock).register(dispatcher)
+    registerStorage(dispatcher, StorageHandlers(setup.service, clock))
     return setup, dispatcher
 
 

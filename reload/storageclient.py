@@ -18,7 +18,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from reload.security.certificates import PeerIdentity
-from reload.security.signing import signData
+from reload.security.signing import VerifiedSigner, signData
 from reload.storage.model import dataValueOf
 from reload.storage.service import StorageService
 from reload.transport.node_api import TransportNode
@@ -51,6 +51,9 @@ class FetchedKind:
     kindId: int
     generation: int
     values: tuple[StoredData, ...]
+    #: The verified signer of each value, in order (``None`` for the
+    #: unsigned placeholder of a value that does not exist).
+    signers: tuple[VerifiedSigner | None, ...] = ()
 
 
 class StorageClient:
@@ -114,10 +117,13 @@ class StorageClient:
         now = self.clock.seconds()
         out = []
         for kind in answer.kind_responses:
-            for data in kind.values:
-                if not _placeholder(data):
-                    self.service.verifyFetched(resourceId, kind.kind, data, now)
-            out.append(FetchedKind(kind.kind, kind.generation, kind.values))
+            signers = tuple(
+                None
+                if _placeholder(data)
+                else self.service.verifyFetched(resourceId, kind.kind, data, now)
+                for data in kind.values
+            )
+            out.append(FetchedKind(kind.kind, kind.generation, kind.values, signers))
         return out
 
     def stat(
