@@ -237,6 +237,7 @@ class OverlayPeer(Service):
             self.configuration.kinds,
             registry,
             validators={kindId: kind.validate for kindId, kind in usageKindsById.items()},
+            names={kindId: kind.name for kindId, kind in usageKindsById.items()},
         )
         self.store = SQLiteStore.inDirectory(
             self.settings.dataDir.path, synchronous=self.settings.storageSync

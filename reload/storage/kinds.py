@@ -162,11 +162,14 @@ class KindTable:
         kinds: Iterable[_KindDefinition],
         registry: PolicyRegistry | None = None,
         validators: Mapping[int, Validator] | None = None,
+        names: Mapping[int, str] | None = None,
     ) -> KindTable:
         """The table of an overlay configuration's ``kinds``
         (:attr:`reload.config.OverlayConfiguration.kinds`).  ``validators``
         adds value checks by Kind-ID (a usage's ``IKind.validate``); the
-        certificate Kinds have theirs built in."""
+        certificate Kinds have theirs built in.  ``names`` names the Kinds
+        the configuration gives by number only (a usage's ``IKind.name``),
+        for the messages that speak of them."""
         registry = registry if registry is not None else PolicyRegistry()
         checks = dict(_BUILTIN_VALIDATORS)
         checks.update(validators or {})
@@ -190,7 +193,7 @@ class KindTable:
             entries.append(
                 KindEntry(
                     kindId=kindId,
-                    name=kind.name,
+                    name=kind.name if kind.name is not None else (names or {}).get(kindId),
                     model=model,
                     policy=policy,
                     maxCount=kind.maxCount,
