@@ -41,12 +41,13 @@ class UsageError(ValueError):
 
 
 def kindElement(kind: Any) -> str:
-    """The ``<kind>`` element (section 11.1) the configuration needs for
-    ``kind``, as an operator pastes it into ``<configuration>``."""
+    """The ``<kind-block>`` (section 11.1) the configuration needs for
+    ``kind``, as an operator pastes it into ``<required-kinds>``."""
     return (
-        f'<kind id="{kind.kindId}"><data-model>{kind.dataModel.name}</data-model>'
+        f'<kind-block><kind id="{kind.kindId}"><data-model>{kind.dataModel.name}</data-model>'
         f"<access-control>{kind.accessPolicy}</access-control>"
-        f"<max-count>{kind.maxCount}</max-count><max-size>{kind.maxSize}</max-size></kind>"
+        f"<max-count>{kind.maxCount}</max-count><max-size>{kind.maxSize}</max-size>"
+        "</kind></kind-block>"
     )
 
 
@@ -79,7 +80,7 @@ def usageKinds(configuration: Any, usages: Iterable[Any]) -> dict[int, Any]:
             if configured is None:
                 raise UsageError(
                     f"usage {usage.name}: Kind {kind.name} ({kind.kindId:#x}) is not in the "
-                    f"overlay configuration; add {kindElement(kind)} to its <configuration>"
+                    f"overlay configuration; add {kindElement(kind)} to its <required-kinds>"
                 )
             for what, theirs, ours in (
                 ("data-model", configured.dataModel, kind.dataModel.name),

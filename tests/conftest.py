@@ -26,16 +26,47 @@ def commandPath(name: str) -> str:
     return found
 
 
-def twistd(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``twistd ARGS`` in ``cwd`` with this checkout's code; its output."""
+def twistd(
+    *args: str, cwd: Path, timeout: float = 60, extraPath: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``twistd ARGS`` in ``cwd`` with this checkout's code (and
+    ``extraPath`` before it); its output."""
     return subprocess.run(
         [commandPath("twistd"), *args],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=sourceEnv(),
+        env=sourceEnv(extraPath),
         timeout=timeout,
     )
+
+
+#: Plugins the tests install by path: ``tests/plugins/usages/*.py``.
+TEST_PLUGINS = REPO / "tests" / "plugins"
+
+
+def installDistribution(source: Path, site: Path) -> Path:
+    """``pip install`` the distribution in ``source`` into ``site`` (a
+    directory of its own, as another project's site-packages), without its
+    dependencies (this checkout is the ``reload`` it needs)."""
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+            "--no-build-isolation", "--target", str(site), str(source),
+        ],
+        check=True,
+    )  # fmt: skip
+    return site
+
+
+@pytest.fixture(scope="session")
+def greeterSite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The worked example usage (examples/greeter), built and installed as
+    the separate distribution it is."""
+    site = installDistribution(REPO / "examples" / "greeter", tmp_path_factory.mktemp("greeter"))
+    assert (site / "usages" / "greeter.py").exists()
+    assert not (site / "usages" / "__init__.py").exists()
+    return site
 
 
 def freePort() -> int:

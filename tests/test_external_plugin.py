@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import sourceEnv
+from .conftest import installDistribution, sourceEnv
 
 USAGE_MODULE = '''
 """A third party's usage, shipped as usages/exampleusage.py."""
@@ -31,6 +31,9 @@ class ExampleUsage:
 
     def accessPolicies(self):
         return []
+
+    def checkOptions(self, options):
+        return None
 
     def makeService(self, node, options):
         return None
@@ -77,22 +80,7 @@ def externalSite(tmp_path_factory: pytest.TempPathFactory) -> Path:
             """
         )
     )
-    site = tmp_path_factory.mktemp("example-site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(source),
-        ],
-        check=True,
-    )
+    site = installDistribution(source, tmp_path_factory.mktemp("example-site"))
     assert (site / "usages" / "exampleusage.py").exists()
     assert not (site / "usages" / "__init__.py").exists()
     return site
