@@ -310,7 +310,7 @@ class _GateFactory(Factory):
         self.admit = admit
         self.made = made
 
-    def buildProtocol(self, addr: IAddress) -> _Gate | None:  # type: ignore[override]
+    def buildProtocol(self, addr: IAddress | None) -> _Gate | None:  # type: ignore[override]
         if not self.admit():
             return None
         gate = self.makeGate()
@@ -389,6 +389,9 @@ class AppAttachService:
         self.answering: set[_Answering] = set()
         self._connections: set[_Gate] = set()
         self._stopped = False
+        #: Connections closed because of the certificate presented, on
+        #: either side (for metrics and tests).
+        self.refused = 0
 
     @property
     def nodeId(self) -> bytes:
@@ -498,6 +501,7 @@ class AppAttachService:
             if result.check(AppAttachRefused):
                 # Section 6.5.1.11 / RFC 7904 section 5.1: closed, and the
                 # AppAttach is over.
+                self.refused += 1
                 self.log.warn(
                     "AppAttach to {nodeId}: {error}",
                     nodeId=pending.nodeId.hex(),
@@ -622,7 +626,9 @@ class AppAttachService:
                 await self._connectOne(attempt, host, port)
                 return
             except AppAttachRefused:
-                raise  # the requester's certificate is wrong; no retry
+                # The requester's certificate is wrong: closed, no retry.
+                self.refused += 1
+                raise
             except Exception as exc:
                 errors.append(f"{host}:{port}: {exc}")
         raise AppAttachFailed(f"no candidate answered: {'; '.join(errors)}")
