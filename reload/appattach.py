@@ -310,7 +310,7 @@ class _GateFactory(Factory):
         self.admit = admit
         self.made = made
 
-    def buildProtocol(self, addr: IAddress | None) -> _Gate | None:  # type: ignore[override]
+    def buildProtocol(self, addr: IAddress | None) -> _Gate | None:
         if not self.admit():
             return None
         gate = self.makeGate()
