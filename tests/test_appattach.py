@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import pytest_twisted  # type: ignore[import-untyped, unused-ignore]
@@ -17,14 +18,19 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
 
 from reload.appattach import AppAttachFailed, AppAttachRefused, AppAttachService, AppAttachSettings
+from reload.config.defaults import defaultConfiguration
 from reload.errors import ReloadError
 from reload.link.listener import LinkListener
+from reload.peer import OverlayPeer
+from reload.plugins import loadTopology
 from reload.security.certificates import PeerIdentity, makeSelfSignedIdentity
 from reload.security.signing import CertificateCache
 from reload.security.tls import verifiedPeerOf
 from reload.security.trust import TrustPolicy
+from reload.settings import BootstrapAddress, PeerSettings
 from reload.transport.node_api import TransportNode
 from reload.transport.security import SigningSecurity
 from reload.transport.transport import TransportSettings
@@ -241,3 +247,56 @@ async def test_answererRefusesACallerCertificateNotOfTheRequester_6_5_1_11(
     assert callee.applications.refused == 1
     assert server.built == [] and client.built == []
     assert noState(caller.applications)
+
+
+@pytest_twisted.ensureDeferred
+async def test_overlayPeersAppAttachThroughTheirApplicationsService_6_5_2(
+    tmp_path: Path,
+) -> None:
+    """The peer assembly: two in-process OverlayPeers (CHORD-RELOAD,
+    self-signed) on 127.0.0.1, the second joined through the first; the
+    first AppAttaches to the second for SIP through ``peer.applications``
+    and the bytes go both ways.  Stopping the peers closes the connection."""
+    from twisted.internet import reactor
+
+    configuration = defaultConfiguration(OVERLAY)
+    topology = loadTopology(configuration.topologyPlugin)
+
+    def settings(name: str, bootstrap: tuple[BootstrapAddress, ...]) -> PeerSettings:
+        (tmp_path / name).mkdir()
+        return PeerSettings(
+            configuration=configuration,
+            dataDir=FilePath(str(tmp_path / name)),
+            listen="tcp:0:interface=127.0.0.1",
+            topology=topology,
+            bootstrap=bootstrap,
+        )
+
+    first = OverlayPeer(settings("first", ()), reactor)
+    first.startService()
+    peers = [first]
+    try:
+        await until(lambda: first.state == "joined")
+        assert first.address is not None
+        second = OverlayPeer(settings("second", (BootstrapAddress(*first.address),)), reactor)
+        second.startService()
+        peers.append(second)
+        await until(lambda: second.state == "joined")
+        assert first.applications is not None and second.applications is not None
+        assert second.identity is not None
+        server = RecordingFactory()
+        second.applications.listenApplication(SIP, server)
+        protocol = await first.applications.appAttach(
+            second.identity.nodeId, SIP, RecordingFactory()
+        )
+        assert isinstance(protocol, Recording) and protocol.transport is not None
+        protocol.transport.write(b"OPTIONS")
+        await until(lambda: server.built and server.built[0].received == b"OPTIONS")
+        answering = server.built[0]
+        assert answering.transport is not None
+        answering.transport.write(b"200 OK")
+        await until(lambda: protocol.received == b"200 OK")
+    finally:
+        for peer in reversed(peers):
+            await peer.stopService()
+    await until(lambda: protocol.lost and answering.lost)
