@@ -242,6 +242,9 @@ class _Gate(Protocol):
 
     def handshakeCompleted(self) -> None:
         self._cancelTimer()
+        if self.outcome.called:  # given up on (cancelled) meanwhile
+            self._close(AppAttachFailed("the AppAttach was given up"))
+            return
         try:
             peer = verifiedPeerOf(self.transport)
             if self.expectedNodeId not in peer.nodeIds:
@@ -594,11 +597,15 @@ class AppAttachService:
             raise ReloadError(
                 ErrorCode.IN_PROGRESS, f"{len(self.answering)} AppAttaches being answered already"
             )
-        attempt = _Answering(requester, body.application)
-        self.answering.add(attempt)
         answer = AppAttachAns(_token(), _token(), body.application, ANSWERER_ROLE, ())
 
         def afterSent() -> None:
+            # State only once the answer is out (an answer that is not sent
+            # leaves none); the bound holds here too.
+            if self._stopped or len(self.answering) >= self.settings.maxAnswering:
+                return
+            attempt = _Answering(requester, body.application)
+            self.answering.add(attempt)
             attempt.connecting = Deferred.fromCoroutine(self._connectAll(attempt, candidates))
             attempt.connecting.addErrback(self._answerFailed, attempt).addBoth(
                 lambda _: self.answering.discard(attempt)

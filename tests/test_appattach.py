@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import pytest_twisted  # type: ignore[import-untyped, unused-ignore]
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -31,9 +32,12 @@ from reload.security.signing import CertificateCache
 from reload.security.tls import verifiedPeerOf
 from reload.security.trust import TrustPolicy
 from reload.settings import BootstrapAddress, PeerSettings
+from reload.transport.attach import hostCandidate
 from reload.transport.node_api import TransportNode
 from reload.transport.security import SigningSecurity
 from reload.transport.transport import TransportSettings
+from reload.wire.attach import AppAttachAns, AppAttachReq
+from reload.wire.header import Destination
 from reload.wire.message import ErrorCode
 from tests.link.conftest import until
 from tests.transport.chain import StaticTopology
@@ -300,3 +304,65 @@ async def test_overlayPeersAppAttachThroughTheirApplicationsService_6_5_2(
         for peer in reversed(peers):
             await peer.stopService()
     await until(lambda: protocol.lost and answering.lost)
+
+
+@pytest_twisted.ensureDeferred
+async def test_callerBoundsItsPendingAppAttachesAndCancelLeavesNoPort(overlay: Overlay) -> None:
+    """A caller has at most ``maxPending`` AppAttaches in progress (each
+    holds a listening port); cancelling one closes its port."""
+    caller = await overlay.make(settings=AppAttachSettings(maxPending=1))
+    callee = await overlay.make()
+    await overlay.link(caller, callee)
+    callee.applications.listenApplication(SIP, RecordingFactory())
+    first = caller.applications.appAttach(callee.nodeId, SIP, RecordingFactory())
+    (pending,) = caller.applications.pending
+    port = pending.port
+    assert port is not None
+    with pytest.raises(AppAttachFailed, match="in progress"):
+        await caller.applications.appAttach(callee.nodeId, SIP, RecordingFactory())
+    first.cancel()
+    with pytest.raises(CancelledError):
+        await first
+    assert noState(caller.applications) and pending.port is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_answererBoundsItsConnectingStateWithErrorInProgress_6_5_1_2(
+    overlay: Overlay,
+) -> None:
+    """A hostile requester cannot grow the answering node's state: with
+    ``maxAnswering`` attempts connecting, the next AppAttachReq gets
+    Error_In_Progress (section 6.5.1.2: "If the peer is overloaded ... it
+    MAY generate an error"), and an attempt whose candidate never
+    completes TLS ends after ``handshakeTimeout`` without the application
+    ever seeing it."""
+    from twisted.internet import reactor
+
+    caller = await overlay.make()
+    callee = await overlay.make(settings=AppAttachSettings(maxAnswering=1, handshakeTimeout=0.5))
+    await overlay.link(caller, callee)
+    server = RecordingFactory()
+    callee.applications.listenApplication(SIP, server)
+    # A "candidate" that accepts TCP and never speaks TLS.
+    quiet = RecordingFactory()
+    silent = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(quiet)
+    try:
+        address = silent.getHost()
+        assert isinstance(address, IPv4Address)
+        silentPort = address.port
+        request = AppAttachReq(
+            b"u", b"p", SIP, b"passive", (hostCandidate("127.0.0.1", silentPort),)
+        ).encode()
+        route = [Destination.node(callee.nodeId)]
+        answer = await caller.node.transport.request(route, AppAttachReq.CODE, request)
+        assert answer.code == AppAttachAns.CODE
+        await until(lambda: callee.applications.answering)
+        with pytest.raises(ReloadError) as caught:
+            await caller.node.transport.request(route, AppAttachReq.CODE, request)
+        assert caught.value.code == ErrorCode.IN_PROGRESS
+        await until(lambda: not callee.applications.answering)
+        assert server.built == [] and len(quiet.built) == 1
+    finally:
+        stopped = silent.stopListening()
+        if stopped is not None:
+            await stopped
