@@ -24,6 +24,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from reload.appattach import AppAttachService
 from reload.chord.topology import ChordTopology
 from reload.client import ClientTopology
 from reload.config import OverlayConfiguration, writeConfiguration
@@ -82,6 +83,8 @@ class OverlayPeer(Service):
         self.node: TransportNode | None = None
         self.listener: LinkListener | None = None
         self.dtls: DTLSEndpoint | None = None
+        #: AppAttach (section 6.5.2): ``listenApplication`` and ``appAttach``.
+        self.applications: AppAttachService | None = None
         self.store: SQLiteStore | None = None
         self.storage: StorageClient | None = None
         self.storageStack: StorageStack | None = None
@@ -173,6 +176,10 @@ class OverlayPeer(Service):
         port = await listener.listen(settings.listen)
         bound = cast(IPv4Address | IPv6Address, port.getHost())
         self.address = (self._advertised(bound.host), bound.port)
+        self.applications = AppAttachService(
+            node.transport, identity, trust, self.reactor, self.address[0], interface=bound.host
+        )
+        self.applications.register(node.dispatcher)
         if self._dtls:
             # Section 6.6.6 links on the same port number, over UDP.
             self.dtls = listenDTLS(
@@ -443,6 +450,8 @@ class OverlayPeer(Service):
             if self.store is not None:
                 self.store.close()
             closing: list[Deferred[Any]] = []
+            if self.applications is not None:
+                closing.append(self.applications.stop())
             if self.dtls is not None:
                 closing.append(self.dtls.stop())
             if self.listener is not None:
