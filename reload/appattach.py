@@ -92,7 +92,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from reload.errors import ReloadError
+from reload.errors import AppAttachFailed, AppAttachRefused, ReloadError
 from reload.security.certificates import PeerIdentity
 from reload.security.tls import makeContext, prepareConnection, rejectionOf, verifiedPeerOf
 from reload.security.trust import CertificateRejected, TrustPolicy, VerifiedPeer
@@ -109,18 +109,6 @@ __all__ = [
     "AppAttachService",
     "AppAttachSettings",
 ]
-
-
-class AppAttachFailed(Exception):
-    """An AppAttach gave no connection (no answer in time, no candidate
-    reachable, too many in progress, the service stopped).  An Error
-    answer from the overlay fails it with :class:`ReloadError` instead."""
-
-
-class AppAttachRefused(AppAttachFailed):
-    """The node that connected presented a certificate this node refused:
-    not one the overlay trusts, or not for the Node-ID expected (section
-    6.5.1.11, RFC 7904 section 5.1).  The connection was closed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,15 @@ from twisted.internet import defer
 
 from reload.wire.message import ErrorCode, ErrorResponse
 
-__all__ = ["ERROR_NAMES", "LinkTimeout", "ReloadError", "ReloadTimeout", "errorName"]
+__all__ = [
+    "ERROR_NAMES",
+    "AppAttachFailed",
+    "AppAttachRefused",
+    "LinkTimeout",
+    "ReloadError",
+    "ReloadTimeout",
+    "errorName",
+]
 
 #: The names section 6.3.3.1 gives the codes of section 14.9.
 ERROR_NAMES: dict[int, str] = {
@@ -126,3 +134,17 @@ class LinkTimeout(defer.TimeoutError):
     def __init__(self, nodeId: bytes, seconds: float) -> None:
         self.nodeId = nodeId
         super().__init__(f"no link to {nodeId.hex()} came up within {seconds:g} s")
+
+
+class AppAttachFailed(Exception):
+    """An AppAttach (RFC 6940 section 6.5.2) gave no connection: no answer
+    in time, no candidate reachable, too many in progress, the node
+    stopping.  An Error answer from the overlay fails it with
+    :class:`ReloadError` instead."""
+
+
+class AppAttachRefused(AppAttachFailed):
+    """The node that connected for an AppAttach presented a certificate
+    this node refused: not one the overlay trusts, or not for the Node-ID
+    expected (section 6.5.1.11; RFC 7904 section 5.1 relies on it).  The
+    connection was closed before the application saw it."""

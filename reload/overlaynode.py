@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IProtocol, IProtocolFactory
 from zope.interface import implementer
 
 from reload.api.data import (
@@ -29,6 +30,7 @@ from reload.api.data import (
     StoreValues,
     Value,
 )
+from reload.appattach import AppAttachService
 from reload.errors import ReloadError
 from reload.interfaces import DataModel as PublicDataModel
 from reload.interfaces import IKind, INode
@@ -100,7 +102,7 @@ class OverlayNode:
         *,
         kinds: Mapping[int, Any] = {},
         configuration: Callable[[], object],
-        applications: Any,
+        applications: AppAttachService,
     ) -> None:
         self._transport = transport
         #: Set once storage is built: storage is made with the topology,
@@ -165,13 +167,16 @@ class OverlayNode:
         ``destination``; Deferred of its Node-ID."""
         return self._transport.attach(destination, via, sendUpdate)
 
-    def appAttach(self, nodeId: bytes, application: int, factory: Any) -> Deferred[Any]:
+    def appAttach(
+        self, nodeId: bytes, application: int, factory: IProtocolFactory
+    ) -> Deferred[IProtocol]:
         """Section 6.5.2: a direct connection to ``nodeId`` for
-        ``application``, its protocol built by ``factory``."""
-        connected: Deferred[Any] = self._applications.appAttach(nodeId, application, factory)
-        return connected
+        ``application``, its protocol built by ``factory``; fails with
+        :class:`~reload.errors.AppAttachRefused` when the answering
+        certificate is not ``nodeId``'s (RFC 7904 section 5.1)."""
+        return self._applications.appAttach(nodeId, application, factory)
 
-    def listenApplication(self, application: int, factory: Any) -> None:
+    def listenApplication(self, application: int, factory: IProtocolFactory) -> None:
         """Section 6.5.2: accept AppAttach connections for ``application``."""
         self._applications.listenApplication(application, factory)
 

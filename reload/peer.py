@@ -204,7 +204,7 @@ class OverlayPeer(Service):
             node,
             kinds=usageKindsById,
             configuration=lambda: self.configuration,
-            applications=None,
+            applications=self.applications,
         )
         overlayTopology = settings.topology.makeTopology(api)
         if settings.client:

@@ -21,9 +21,9 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
-from reload.appattach import AppAttachFailed, AppAttachRefused, AppAttachService, AppAttachSettings
+from reload.appattach import AppAttachService, AppAttachSettings
 from reload.config.defaults import defaultConfiguration
-from reload.errors import ReloadError
+from reload.errors import AppAttachFailed, AppAttachRefused, ReloadError
 from reload.link.listener import LinkListener
 from reload.peer import OverlayPeer
 from reload.plugins import loadTopology
@@ -254,13 +254,13 @@ async def test_answererRefusesACallerCertificateNotOfTheRequester_6_5_1_11(
 
 
 @pytest_twisted.ensureDeferred
-async def test_overlayPeersAppAttachThroughTheirApplicationsService_6_5_2(
+async def test_overlayPeersAppAttachThroughTheNodeApi_6_5_2(
     tmp_path: Path,
 ) -> None:
     """The peer assembly: two in-process OverlayPeers (CHORD-RELOAD,
     self-signed) on 127.0.0.1, the second joined through the first; the
-    first AppAttaches to the second for SIP through ``peer.applications``
-    and the bytes go both ways.  Stopping the peers closes the connection."""
+    first AppAttaches to the second for SIP through the INode a usage is
+    given (``peer.api``) and the bytes go both ways.  Stopping the peers closes the connection."""
     from twisted.internet import reactor
 
     configuration = defaultConfiguration(OVERLAY)
@@ -286,11 +286,11 @@ async def test_overlayPeersAppAttachThroughTheirApplicationsService_6_5_2(
         second.startService()
         peers.append(second)
         await until(lambda: second.state == "joined")
-        assert first.applications is not None and second.applications is not None
+        assert first.api is not None and second.api is not None
         assert second.identity is not None
         server = RecordingFactory()
-        second.applications.listenApplication(SIP, server)
-        protocol = await first.applications.appAttach(
+        second.api.listenApplication(SIP, server)
+        protocol = await first.api.appAttach(
             second.identity.nodeId, SIP, RecordingFactory()
         )
         assert isinstance(protocol, Recording) and protocol.transport is not None
