@@ -290,9 +290,7 @@ async def test_overlayPeersAppAttachThroughTheNodeApi_6_5_2(
         assert second.identity is not None
         server = RecordingFactory()
         second.api.listenApplication(SIP, server)
-        protocol = await first.api.appAttach(
-            second.identity.nodeId, SIP, RecordingFactory()
-        )
+        protocol = await first.api.appAttach(second.identity.nodeId, SIP, RecordingFactory())
         assert isinstance(protocol, Recording) and protocol.transport is not None
         protocol.transport.write(b"OPTIONS")
         await until(lambda: server.built and server.built[0].received == b"OPTIONS")
