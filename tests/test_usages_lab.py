@@ -22,7 +22,7 @@ import pytest
 from reload.config import KindConfig, defaultConfiguration, writeConfiguration
 from reload.lab import Lab
 
-from .conftest import TEST_PLUGINS, freePort, sourceEnv, twistd
+from .conftest import TEST_PLUGINS, commandPath, freePort, sourceEnv, twistd
 
 GREETING = 0xF0000001
 
@@ -133,6 +133,14 @@ def test_a_failing_usage_service_leaves_the_peer_and_the_other_usages_serving(
     assert answer == [b"OK hello from peer 3"]
     log = (Path(last.dataDir) / "twistd.log").read_text()
     assert "Usage BROKEN failed and is stopped; the peer goes on" in log
+    # What an operator sees.
+    shown = subprocess.run(
+        [commandPath("reloadctl"), "status", "--admin", last.admin.removeprefix("http://")],
+        capture_output=True, text=True, env=sourceEnv(), timeout=60, check=True,
+    ).stdout  # fmt: skip
+    [line] = [line for line in shown.splitlines() if line.startswith("usages")]
+    assert "GREETER running" in line
+    assert "BROKEN failed (RuntimeError: the BROKEN usage's service blew up on purpose)" in line
 
 
 def _checkedAsk(port: int, nodeId: str, expected: bytes) -> list[bytes]:

@@ -77,9 +77,21 @@ def cmdStatus(args: argparse.Namespace) -> int:
     """Show a peer's status from its admin API (``twistd reload --admin``)."""
     status = _admin(args, "/status")
     width = max(map(len, status), default=0)
-    human = "\n".join(f"{key:{width}}  {value}" for key, value in sorted(status.items()))
+    shown = {**status, "usages": _usagesLine(status.get("usages", []))}
+    human = "\n".join(f"{key:{width}}  {value}" for key, value in sorted(shown.items()))
     _emit(args, status, human)
     return 0
+
+
+def _usagesLine(usages: list[dict[str, Any]]) -> str:
+    """``NAME state`` per usage (with the error of a failed one), or none."""
+    parts = []
+    for usage in usages:
+        part = f"{usage.get('name')} {usage.get('state')}"
+        if usage.get("error"):
+            part += f" ({usage['error']})"
+        parts.append(part)
+    return "; ".join(parts) or "none"
 
 
 def cmdRing(args: argparse.Namespace) -> int:
