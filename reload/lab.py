@@ -13,6 +13,7 @@ so that ``reloadctl lab stop`` can stop a lab started elsewhere.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -29,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from reload.config import defaultConfiguration, writeConfiguration
+from reload.config import KindConfig, defaultConfiguration, writeConfiguration
 
 __all__ = ["Lab", "LabPeer", "freeListenPort", "pidRunning", "ringErrors"]
 
@@ -152,6 +153,7 @@ class Lab:
         adminBasePort: int | None = 18084,
         extraArgs: Sequence[str] = (),
         environment: dict[str, str] | None = None,
+        kinds: Sequence[KindConfig] = (),
     ) -> None:
         # Absolute: each peer runs in its own data directory and is given
         # paths in the lab directory.
@@ -160,6 +162,8 @@ class Lab:
         self.adminBasePort = adminBasePort
         self.extraArgs = list(extraArgs)
         self.environment = environment
+        #: Kinds a new overlay of this lab lists besides the default's.
+        self.kinds = tuple(kinds)
         self.peers: list[LabPeer] = []
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
         self._plannedPorts: dict[int, int] = {}
@@ -185,11 +189,16 @@ class Lab:
         return lab
 
     def create(self) -> None:
-        """A fresh overlay: its own instance name, self-signed certificates."""
+        """A fresh overlay: its own instance name, self-signed certificates,
+        and the lab's ``kinds`` (those of the usages its peers run) besides
+        the embedded default's."""
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.configPath.exists():
             name = f"lab-{secrets.token_hex(4)}.reload.local"
-            self.configPath.write_bytes(writeConfiguration(defaultConfiguration(name)))
+            base = defaultConfiguration(name)
+            added = tuple(k for k in self.kinds if base.kind(k.kindId or 0) is None)
+            configuration = dataclasses.replace(base, kinds=(*base.kinds, *added))
+            self.configPath.write_bytes(writeConfiguration(configuration))
 
     # -- processes -------------------------------------------------------------
 

@@ -20,7 +20,9 @@ from typing import Any
 
 from reload.capture import CaptureError, LabCapture, findTools
 from reload.lab import Lab
+from reload.plugins import PluginError, loadUsages
 from reload.security.keylog import KEYLOG_VARIABLE
+from reload.usageruntime import UsageError, usageKindConfigs
 
 
 def _progress(message: str) -> None:
@@ -38,11 +40,23 @@ def cmdLab(args: argparse.Namespace) -> int:
     extraArgs = ["--link-protocol", args.link_protocol]
     if args.trace_messages:
         extraArgs.append("--trace-messages")
+    for name in args.usage:
+        extraArgs += ["--usage", name]
+    for option in args.usage_option:
+        extraArgs += ["--usage-option", option]
+    try:
+        # The lab creates its overlay: it lists the Kinds of the usages its
+        # peers run (section 11.1).
+        kinds = usageKindConfigs(loadUsages(args.usage))
+    except (PluginError, UsageError) as exc:
+        print(f"reloadctl: {exc}", file=sys.stderr)
+        return 1
     lab = Lab(
         directory,
         basePort=args.base_port or None,
         adminBasePort=args.admin_base_port or None,
         extraArgs=extraArgs,
+        kinds=kinds,
     )
     capture: LabCapture | None = None
     LabCapture.discard(lab.directory)
@@ -171,6 +185,20 @@ def addLabCommands(sub: Any) -> None:
     )
     lab.add_argument(
         "--trace-messages", action="store_true", help="peers log every message they handle"
+    )
+    lab.add_argument(
+        "--usage",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run this usage plugin on every peer (repeatable)",
+    )
+    lab.add_argument(
+        "--usage-option",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE",
+        help="an option for a usage, given to every peer (repeatable)",
     )
     lab.add_argument(
         "--capture",

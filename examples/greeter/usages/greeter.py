@@ -39,7 +39,7 @@ from reload.api.data import Specifier
 from reload.errors import ReloadError
 from reload.interfaces import DataModel, IKind, INode, IUsage
 
-#: From the private range of section 14.6 (0xf0000000 to 0xfffffffe): a
+#: From the private-use range of section 14.6 (0xF0000001 to 0xFFFFFFFE): a
 #: usage that is not registered with IANA picks one no other usage of its
 #: overlays uses, and the overlay configuration lists it.
 GREETING_KIND_ID = 0xF0000001
