@@ -210,3 +210,27 @@ def test_a_new_default_overlay_lists_the_kinds_of_the_usages_it_runs(
         timeout=60, check=True,
     )  # fmt: skip
     assert result.stdout.split() == ["SINGLE", "NODE-MATCH", "1", "200"]
+
+
+def test_reloadctl_lab_runs_a_usage_on_every_peer(tmp_path: Path, greeterSite: Path) -> None:
+    """``reloadctl lab --usage``: the lab's new overlay lists the usage's
+    Kinds and every peer runs it."""
+    env = sourceEnv([str(greeterSite)])
+    labDir = tmp_path / "lab"
+    started = subprocess.run(
+        [commandPath("reloadctl"), "lab", "--peers", "2", "--dir", str(labDir),
+         "--base-port", "0", "--admin-base-port", "0", "--detach",
+         "--usage", "GREETER", "--usage-option", "GREETER:greeting=from the lab"],
+        capture_output=True, text=True, env=env, timeout=180,
+    )  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr
+        lab = Lab.load(labDir)
+        for peer in lab.peers:
+            assert _usages(peer)["GREETER"]["state"] == "running"
+        assert b'<kind id="4026531841">' in (labDir / "overlay.xml").read_bytes()
+    finally:
+        subprocess.run(
+            [commandPath("reloadctl"), "lab", "stop", "--dir", str(labDir)],
+            capture_output=True, env=env, timeout=120,
+        )  # fmt: skip
