@@ -24,12 +24,9 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from reload.chord.topology import ChordTopology
-from reload.client import ClientTopology
 from reload.config import OverlayConfiguration, writeConfiguration
 from reload.config.sequence import ANY_SEQUENCE
 from reload.configupdate import ConfigurationUpdater
-from reload.direct import DirectClientTopology
 from reload.enrollment.protocol import EnrollmentError
 from reload.files import writeAtomically
 from reload.identity import CredentialsError, peerIdentity
@@ -46,7 +43,7 @@ from reload.storage.client import StorageClient
 from reload.storage.handlers import StorageHandlers
 from reload.storage.kinds import CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER, KindTable
 from reload.storage.policies import PolicyRegistry
-from reload.storage.replication import ReplicatingTopology, Replicator
+from reload.storage.replication import Replicator
 from reload.storage.service import ReplicaStore, StorageService
 from reload.storage.sqlite import SQLiteStore
 from reload.transport.attach import NoIceAttachHandler, hostCandidate
@@ -195,11 +192,13 @@ class OverlayPeer(Service):
         )
         node.dispatcher.register(ConfigUpdateReq.CODE, updater)
         node.transport.onConfigurationTooOld = self._sendConfiguration
-        overlayTopology = settings.topology.makeTopology(cast(INode, node))
         if settings.client:
-            self.topology = self._clientTopology(cast(INode, node), overlayTopology)
+            # Section 4.2: a client uses the overlay without joining it.
+            self.topology = settings.topology.makeClientTopology(
+                cast(INode, node), settings.directLinks
+            )
         else:
-            self.topology = overlayTopology
+            self.topology = settings.topology.makeTopology(cast(INode, node))
         node.useTopology(self.topology)
         self._startStorage(identity, security.certificates)
         self.state = "joining"
@@ -225,7 +224,6 @@ class OverlayPeer(Service):
             self.settings.dataDir.path, synchronous=self.settings.storageSync
         )
         topology = self.topology
-        replicating = isinstance(topology, ReplicatingTopology)
         service = StorageService(
             kinds,
             self.store,
@@ -236,21 +234,13 @@ class OverlayPeer(Service):
             replicaSet=topology.replicaSet,
             quota=self.settings.storageQuota,
         )
-        if replicating:
-            self.replicator = Replicator(
-                service,
-                cast(ReplicatingTopology, topology),
-                self._sendReplica,
-                self.reactor,
-                identity.nodeId,
-            )
-            # Section 7.4.1.1: which replica Stores to take.
-            service.acceptReplica = self.replicator.accepts
-        elif not self.settings.client:
-            self.log.warn(
-                "The topology {topology} names no replica set: stored data is not replicated",
-                topology=type(topology).__name__,
-            )
+        # Sections 10.4 and 10.7.3: every ITopology places replicas and
+        # hands data over (a client's holds nothing, so it sends nothing).
+        self.replicator = Replicator(
+            service, topology, self._sendReplica, self.reactor, identity.nodeId
+        )
+        # Section 7.4.1.1: which replica Stores to take.
+        service.acceptReplica = self.replicator.accepts
         StorageHandlers(service, self.reactor, self.replicator).register(self.node.dispatcher)
         self.storage = StorageClient(self.node, identity, service, self.reactor)
         self._purge = LoopingCall(self._maintainStorage, service)
@@ -381,17 +371,6 @@ class OverlayPeer(Service):
     def _connectDTLS(self, host: str, port: int, nodeId: bytes) -> Deferred[Any]:
         assert self.dtls is not None
         return self.dtls.connect(host, port, nodeId)
-
-    def _clientTopology(self, node: INode, overlayTopology: Any) -> ClientTopology:
-        """Section 4.2: a client uses the overlay without joining it; the
-        overlay's topology only lends its hash (4.2.2).  In a CHORD-RELOAD
-        overlay it also keeps direct links to responsible peers
-        (:mod:`reload.direct`) unless ``directLinks`` is 0."""
-        if self.settings.directLinks and isinstance(overlayTopology, ChordTopology):
-            return DirectClientTopology(
-                node, overlayTopology.hashResource, self.reactor, self.settings.directLinks
-            )
-        return ClientTopology(node, overlayTopology.hashResource)
 
     def _bootstrapPeers(self) -> list[BootstrapAddress]:
         if self.settings.bootstrap:

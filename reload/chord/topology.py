@@ -55,6 +55,7 @@ from reload.chord.ring import (
 from reload.chord.settings import ChordSettings
 from reload.interfaces import ITopology
 from reload.wire.chord import ChordLeaveData, ChordRouteQueryAns, ChordUpdate, ChordUpdateType
+from reload.wire.errors import DecodeError
 from reload.wire.message import ErrorCode
 from reload.wire.methods import JoinAns, JoinReq, LeaveReq, UpdateAns, UpdateReq
 
@@ -186,13 +187,12 @@ class ChordTopology:
 
     def holdsReplica(self, resourceId: bytes) -> bool:
         """Whether this node should keep a replica of ``resourceId``
-        (section 10.7.3); not in :class:`ITopology`."""
+        (sections 10.4, 10.7.3)."""
         return self.inRing and self.ring.holdsReplica(resourceId)
 
     def responsiblePeer(self, resourceId: bytes) -> bytes:
         """The peer this node believes responsible for ``resourceId``
-        (exact within its successors, section 10.3); not in
-        :class:`ITopology`."""
+        (exact within its successors, section 10.3)."""
         return self.ring.responsiblePeer(resourceId)
 
     def shouldHold(self, resourceId: bytes) -> bool:
@@ -208,6 +208,18 @@ class ChordTopology:
         """Whether ``nodeId`` is in this node's Neighbor Table (section
         10.3), the peers a replica Store may come from (7.4.1.1)."""
         return nodeId in self.ring.predecessors or nodeId in self.ring.successors
+
+    def answeredFor(self, resourceId: bytes, nodeId: bytes) -> None:
+        """A peer routes through its Routing Table (section 10.3) and keeps
+        no direct links for Resource-IDs: nothing to learn."""
+
+    def routeQueryAnswer(self, data: bytes) -> dict[str, object]:
+        """Section 10.8: the RouteQueryAns data is the next peer."""
+        try:
+            answer = ChordRouteQueryAns.decode(data, self.ring.length)
+        except DecodeError as exc:
+            raise ValueError(f"not a CHORD-RELOAD RouteQueryAns: {exc}") from None
+        return {"nextPeer": answer.next_peer.hex()}
 
     def hashResource(self, name: bytes) -> bytes:
         """Section 10.2: SHA-1 truncated to the Node-ID length (128 bits)."""
