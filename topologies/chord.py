@@ -1,7 +1,8 @@
 """The CHORD-RELOAD topology plugin (RFC 6940 section 10).
 
 Only the plugin object lives here, so that ``getPlugins(ITopologyPlugin,
-topologies)`` finds it; the algorithm is in :mod:`reload.chord`.
+topologies)`` finds it; the algorithm, its codec and its clients' direct
+links are in :mod:`topologies.chordreload`.
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ from typing import cast
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from reload.chord.ring import NODE_ID_LENGTH, hashResource
-from reload.chord.topology import ChordNode, ChordTopology
-from reload.client import ClientTopology
-from reload.direct import DirectClientTopology
 from reload.interfaces import INode, ITopologyPlugin
+from topologies.chordreload.client import ChordClientTopology
+from topologies.chordreload.direct import DirectClientTopology
+from topologies.chordreload.ring import NODE_ID_LENGTH
+from topologies.chordreload.topology import ChordNode, ChordTopology
 
 __all__ = ["ChordPlugin", "chord"]
 
 
 @implementer(ITopologyPlugin)
 class ChordPlugin:
-    """Builds a :class:`ChordTopology` for a node."""
+    """Builds a :class:`ChordTopology` for a peer, a client topology for a
+    client."""
 
     #: Section 10 / 14.3: the overlay algorithm name the configuration's
     #: ``topology-plugin`` element uses.
@@ -36,18 +38,14 @@ class ChordPlugin:
         drives its timer offsets and finger choices (section 10.7.4)."""
         return ChordTopology(cast(ChordNode, node), rng=rng)
 
-    def makeClientTopology(self, node: INode, directLinks: int) -> ClientTopology:
+    def makeClientTopology(self, node: INode, directLinks: int) -> ChordClientTopology:
         """A client of a CHORD-RELOAD overlay (section 4.2), hashing as
-        section 10.2 says, with up to ``directLinks`` direct links to
-        responsible peers (section 6.5.1)."""
-        length = len(node.nodeId)
-
-        def hashName(name: bytes) -> bytes:
-            return hashResource(name, length)
-
+        section 10.2 says, with up to ``directLinks`` direct links to the
+        peers responsible for the Resource-IDs it uses (section 6.5.1;
+        :mod:`topologies.chordreload.direct`)."""
         if directLinks:
-            return DirectClientTopology(node, hashName, cast(IReactorTime, node.clock), directLinks)
-        return ClientTopology(node, hashName)
+            return DirectClientTopology(node, cast(IReactorTime, node.clock), directLinks)
+        return ChordClientTopology(node)
 
 
 chord = ChordPlugin()

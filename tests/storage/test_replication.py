@@ -13,7 +13,6 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from reload.chord.ring import IdRange
 from reload.errors import ReloadError
 from reload.storage.replication import (
     REPLICA_WAIT,
@@ -23,6 +22,7 @@ from reload.storage.replication import (
 )
 from reload.storage.service import ReplicaStore
 from reload.wire.message import ErrorCode
+from topologies.chordreload.ring import IdRange
 
 from .support import NOW, NOW_MS, SINGLE_USER, Setup, h, makeIdentity, requester, sign, single
 from .support import storeReq as makeStoreReq

@@ -1,7 +1,7 @@
 """CHORD-RELOAD for one node: the ITopology that drives joins, Updates,
 stabilisation and leaving through the node (RFC 6940 sections 6.4.2, 10).
 
-The ring logic is :class:`reload.chord.ring.RoutingTable`; this module
+The ring logic is :class:`topologies.chordreload.ring.RoutingTable`; this module
 decides when to change it and which messages that takes.  It does its I/O
 only through the node: :meth:`INode.request` for Join, Update and Leave,
 ``node.clock`` for every timer, and one capability :class:`INode` does not
@@ -34,7 +34,23 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from reload.chord.node import (
+from reload.api.topology import (
+    DecodeError,
+    ErrorCode,
+    JoinAns,
+    JoinReq,
+    LeaveReq,
+    UpdateAns,
+    UpdateReq,
+)
+from reload.interfaces import ITopology
+from topologies.chordreload.codec import (
+    ChordLeaveData,
+    ChordRouteQueryAns,
+    ChordUpdate,
+    ChordUpdateType,
+)
+from topologies.chordreload.node import (
     AttachFunction,
     ChordError,
     ChordNode,
@@ -42,7 +58,7 @@ from reload.chord.node import (
     ResponsibilityCallback,
     Timer,
 )
-from reload.chord.ring import (
+from topologies.chordreload.ring import (
     DEFAULT_NEIGHBOURS,
     MIN_FINGERS,
     IdRange,
@@ -52,12 +68,7 @@ from reload.chord.ring import (
     hashResource,
     inOpen,
 )
-from reload.chord.settings import ChordSettings
-from reload.interfaces import ITopology
-from reload.wire.chord import ChordLeaveData, ChordRouteQueryAns, ChordUpdate, ChordUpdateType
-from reload.wire.errors import DecodeError
-from reload.wire.message import ErrorCode
-from reload.wire.methods import JoinAns, JoinReq, LeaveReq, UpdateAns, UpdateReq
+from topologies.chordreload.settings import ChordSettings
 
 __all__ = [
     "AttachFunction",
@@ -231,7 +242,7 @@ class ChordTopology:
 
     def onResponsibilityChange(self, callback: object) -> None:
         """Register ``callback(ranges)``; ``ranges`` is a tuple of
-        :class:`~reload.chord.ring.IdRange`, each the ids in (start, end]
+        :class:`~topologies.chordreload.ring.IdRange`, each the ids in (start, end]
         whose responsible peer or replica set changed (sections 10.5 step 6,
         10.7.3)."""
         if not callable(callback):
