@@ -16,7 +16,7 @@ and fetches with it (every value's signature and access policy verified,
 section 7.4.2.2).
 
 Routing (``--routing``): ``direct`` is what ``twistd reload --client``
-does in a CHORD-RELOAD overlay, :class:`reload.direct.DirectClientTopology`:
+does in a CHORD-RELOAD overlay, :class:`topologies.chordreload.direct.DirectClientTopology`:
 requests go to the admitting peer, which routes them through the ring,
 until the peer that answered for a Resource-ID has been Attached (with
 send_update) and has sent its Update; from then on requests for its range
@@ -67,7 +67,7 @@ from _common import (  # noqa: E402
 )
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred  # noqa: E402
 
-from reload.chord.ring import hashResource  # noqa: E402
+from topologies.chordreload.ring import hashResource  # noqa: E402
 
 if TYPE_CHECKING:
     from reload.storageclient import StorageClient
@@ -153,8 +153,8 @@ class Client:
     async def connect(
         self, peer: dict[str, Any], service: Any, reactor: Any, routing: str, peerCount: int
     ) -> None:
-        from reload.direct import DirectClientTopology
         from reload.storageclient import StorageClient
+        from topologies.chordreload.direct import DirectClientTopology
 
         listening = await self.listener.listen(f"tcp:0:interface={HOST}")
         self.address = (HOST, listening.getHost().port)
@@ -170,12 +170,7 @@ class Client:
         if routing == "direct":
             # Room for a direct link to every peer, as a client of this
             # overlay size would configure (--direct-links).
-            topology = DirectClientTopology(
-                self.node,
-                lambda name: hashResource(name, len(nodeId)),
-                reactor,
-                maxLinks=peerCount + 8,
-            )
+            topology = DirectClientTopology(self.node, reactor, maxLinks=peerCount + 8)
             self.node.useTopology(topology)
             await topology.join(nodeId)
         else:

@@ -59,8 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import procMegabytes, procStatus, procTimes
 
-from reload.chord.settings import DEFAULT_PING_INTERVAL, DEFAULT_UPDATE_INTERVAL
 from reload.lab import Lab, ringErrors
+from topologies.chordreload.settings import DEFAULT_PING_INTERVAL, DEFAULT_UPDATE_INTERVAL
 
 CONVERGE_TARGET = 10.0  # seconds after the last start
 TRAFFIC_TARGET = 0.05  # messages per second per peer

@@ -62,7 +62,7 @@ says how close to that bound a system ran.
 
   Routing (``--routing``).  ``direct`` (the default) is what ``twistd
   reload --client`` does in a CHORD-RELOAD overlay
-  (:class:`reload.direct.DirectClientTopology`): a request for a
+  (:class:`topologies.chordreload.direct.DirectClientTopology`): a request for a
   Resource-ID whose responsible peer the client has not met yet goes to
   the admitting peer, which routes it through the ring (CHORD-RELOAD,
   recursive); the peer that answers is then Attached with send_update, and

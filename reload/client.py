@@ -81,6 +81,47 @@ class ClientTopology:
     def replicaSet(self, resourceId: bytes) -> list[bytes]:
         return []
 
+    # -- storage questions (ITopology): a client holds nothing (section 4.2) ----
+
+    def holdsReplica(self, resourceId: bytes) -> bool:
+        return False
+
+    def responsiblePeer(self, resourceId: bytes) -> bytes:
+        """As far as a client knows, the peer it sends the request to (its
+        own Node-ID before it has one)."""
+        hop = self.nextHop(resourceId)
+        return self.nodeId if hop is None else hop
+
+    def isNeighbour(self, nodeId: bytes) -> bool:
+        """A client has no Neighbor Table, so it takes no replica Store
+        (section 7.4.1.1)."""
+        return False
+
+    def shouldHold(self, resourceId: bytes) -> bool:
+        return False
+
+    def answeredFor(self, resourceId: bytes, nodeId: bytes) -> None:
+        """Nothing to learn: everything goes to the client's peer (a
+        topology's client subclass may keep direct links, section 6.5.1)."""
+
+    def routeQueryAnswer(self, data: bytes) -> dict[str, Any]:
+        """The RouteQueryAns format is the overlay topology's (section
+        6.4.2.4); this client decodes nothing of it."""
+        return {}
+
+    # -- join state (ITopology) ------------------------------------------------------
+
+    @property
+    def phase(self) -> str:
+        """'joined' while the client uses the overlay (section 4.2.1),
+        'idle' before and after."""
+        return "joined" if self._joined else "idle"
+
+    @property
+    def inRing(self) -> bool:
+        """Never: a client is part of no ring (section 4.2)."""
+        return False
+
     def hashResource(self, name: bytes) -> bytes:
         return self._hash(name)
 

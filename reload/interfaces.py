@@ -242,9 +242,24 @@ class ITopology(Interface):
     """One node's overlay algorithm state, made by an
     :class:`ITopologyPlugin` for that node (RFC 6940 section 6.4.2).
 
-    The transport asks it routing questions on every message; it drives its
-    own Join, Update, Leave and RouteQuery exchanges through :class:`INode`.
+    This is the whole contract between the core and a topology: the
+    transport asks it routing questions on every message and reports who
+    answered for a Resource-ID; storage asks it where data and its replicas
+    belong and is told when that changes; the node reads its join state.  It
+    drives its own Join, Update, Leave and RouteQuery exchanges through
+    :class:`INode`.  The core never asks a topology anything else, and never
+    checks which topology it is.
     """
+
+    phase = Attribute(
+        "Where the node is in its life in the overlay, one of 'idle', "
+        "'joining', 'joined', 'leaving', 'left' (sections 10.5 and 10.9 for "
+        "CHORD-RELOAD; a client is 'joined' once it has a peer, section 4.2)."
+    )
+    inRing = Attribute(
+        "Whether the node is part of the overlay now, routing and responsible "
+        "for a share of the Resource-IDs (section 10.1); False for a client."
+    )
 
     def nextHop(destination: bytes) -> bytes | None:
         """The Node-ID of the connected neighbour to forward a message for
@@ -258,6 +273,40 @@ class ITopology(Interface):
     def replicaSet(resourceId: bytes) -> list[bytes]:
         """Node-IDs that should hold replicas of data this node is
         responsible for (section 10.4: the next two successors)."""
+
+    def holdsReplica(resourceId: bytes) -> bool:
+        """Whether this node is in the replica set of ``resourceId`` and so
+        keeps a copy of its data (sections 10.4 and 10.7.3: until "there are
+        three predecessors between x and R")."""
+
+    def responsiblePeer(resourceId: bytes) -> bytes:
+        """The Node-ID of the peer this node believes responsible for
+        ``resourceId`` (its own when it is; exact among the peers it knows,
+        section 10.3), where storage hands data over to (section 10.7.3)."""
+
+    def isNeighbour(nodeId: bytes) -> bool:
+        """Whether ``nodeId`` is in this node's Neighbor Table (section
+        10.3): a replica Store is taken only "from an appropriate predecessor
+        in their Neighbor Table" (section 7.4.1.1)."""
+
+    def shouldHold(resourceId: bytes) -> bool:
+        """Whether this node should keep data at ``resourceId``: it is
+        responsible for it, holds a replica of it (section 10.4), or is
+        joining and will be responsible for it (section 10.5 step 6: the
+        admitting peer Stores that data while the Join completes)."""
+
+    def answeredFor(resourceId: bytes, nodeId: bytes) -> None:
+        """The transport's report that ``nodeId`` signed the answer to a
+        Store, Fetch, Stat or Find for ``resourceId``, so it is the peer
+        responsible for it.  A topology may open a direct connection to it
+        (sections 6.5.1 and 6.4.2.4: "the sender can send messages directly
+        to that peer"); most ignore it."""
+
+    def routeQueryAnswer(data: bytes) -> dict[str, Any]:
+        """The overlay_specific_data of a RouteQueryAns (section 6.4.2.4)
+        rendered as a JSON-able dict for ``reloadctl route-query`` and the
+        simulator; for CHORD-RELOAD ``{'nextPeer': HEX}`` (section 10.8).
+        Raise :class:`ValueError` for data that is not such an answer."""
 
     def hashResource(name: bytes) -> bytes:
         """The topology's hash of a resource name to a Resource-ID (section
@@ -315,9 +364,20 @@ class ITopologyPlugin(IPlugin):
     name = Attribute("The configuration's topology-plugin value, e.g. 'CHORD-RELOAD'.")
     nodeIdLength = Attribute("Node-ID length in bytes this topology uses (16-20).")
 
-    def makeTopology(node: INode) -> ITopology:
+    def makeTopology(node: INode, rng: Any = None) -> ITopology:
         """Build the topology state for one node; nothing is sent until
-        :meth:`ITopology.join` is called."""
+        :meth:`ITopology.join` is called.  ``rng`` is an optional
+        :class:`random.Random` for every random choice the topology makes
+        (timer offsets, finger choices: section 10.7.4), so a simulated run
+        is a function of its seed."""
+
+    def makeClientTopology(node: INode, directLinks: int) -> ITopology:
+        """Build the topology of a client (section 4.2) of this overlay:
+        it joins no ring, sends everything through the peer it attaches to,
+        and hashes resource names as this topology does (section 4.2.2).  A
+        topology may give it up to ``directLinks`` direct connections to
+        the peers responsible for the Resource-IDs it uses (section 6.5.1);
+        0 means none."""
 
 
 class IUsage(IPlugin):

@@ -25,16 +25,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from reload.appattach import AppAttachService
-from reload.chord.topology import ChordTopology
-from reload.client import ClientTopology
 from reload.config import OverlayConfiguration, writeConfiguration
 from reload.config.sequence import ANY_SEQUENCE
 from reload.configupdate import ConfigurationUpdater
-from reload.direct import DirectClientTopology
 from reload.enrollment.protocol import EnrollmentError
 from reload.files import writeAtomically
 from reload.identity import CredentialsError, peerIdentity
-from reload.interfaces import INode
 from reload.link.dtls import DTLSEndpoint, DTLSSettings, listenDTLS
 from reload.link.listener import LinkListener
 from reload.link.tls import LinkSettings
@@ -206,11 +202,11 @@ class OverlayPeer(Service):
             configuration=lambda: self.configuration,
             applications=self.applications,
         )
-        overlayTopology = settings.topology.makeTopology(api)
         if settings.client:
-            self.topology = self._clientTopology(api, overlayTopology)
+            # Section 4.2: a client uses the overlay without joining it.
+            self.topology = settings.topology.makeClientTopology(api, settings.directLinks)
         else:
-            self.topology = overlayTopology
+            self.topology = settings.topology.makeTopology(api)
         node.useTopology(self.topology)
         self._startStorage(identity, security.certificates, usageKindsById)
         self.state = "joining"
@@ -258,7 +254,6 @@ class OverlayPeer(Service):
             registry,
             self.store,
             clock=self.reactor,
-            serving=not self.settings.client,
             quota=self.settings.storageQuota,
         )
         self.storage = self.api.storage = stack.client
@@ -368,17 +363,6 @@ class OverlayPeer(Service):
     def _connectDTLS(self, host: str, port: int, nodeId: bytes) -> Deferred[Any]:
         assert self.dtls is not None
         return self.dtls.connect(host, port, nodeId)
-
-    def _clientTopology(self, node: INode, overlayTopology: Any) -> ClientTopology:
-        """Section 4.2: a client uses the overlay without joining it; the
-        overlay's topology only lends its hash (4.2.2).  In a CHORD-RELOAD
-        overlay it also keeps direct links to responsible peers
-        (:mod:`reload.direct`) unless ``directLinks`` is 0."""
-        if self.settings.directLinks and isinstance(overlayTopology, ChordTopology):
-            return DirectClientTopology(
-                node, overlayTopology.hashResource, self.reactor, self.settings.directLinks
-            )
-        return ClientTopology(node, overlayTopology.hashResource)
 
     def _bootstrapPeers(self) -> list[BootstrapAddress]:
         if self.settings.bootstrap:

@@ -9,7 +9,7 @@ from twisted.python.filepath import FilePath
 from reload.config import OverlayConfiguration
 from reload.interfaces import ITopologyPlugin, IUsage
 
-#: Direct links a CHORD-RELOAD client keeps (:mod:`reload.direct`) when none
+#: Direct links a CHORD-RELOAD client keeps (``ITopologyPlugin.makeClientTopology``) when none
 #: is configured: a few dozen covers a small overlay whole and the busy
 #: part of a large one.
 DEFAULT_DIRECT_LINKS = 32

@@ -18,12 +18,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from reload.interfaces import ITopology
 from reload.security.certificates import PeerIdentity
 from reload.security.signing import CertificateCache
 from reload.storage.handlers import StorageHandlers, StorageMethod
 from reload.storage.kinds import KindTable
 from reload.storage.policies import PolicyRegistry
-from reload.storage.replication import ReplicatingTopology, Replicator
+from reload.storage.replication import Replicator
 from reload.storage.service import FetchResult, ReplicaStore, StorageService
 from reload.storage.sqlite import RecordStore
 from reload.storageclient import StorageClient
@@ -64,9 +65,9 @@ class StorageStack:
     """Storage for one node: ``kinds`` and ``policies`` judge, ``store``
     keeps, ``topology`` says what this node is responsible for and where
     replicas go; ``node`` carries the requests.  A peer replicates what it
-    is responsible for; a client (``serving`` False, section 4.2) holds
-    nothing and only stores and fetches through the overlay, its service
-    judging what comes back."""
+    is responsible for; a client (section 4.2) is responsible for nothing,
+    so it only stores and fetches through the overlay, its service judging
+    what comes back."""
 
     log = Logger()
 
@@ -75,13 +76,12 @@ class StorageStack:
         node: TransportNode,
         identity: PeerIdentity,
         certificates: CertificateCache,
-        topology: Any,
+        topology: ITopology,
         kinds: KindTable,
         policies: PolicyRegistry,
         store: RecordStore,
         *,
         clock: Any,
-        serving: bool = True,
         quota: int | None = None,
     ) -> None:
         self.node = node
@@ -96,16 +96,11 @@ class StorageStack:
             replicaSet=topology.replicaSet,
             quota=quota,
         )
-        self.replicator: Replicator | None = None
-        if serving and isinstance(topology, ReplicatingTopology):
-            self.replicator = Replicator(service, topology, self._sendReplica, clock, node.nodeId)
-            # Section 7.4.1.1: which replica Stores to take.
-            service.acceptReplica = self.replicator.accepts
-        elif serving:
-            self.log.warn(
-                "The topology {topology} names no replica set: stored data is not replicated",
-                topology=type(topology).__name__,
-            )
+        # Sections 10.4 and 10.7.3: every ITopology places replicas and
+        # hands data over (a client's holds nothing, so it sends nothing).
+        self.replicator = Replicator(service, topology, self._sendReplica, clock, node.nodeId)
+        # Section 7.4.1.1: which replica Stores to take.
+        service.acceptReplica = self.replicator.accepts
         # A client answers them too: it is responsible for nothing, so it
         # refuses every one (section 4.2).
         registerStorage(node.dispatcher, StorageHandlers(service, clock, self.replicator))
@@ -123,8 +118,7 @@ class StorageStack:
         """Send nothing more; the record store stays open for its owner."""
         if self._upkeep.running:
             self._upkeep.stop()
-        if self.replicator is not None:
-            self.replicator.stop()
+        self.replicator.stop()
 
     def _maintain(self) -> None:
         """Every PURGE_INTERVAL: drop expired values (section 7.4.1.3) and,
@@ -132,7 +126,7 @@ class StorageStack:
         repairs replicas a lost Store left short (section 10.7.3)."""
         self.service.purgeExpired(self.clock.seconds())
         self._rounds += 1
-        if self.replicator is not None and self._rounds % REPAIR_EVERY == 0:
+        if self._rounds % REPAIR_EVERY == 0:
             self.replicator.sweep()
 
     def _sendReplica(self, nodeId: bytes, replica: ReplicaStore) -> Deferred[Any]:

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reload.chord.ring import hashResource
 from reload.config import KindConfig, defaultConfiguration, writeConfiguration
 from reload.lab import Lab, LabPeer
 from reload.storage.policies import nodeMultipleResourceName
+from topologies.chordreload.ring import hashResource
 
 from .conftest import commandPath, freePort, sourceEnv
 

@@ -21,7 +21,6 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from reload.errors import ReloadError
 from reload.transport.node_api import TransportNode
-from reload.wire.chord import ChordRouteQueryAns
 from reload.wire.header import Destination
 
 
@@ -121,8 +120,10 @@ def ping(clock: Any) -> Operation:
 
 
 def routeQuery(topologyName: Callable[[], str]) -> Operation:
-    """Section 6.4.2.4: ask ``peer`` where it routes ``destination``; for
-    CHORD-RELOAD the answer's next peer is decoded (section 10.8)."""
+    """Section 6.4.2.4: ask ``peer`` where it routes ``destination``; the
+    answer's data is decoded by this peer's topology
+    (``ITopology.routeQueryAnswer``: for CHORD-RELOAD the next peer, section
+    10.8), named ``topology`` in the result."""
 
     def operation(node: TransportNode, request: Request) -> Deferred[dict[str, Any]]:
         peer = hexQueryArg(request, "peer")
@@ -134,10 +135,9 @@ def routeQuery(topologyName: Callable[[], str]) -> Operation:
                 "destination": destination.hex(),
                 "answer": response.body.hex(),
             }
-            if topologyName() == "CHORD-RELOAD":
-                length = node.settings.nodeIdLength
-                nextPeer = ChordRouteQueryAns.decode(response.body, node_id_length=length)
-                out["nextPeer"] = nextPeer.next_peer.hex()
+            if node.topology is not None:
+                out.update(node.topology.routeQueryAnswer(response.body))
+            out["topology"] = topologyName()
             return out
 
         return node.routeQuery(peer, Destination.resource(destination)).addCallback(answered)

@@ -1,12 +1,15 @@
 """The public API for plugins (DESIGN.md, "Layers and layout").
 
-Usages and topologies import :mod:`reload.interfaces`, :mod:`reload.errors`
-and the modules of this package, nothing else of ``reload``: what a plugin
-needs beyond them is added here on purpose, so the node's internals can
-change without breaking the plugins written against it.
+Topology and usage plugins (``topologies/``, ``usages/``) import only
+:mod:`reload.interfaces`, :mod:`reload.errors` and the modules of this
+package, which re-export on purpose what a plugin may build on:
 
-- :mod:`reload.api.data`: the values stored and fetched through
-  :class:`reload.interfaces.INode`.
+- :mod:`reload.api.data`: the values a usage stores and fetches through
+  :class:`reload.interfaces.INode`;
+- :mod:`reload.api.topology`: what an overlay algorithm needs.
+
+Anything else of ``reload`` may change without notice; a plugin that needs
+more widens this API.
 """
 
 __all__: list[str] = []

@@ -1,8 +1,8 @@
 """A deterministic in-process simulator for large RELOAD overlays.
 
 Thousands of peers run in one process: each is the real
-:class:`~reload.transport.TransportNode` with the real CHORD-RELOAD
-topology (:mod:`reload.node` builds a deployed peer from the same parts),
+:class:`~reload.transport.TransportNode` with a real topology plugin
+(CHORD-RELOAD by default) (:mod:`reload.node` builds a deployed peer from the same parts),
 connected by in-memory links with latency, on one simulated clock.  Runs are
 seeded and reproducible; signatures (:class:`~reload.transport
 .SigningSecurity` with real certificates) and TLS links are switches, off by

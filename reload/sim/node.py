@@ -1,5 +1,5 @@
 """A simulated peer: the real :class:`~reload.transport.TransportNode` and
-the real CHORD-RELOAD :class:`~reload.chord.topology.ChordTopology` on a
+a real topology (CHORD-RELOAD unless told otherwise) on a
 :class:`~reload.sim.network.Host` of the simulated network.
 
 Nothing of the node is simulated but its surroundings: the clock is a
@@ -24,9 +24,9 @@ The costly part is a switch, :class:`Security`:
 Randomness: every node gets its own :class:`random.Random`, seeded from the
 simulation's, for its transaction ids and the topology's timer offsets and
 finger choices, so a run is a function of the seed.  The topology is built
-the way the CHORD-RELOAD plugin (:mod:`topologies.chord`) builds it, from
-the node, but with that generator passed in: the plugin's ``makeTopology``
-cannot be given one (see the simulator's notes in the benchmark report).
+by a topology plugin (``ITopologyPlugin.makeTopology(node, rng)``), by
+default the installed CHORD-RELOAD, looked up by name when first needed:
+the simulator imports no topology.
 """
 
 from __future__ import annotations
@@ -35,18 +35,15 @@ import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 from random import Random
 from typing import Any, cast
 
 from cryptography import x509
 from twisted.internet.defer import Deferred
 
-from reload.chord.node import ChordNode
-from reload.chord.settings import (
-    DEFAULT_PING_INTERVAL,
-    DEFAULT_UPDATE_INTERVAL,
-)
-from reload.chord.topology import ChordTopology
+from reload.interfaces import INode, ITopology, ITopologyPlugin
+from reload.plugins import loadTopology
 from reload.security.certificates import PeerIdentity, issueCertificate, makeCertificateAuthority
 from reload.security.keys import PrivateKey, generateEcdsaKey
 from reload.security.signing import CertificateCache
@@ -58,13 +55,18 @@ from reload.transport.security import MessageSecurity, SigningSecurity, Trusting
 from reload.transport.transport import TransportSettings
 
 __all__ = [
+    "DEFAULT_TOPOLOGY",
     "Security",
     "SimConfiguration",
     "SimNode",
     "SimPki",
     "TopologyFactory",
-    "chordTopology",
+    "defaultTopology",
+    "pluginTopology",
 ]
+
+#: The topology plugin a simulation runs unless told otherwise.
+DEFAULT_TOPOLOGY = "CHORD-RELOAD"
 
 
 class Security(Enum):
@@ -80,9 +82,11 @@ class SimConfiguration:
     topology reads from ``node.configuration``."""
 
     instanceName: str = "sim.reload.invalid"
-    chordUpdateInterval: float = DEFAULT_UPDATE_INTERVAL
-    chordPingInterval: float = DEFAULT_PING_INTERVAL
-    chordReactive: bool = True
+    #: chord-update-interval, chord-ping-interval, chord-reactive: ``None``
+    #: leaves the topology's default, as an element left out of the document.
+    chordUpdateInterval: float | None = None
+    chordPingInterval: float | None = None
+    chordReactive: bool | None = None
 
 
 class SimPki:
@@ -123,13 +127,29 @@ class SimPki:
 
 
 #: Builds the topology of a node: ``(node, rng) -> topology``.
-TopologyFactory = Callable[[TransportNode, Random], Any]
+TopologyFactory = Callable[[TransportNode, Random], ITopology]
 
 
-def chordTopology(node: TransportNode, rng: Random) -> ChordTopology:
-    """CHORD-RELOAD as :data:`topologies.chord.chord` makes it (settings from
-    ``node.configuration``), with the node's random generator."""
-    return ChordTopology(cast(ChordNode, node), rng=rng)
+def pluginTopology(plugin: ITopologyPlugin) -> TopologyFactory:
+    """A factory that builds ``plugin``'s topology (settings from
+    ``node.configuration``) with the node's random generator."""
+
+    def make(node: TransportNode, rng: Random) -> ITopology:
+        topology: ITopology = plugin.makeTopology(cast(INode, node), rng=rng)
+        return topology
+
+    return make
+
+
+@cache
+def _defaultPlugin() -> ITopologyPlugin:
+    return loadTopology(DEFAULT_TOPOLOGY)
+
+
+def defaultTopology(node: TransportNode, rng: Random) -> ITopology:
+    """The :data:`DEFAULT_TOPOLOGY` plugin's topology, found once through
+    :func:`reload.plugins.loadTopology`."""
+    return pluginTopology(_defaultPlugin())(node, rng)
 
 
 class SimNode:
@@ -152,7 +172,7 @@ class SimNode:
         pki: SimPki | None = None,
         configuration: SimConfiguration | None = None,
         settings: TransportSettings | None = None,
-        makeTopology: TopologyFactory = chordTopology,
+        makeTopology: TopologyFactory = defaultTopology,
     ) -> None:
         self.network = network
         self.nodeId = nodeId
@@ -181,7 +201,7 @@ class SimNode:
             rng=rng,
         )
         self.topology = makeTopology(self.node, rng)
-        self.node.useTopology(self.topology)
+        self.node.useTopology(cast(Any, self.topology))
         self.host.handler = self.node.transport
         #: Simulated time this node entered the ring (None before).
         self.joinedAt: float | None = None

@@ -43,16 +43,16 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
-from reload.chord.ring import idToInt
 from reload.errors import ReloadError, ReloadTimeout
+from reload.interfaces import ITopologyPlugin
+from reload.plugins import loadTopology
 from reload.sim.clock import Scheduler
 from reload.sim.network import DEFAULT_LATENCY, SimNetwork
-from reload.sim.node import Security, SimConfiguration, SimNode, SimPki
+from reload.sim.node import Security, SimConfiguration, SimNode, SimPki, pluginTopology
 from reload.sim.report import Histogram, rate
 from reload.transport.routing import readMessageCode
 from reload.transport.transactions import DEFAULT_RELIABILITY_TIMER
 from reload.transport.transport import Response
-from reload.wire.chord import ChordRouteQueryAns
 from reload.wire.errors import DecodeError
 from reload.wire.header import Destination, HeaderView
 from reload.wire.message import ErrorCode, MessageCode
@@ -89,6 +89,10 @@ class SimSettings:
     signatures: bool = False
     #: Real TLS links (handshake, certificate checks, framing) or SimLinks.
     tls: bool = False
+    #: The topology plugin the peers run (``topology-plugin``, 11.1), found
+    #: by name with :func:`reload.plugins.loadTopology` unless
+    #: :class:`Simulation` is given the plugin itself.
+    topology: str = "CHORD-RELOAD"
     #: chord-update-interval, chord-ping-interval, chord-reactive (11.1).
     updateInterval: float = 600.0
     pingInterval: float = 3600.0
@@ -189,6 +193,11 @@ class ChurnStats:
         }
 
 
+def _idToInt(nodeId: bytes) -> int:
+    """A Node-ID or Resource-ID as a point on the ring (section 10.1)."""
+    return int.from_bytes(nodeId, "big")
+
+
 # -- the global view ----------------------------------------------------------------------
 
 
@@ -206,13 +215,13 @@ class Members:
         return len(self.order)
 
     def __contains__(self, node: object) -> bool:
-        return isinstance(node, SimNode) and idToInt(node.nodeId) in self.byInt
+        return isinstance(node, SimNode) and _idToInt(node.nodeId) in self.byInt
 
     def __iter__(self) -> Iterator[SimNode]:
         return iter(list(self.order))
 
     def add(self, node: SimNode) -> None:
-        key = idToInt(node.nodeId)
+        key = _idToInt(node.nodeId)
         if key in self.byInt:
             return
         insort(self.ring, key)
@@ -221,7 +230,7 @@ class Members:
         self.order.append(node)
 
     def remove(self, node: SimNode) -> None:
-        key = idToInt(node.nodeId)
+        key = _idToInt(node.nodeId)
         if key not in self.byInt:
             return
         del self.byInt[key]
@@ -230,7 +239,7 @@ class Members:
         last = self.order.pop()
         if last is not node:
             self.order[index] = last
-            self._index[idToInt(last.nodeId)] = index
+            self._index[_idToInt(last.nodeId)] = index
 
     def random(self, rng: Random) -> SimNode:
         return self.order[rng.randrange(len(self.order))]
@@ -238,7 +247,7 @@ class Members:
     def responsible(self, resourceId: bytes) -> SimNode:
         """Section 10.1: the first peer at or after ``resourceId``."""
         ring = self.ring
-        index = bisect_left(ring, idToInt(resourceId))
+        index = bisect_left(ring, _idToInt(resourceId))
         return self.byInt[ring[index % len(ring)]]
 
     def sortedNodes(self) -> list[SimNode]:
@@ -346,8 +355,14 @@ def _isMaintenance(message: bytes) -> bool:
 class Simulation:
     """One simulated overlay and its global view."""
 
-    def __init__(self, settings: SimSettings | None = None) -> None:
+    def __init__(
+        self, settings: SimSettings | None = None, plugin: ITopologyPlugin | None = None
+    ) -> None:
         self.settings = settings = settings if settings is not None else SimSettings()
+        if plugin is None:
+            plugin = loadTopology(settings.topology)
+        self.plugin = plugin
+        self._makeTopology = pluginTopology(plugin)
         self.rng = Random(settings.seed)
         self.sched = Scheduler(settings.start)
         self.pki: SimPki | None = None
@@ -394,6 +409,7 @@ class Simulation:
             security=Security.SIGNING if self.settings.signatures else Security.TRUSTING,
             pki=self.pki,
             configuration=self.configuration,
+            makeTopology=self._makeTopology,
         )
         if self.network.tlsFactory is not None:
             self.network.tlsFactory.register(node)
@@ -541,7 +557,7 @@ class Simulation:
         target = Destination.resource(resourceId)
         for asked in range(1, 64):
             response = await origin.node.routeQuery(peer, target)
-            nextPeer = ChordRouteQueryAns.decode(response.body).next_peer
+            nextPeer = bytes.fromhex(origin.topology.routeQueryAnswer(response.body)["nextPeer"])
             if nextPeer == peer:
                 return peer, asked, asked
             peer = nextPeer
@@ -668,9 +684,9 @@ class Simulation:
         count = len(ring)
         good = 0
         for index, node in enumerate(ring):
-            table = node.topology.ring
-            succ = table.successors
-            pred = table.predecessors
+            table = node.topology.neighbours()
+            succ = table.get("successors", [])
+            pred = table.get("predecessors", [])
             if count == 1:
                 good += not succ and not pred
                 continue
@@ -708,8 +724,14 @@ class Simulation:
             "meanLinksPerMember": None if not members else round(links / members, 3),
             "meanRoutingTable": None
             if not members
-            else round(sum(len(n.topology.ring) for n in self.members.order) / members, 3),
+            else round(sum(_tableSize(n) for n in self.members.order) / members, 3),
         }
+
+
+def _tableSize(node: SimNode) -> int:
+    """The peers in a node's Routing Table (section 10.3): every peer its
+    topology names in some role."""
+    return len({peer for peers in node.topology.neighbours().values() for peer in peers})
 
 
 # -- the scenarios -----------------------------------------------------------------------------

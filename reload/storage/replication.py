@@ -34,7 +34,7 @@ of the values' signers, so the receiver verifies every signature itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
@@ -45,10 +45,10 @@ from reload.storage.service import ReplicaStore, StorageService
 __all__ = ["ReplicatingTopology", "Replicator", "SendReplica"]
 
 
-@runtime_checkable
 class ReplicatingTopology(Protocol):
-    """What replication needs from a topology (CHORD-RELOAD has it all;
-    :class:`reload.interfaces.ITopology` only the first two)."""
+    """What replication asks of a topology, for the type checker: the
+    storage part of :class:`reload.interfaces.ITopology` (sections 10.4,
+    10.5 step 6, 10.7.3 and 7.4.1.1), which every topology implements."""
 
     def isResponsible(self, resourceId: bytes) -> bool: ...
 
@@ -304,7 +304,8 @@ class Replicator:
 
 
 class Container(Protocol):
-    """An id range (:class:`reload.chord.ring.IdRange`)."""
+    """A range of ids, as a topology's ``onResponsibilityChange`` reports
+    it (for CHORD-RELOAD the ids in (start, end], section 10.1)."""
 
     def __contains__(self, x: object) -> bool: ...
 

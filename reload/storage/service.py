@@ -610,8 +610,8 @@ class StorageService:
         return self.store.resources()
 
     def resourcesIn(self, ids: Container[bytes]) -> list[bytes]:
-        """The Resource-IDs held here that are in ``ids`` (e.g. the
-        :class:`reload.chord.ring.IdRange` of a responsibility change)."""
+        """The Resource-IDs held here that are in ``ids`` (e.g. a range
+        a topology's responsibility change names, section 10.7.3)."""
         return self.store.resourcesIn(ids)
 
     @property

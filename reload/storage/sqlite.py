@@ -100,8 +100,8 @@ class RecordStore:
         return sorted(self._records)
 
     def resourcesIn(self, ids: Container[bytes]) -> list[bytes]:
-        """The Resource-IDs with records that are in ``ids`` (e.g. a
-        :class:`reload.chord.ring.IdRange`), sorted."""
+        """The Resource-IDs with records that are in ``ids`` (e.g. a range
+        a topology's responsibility change names), sorted."""
         return [r for r in sorted(self._records) if r in ids]
 
     def __iter__(self) -> Iterator[KindRecord]:

@@ -16,7 +16,7 @@ routes with the topology)::
 
     node = TransportNode(nodeId, security, clock, configuration=config,
                          attachHandler=handler)
-    node.useTopology(ChordTopology(node))
+    node.useTopology(plugin.makeTopology(node))
     # the link layer's handler is node.transport
 """
 
@@ -72,6 +72,10 @@ class NodeTopology(Protocol):
     ) -> bytes: ...
 
     def sendUpdate(self, peer: bytes) -> Deferred[None]: ...
+
+    def answeredFor(self, resourceId: bytes, nodeId: bytes) -> None: ...
+
+    def routeQueryAnswer(self, data: bytes) -> dict[str, Any]: ...
 
 
 class TransportNode:

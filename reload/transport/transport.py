@@ -193,11 +193,15 @@ class _Recent:
 
 
 class _Topology(Protocol):
+    """The routing part of :class:`reload.interfaces.ITopology`."""
+
     def nextHop(self, destination: bytes) -> bytes | None: ...
 
     def linkUp(self, nodeId: bytes) -> None: ...
 
     def linkDown(self, nodeId: bytes) -> None: ...
+
+    def answeredFor(self, resourceId: bytes, nodeId: bytes) -> None: ...
 
 
 @implementer(ILinkHandler)
@@ -862,14 +866,13 @@ class Transport:
             self._answeredFor(pending.resource, signer.nodeId)
 
     def _answeredFor(self, resourceId: bytes, nodeId: bytes) -> None:
-        """Tell a topology that wants to know (``answeredFor``, see
-        :class:`reload.direct.DirectClientTopology`) which peer answered for a
-        Resource-ID: the one responsible for it."""
-        learn = getattr(self.topology, "answeredFor", None)
-        if learn is None:
+        """Tell the topology (``ITopology.answeredFor``) which peer answered
+        for a Resource-ID: the one responsible for it (a topology may open a
+        direct link to it, section 6.5.1)."""
+        if self.topology is None:
             return
         try:
-            learn(resourceId, nodeId)
+            self.topology.answeredFor(resourceId, nodeId)
         except Exception:
             self.log.failure("topology.answeredFor({nodeId}) failed", nodeId=nodeId.hex())
 

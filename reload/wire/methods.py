@@ -12,7 +12,8 @@ length byte on the wire.  Bodies that hold one take ``node_id_length`` in
 the bytes given, after checking their length is a legal Node-ID length.
 
 Topology-specific contents (section 10 for CHORD-RELOAD) stay opaque here;
-:mod:`reload.wire.chord` decodes them.
+the topology plug-in decodes them (for CHORD-RELOAD,
+:mod:`topologies.chordreload.codec`).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class JoinAns(WireStruct):
 class LeaveReq(NodeIdStruct):
     """Section 6.4.2.2: ``leaving_peer_id`` exits the overlay.  For
     CHORD-RELOAD ``overlay_specific_data`` is a
-    :class:`reload.wire.chord.ChordLeaveData` (section 10.9)."""
+    :class:`topologies.chordreload.codec.ChordLeaveData` (section 10.9)."""
 
     CODE: ClassVar[int] = 0x11
 
@@ -178,7 +179,7 @@ class UpdateReq(WireStruct):
     """Section 6.4.2.3: "The contents of the UpdateReq message are completely
     overlay specific", so the whole body is ``overlay_specific_data``, with
     no length of its own (the message body already has one, section 6.3.3).
-    For CHORD-RELOAD it is a :class:`reload.wire.chord.ChordUpdate`."""
+    For CHORD-RELOAD it is a :class:`topologies.chordreload.codec.ChordUpdate`."""
 
     CODE: ClassVar[int] = 0x13
 
@@ -240,7 +241,7 @@ class RouteQueryReq(WireStruct):
 class RouteQueryAns(WireStruct):
     """Section 6.4.2.4.2: "completely overlay specific", kept whole like
     :class:`UpdateReq`.  For CHORD-RELOAD it is a
-    :class:`reload.wire.chord.ChordRouteQueryAns` (section 10.8)."""
+    :class:`topologies.chordreload.codec.ChordRouteQueryAns` (section 10.8)."""
 
     CODE: ClassVar[int] = 0x16
 

@@ -6,10 +6,11 @@ It imports their modules when first asked (inside a function), so that
 importing :mod:`reload.wire.message` stays cheap and free of cycles.
 
 Every class defined in one of :data:`BODY_MODULES` that has an integer
-``CODE`` is a body class.  CHORD-RELOAD's structures (:mod:`reload.wire.chord`)
-are deliberately absent: Join, Update, Leave and RouteQuery carry them as
-topology-specific opaque data inside the generic bodies, so they are decoded
-by the topology plug-in, never by message code.
+``CODE`` is a body class.  CHORD-RELOAD's structures (the plug-in's codec,
+:mod:`topologies.chordreload.codec`) are deliberately absent: Join, Update,
+Leave and RouteQuery carry them as topology-specific opaque data inside the
+generic bodies, so they are decoded by the topology plug-in, never by message
+code.
 """
 
 from __future__ import annotations

@@ -23,9 +23,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from reload.chord.ring import idToInt
-from reload.chord.settings import ChordSettings
-from reload.chord.topology import ChordTopology, ChordUpdateType
 from reload.wire.methods import (
     JoinAns,
     JoinReq,
@@ -34,6 +31,9 @@ from reload.wire.methods import (
     UpdateAns,
     UpdateReq,
 )
+from topologies.chordreload.ring import idToInt
+from topologies.chordreload.settings import ChordSettings
+from topologies.chordreload.topology import ChordTopology, ChordUpdateType
 
 LATENCY = 0.01
 

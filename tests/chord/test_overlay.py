@@ -9,8 +9,8 @@ from random import Random
 
 import pytest
 
-from reload.chord.ring import IdRange
-from reload.chord.settings import ChordSettings
+from topologies.chordreload.ring import IdRange
+from topologies.chordreload.settings import ChordSettings
 
 from .fakenet import FakeNetwork, FakeNode, responsibleFor
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reload.chord.ring import (
+from topologies.chordreload.ring import (
     IdRange,
     ResponsibilityChange,
     RoutingTable,

@@ -12,16 +12,21 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
-from reload.chord.ring import IdRange, addToId, intToId
-from reload.chord.settings import ChordSettings
-from reload.chord.topology import ChordError, ChordTopology, ChordUpdateType
 from reload.interfaces import ITopology, ITopologyPlugin
 from reload.plugins import loadTopology
-from reload.wire.chord import ChordLeaveData, ChordLeaveType, ChordRouteQueryAns, ChordUpdate
 from reload.wire.errors import DecodeError
 from reload.wire.message import ErrorCode
 from reload.wire.methods import LeaveAns, LeaveReq, UpdateAns, UpdateReq
 from topologies.chord import ChordPlugin, chord
+from topologies.chordreload.codec import (
+    ChordLeaveData,
+    ChordLeaveType,
+    ChordRouteQueryAns,
+    ChordUpdate,
+)
+from topologies.chordreload.ring import IdRange, addToId, intToId
+from topologies.chordreload.settings import ChordSettings
+from topologies.chordreload.topology import ChordError, ChordTopology, ChordUpdateType
 
 ME = intToId(1 << 100)
 

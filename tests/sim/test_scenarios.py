@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
-from reload.chord.topology import ChordTopology
 from reload.security.signing import VerifiedSigner
 from reload.sim.network import SimLink
 from reload.sim.report import toJson
@@ -24,6 +23,7 @@ from reload.sim.scenarios import (
 from reload.transport.node_api import TransportNode
 from reload.transport.security import SigningSecurity, TrustingSecurity
 from topologies.chord import chord
+from topologies.chordreload.topology import ChordTopology
 
 from ..conftest import REPO, sourceEnv
 

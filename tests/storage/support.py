@@ -11,7 +11,6 @@ import datetime
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from reload.chord.ring import hashResource
 from reload.config import KindConfig
 from reload.security.certificates import PeerIdentity, makeSelfSignedCertificate
 from reload.security.keys import generateEcdsaKey
@@ -38,6 +37,7 @@ from reload.wire.storage import (
     StoreKindData,
     StoreReq,
 )
+from topologies.chordreload.ring import hashResource
 
 OVERLAY = "storage.example.org"
 WHEN = datetime.datetime(2031, 3, 1, 12, 0, tzinfo=datetime.UTC)

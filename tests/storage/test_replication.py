@@ -13,7 +13,6 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from reload.chord.ring import IdRange
 from reload.errors import ReloadError
 from reload.storage.replication import (
     REPLICA_WAIT,
@@ -23,6 +22,7 @@ from reload.storage.replication import (
 )
 from reload.storage.service import ReplicaStore
 from reload.wire.message import ErrorCode
+from topologies.chordreload.ring import IdRange
 
 from .support import NOW, NOW_MS, SINGLE_USER, Setup, h, makeIdentity, requester, sign, single
 from .support import storeReq as makeStoreReq
@@ -96,8 +96,14 @@ def storeOne(setup: Setup, value: bytes, storageTime: int = NOW_MS) -> bytes:
     return rid
 
 
-def test_the_fake_topology_is_a_replicating_topology() -> None:
-    assert isinstance(FakeTopology(), ReplicatingTopology)
+def test_what_replication_asks_of_a_topology_is_in_ITopology() -> None:
+    """The replication hooks are part of the topology contract, so the
+    core never asks whether a topology has them."""
+    from reload.interfaces import ITopology
+
+    asked = {name for name in vars(ReplicatingTopology) if not name.startswith("_")}
+    assert asked and asked <= set(ITopology.names())
+    assert all(hasattr(FakeTopology(), name) for name in asked)
 
 
 def test_an_original_store_is_copied_to_each_replica_and_settles_when_they_answer() -> None:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from reload.chord.ring import IdRange, addToId
 from reload.errors import ReloadError
 from reload.security.signing import verifyData
 from reload.storage.policies import nodeMultipleResourceName
@@ -61,6 +60,7 @@ from tests.storage.support import (
     single,
     storeReq,
 )
+from topologies.chordreload.ring import IdRange, addToId
 
 ALICE_NAME = "alice@storage.example.org"
 BOB_NAME = "bob@storage.example.org"

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred
 
-from reload.chord.ring import idToInt
-from reload.chord.topology import ChordTopology
 from reload.transport.attach import NoIceAttachHandler, hostCandidate
 from reload.transport.node_api import TransportNode
 from reload.transport.security import TrustingSecurity
 from reload.transport.transport import Response
-from reload.wire.chord import ChordRouteQueryAns
 from reload.wire.header import Destination
 from reload.wire.message import MessageCode
 from reload.wire.methods import PingAns
+from topologies.chordreload.codec import ChordRouteQueryAns
+from topologies.chordreload.ring import idToInt
+from topologies.chordreload.topology import ChordTopology
 
 from .memlinks import MemoryNetwork
 

@@ -1,4 +1,4 @@
-"""A CHORD-RELOAD client's direct links (:mod:`reload.direct`, RFC 6940
+"""A CHORD-RELOAD client's direct links (:mod:`topologies.chordreload.direct`, RFC 6940
 section 6.5.1) on the real transport and topology over memory links: the
 client learns the responsible peers from the answers, Attaches to them with
 send_update, and then sends requests for their ranges straight to them;
@@ -13,15 +13,14 @@ from twisted.internet.defer import CancelledError, fail
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 
-from reload.chord.ring import hashResource
-from reload.direct import RETRY_AFTER, DirectClientTopology
 from reload.transport.dispatcher import Reply, Request
 from reload.transport.node_api import TransportNode
 from reload.transport.transport import Response
-from reload.wire.chord import ChordUpdate, ChordUpdateType
 from reload.wire.header import Destination
 from reload.wire.message import MessageCode
 from reload.wire.storage import FetchAns
+from topologies.chordreload.codec import ChordUpdate, ChordUpdateType
+from topologies.chordreload.direct import RETRY_AFTER, DirectClientTopology
 
 from .test_chord_overlay import Overlay
 
@@ -53,7 +52,7 @@ def _overlay(seed: int, peers: int = 8) -> Overlay:
 def _client(overlay: Overlay, maxLinks: int = 32) -> tuple[TransportNode, DirectClientTopology]:
     net = overlay.net
     node = overlay.node(overlay.rnd.randbytes(16))
-    topology = DirectClientTopology(node, hashResource, net.clock, maxLinks=maxLinks)
+    topology = DirectClientTopology(node, net.clock, maxLinks=maxLinks)
     node.useTopology(topology)
     bootstrap = overlay.joined()[0].nodeId
     net.link(node.nodeId, bootstrap)
@@ -196,7 +195,7 @@ class _RefusingNode:
 def test_a_failed_attach_is_retried_only_after_a_wait() -> None:
     clock = Clock()
     node = _RefusingNode()
-    topology = DirectClientTopology(node, hashResource, clock)  # type: ignore[arg-type]
+    topology = DirectClientTopology(node, clock)  # type: ignore[arg-type]
     peer = b"\x80" * 16
     topology.answeredFor(b"\x7f" * 16, peer)
     assert node.attaches == [peer] and topology.counters["attachFailures"] == 1

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred, fail, succeed
 
-from reload.chord.node import ChordError
 from reload.errors import ReloadError
 from reload.transport.dispatcher import Dispatcher, Reply, Request
 from reload.transport.security import UNSIGNED, TrustedSigner
@@ -22,6 +21,7 @@ from reload.wire.message import (
     MessageExtension,
 )
 from reload.wire.methods import PingAns, PingReq
+from topologies.chordreload.node import ChordError
 
 SOURCE = b"\x01" * 16
 

@@ -20,7 +20,6 @@ from reload.wire.attach import (
     IpAddressPort,
     OverlayLinkType,
 )
-from reload.wire.chord import ChordRouteQueryAns, ChordUpdate, ChordUpdateType
 from reload.wire.header import Destination, ForwardingHeader, overlay_hash
 from reload.wire.message import ErrorCode, ErrorResponse, Message, MessageContents
 from reload.wire.methods import (
@@ -74,6 +73,7 @@ from reload.wire.storage import (
     StoreKindResponse,
     StoreReq,
 )
+from topologies.chordreload.codec import ChordRouteQueryAns, ChordUpdate, ChordUpdateType
 
 OVERLAY = "overlay.example.org"
 #: Private Kind-IDs (section 14.6 reserves 0xf0000000 and up for private

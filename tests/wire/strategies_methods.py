@@ -17,13 +17,6 @@ from reload.wire.attach import (
     IceExtension,
     IpAddressPort,
 )
-from reload.wire.chord import (
-    ChordLeaveData,
-    ChordLeaveType,
-    ChordRouteQueryAns,
-    ChordUpdate,
-    ChordUpdateType,
-)
 from reload.wire.header import Destination
 from reload.wire.methods import (
     ConfigUpdateAns,
@@ -41,6 +34,13 @@ from reload.wire.methods import (
     RouteQueryReq,
     UpdateAns,
     UpdateReq,
+)
+from topologies.chordreload.codec import (
+    ChordLeaveData,
+    ChordLeaveType,
+    ChordRouteQueryAns,
+    ChordUpdate,
+    ChordUpdateType,
 )
 
 uint16 = st.integers(0, 0xFFFF)

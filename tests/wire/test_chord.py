@@ -8,17 +8,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reload.wire.chord import (
+from reload.wire.errors import DecodeError, EncodeError
+from reload.wire.methods import LeaveReq, RouteQueryAns, UpdateReq
+from tests.wire import strategies_methods as s
+from tests.wire.fuzzing import fuzz_decoder
+from topologies.chordreload.codec import (
     ChordLeaveData,
     ChordLeaveType,
     ChordRouteQueryAns,
     ChordUpdate,
     ChordUpdateType,
 )
-from reload.wire.errors import DecodeError, EncodeError
-from reload.wire.methods import LeaveReq, RouteQueryAns, UpdateReq
-from tests.wire import strategies_methods as s
-from tests.wire.fuzzing import fuzz_decoder
 
 P1, P2 = b"\x11" * 16, b"\x12" * 16  # predecessors
 S1, S2 = b"\x21" * 16, b"\x22" * 16  # successors

@@ -1,7 +1,7 @@
 """CHORD-RELOAD for one node: the ITopology that drives joins, Updates,
 stabilisation and leaving through the node (RFC 6940 sections 6.4.2, 10).
 
-The ring logic is :class:`reload.chord.ring.RoutingTable`; this module
+The ring logic is :class:`topologies.chordreload.ring.RoutingTable`; this module
 decides when to change it and which messages that takes.  It does its I/O
 only through the node: :meth:`INode.request` for Join, Update and Leave,
 ``node.clock`` for every timer, and one capability :class:`INode` does not
@@ -34,7 +34,23 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from reload.chord.node import (
+from reload.api.topology import (
+    DecodeError,
+    ErrorCode,
+    JoinAns,
+    JoinReq,
+    LeaveReq,
+    UpdateAns,
+    UpdateReq,
+)
+from reload.interfaces import ITopology
+from topologies.chordreload.codec import (
+    ChordLeaveData,
+    ChordRouteQueryAns,
+    ChordUpdate,
+    ChordUpdateType,
+)
+from topologies.chordreload.node import (
     AttachFunction,
     ChordError,
     ChordNode,
@@ -42,7 +58,7 @@ from reload.chord.node import (
     ResponsibilityCallback,
     Timer,
 )
-from reload.chord.ring import (
+from topologies.chordreload.ring import (
     DEFAULT_NEIGHBOURS,
     MIN_FINGERS,
     IdRange,
@@ -52,11 +68,7 @@ from reload.chord.ring import (
     hashResource,
     inOpen,
 )
-from reload.chord.settings import ChordSettings
-from reload.interfaces import ITopology
-from reload.wire.chord import ChordLeaveData, ChordRouteQueryAns, ChordUpdate, ChordUpdateType
-from reload.wire.message import ErrorCode
-from reload.wire.methods import JoinAns, JoinReq, LeaveReq, UpdateAns, UpdateReq
+from topologies.chordreload.settings import ChordSettings
 
 __all__ = [
     "AttachFunction",
@@ -186,13 +198,12 @@ class ChordTopology:
 
     def holdsReplica(self, resourceId: bytes) -> bool:
         """Whether this node should keep a replica of ``resourceId``
-        (section 10.7.3); not in :class:`ITopology`."""
+        (sections 10.4, 10.7.3)."""
         return self.inRing and self.ring.holdsReplica(resourceId)
 
     def responsiblePeer(self, resourceId: bytes) -> bytes:
         """The peer this node believes responsible for ``resourceId``
-        (exact within its successors, section 10.3); not in
-        :class:`ITopology`."""
+        (exact within its successors, section 10.3)."""
         return self.ring.responsiblePeer(resourceId)
 
     def shouldHold(self, resourceId: bytes) -> bool:
@@ -209,6 +220,18 @@ class ChordTopology:
         10.3), the peers a replica Store may come from (7.4.1.1)."""
         return nodeId in self.ring.predecessors or nodeId in self.ring.successors
 
+    def answeredFor(self, resourceId: bytes, nodeId: bytes) -> None:
+        """A peer routes through its Routing Table (section 10.3) and keeps
+        no direct links for Resource-IDs: nothing to learn."""
+
+    def routeQueryAnswer(self, data: bytes) -> dict[str, object]:
+        """Section 10.8: the RouteQueryAns data is the next peer."""
+        try:
+            answer = ChordRouteQueryAns.decode(data, self.ring.length)
+        except DecodeError as exc:
+            raise ValueError(f"not a CHORD-RELOAD RouteQueryAns: {exc}") from None
+        return {"nextPeer": answer.next_peer.hex()}
+
     def hashResource(self, name: bytes) -> bytes:
         """Section 10.2: SHA-1 truncated to the Node-ID length (128 bits)."""
         return hashResource(name, self.ring.length)
@@ -219,7 +242,7 @@ class ChordTopology:
 
     def onResponsibilityChange(self, callback: object) -> None:
         """Register ``callback(ranges)``; ``ranges`` is a tuple of
-        :class:`~reload.chord.ring.IdRange`, each the ids in (start, end]
+        :class:`~topologies.chordreload.ring.IdRange`, each the ids in (start, end]
         whose responsible peer or replica set changed (sections 10.5 step 6,
         10.7.3)."""
         if not callable(callback):

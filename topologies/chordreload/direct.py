@@ -39,18 +39,16 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import Counter
-from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from reload.client import ClientTopology
+from reload.api.topology import DEFAULT_DIRECT_LINKS, DecodeError
 from reload.interfaces import INode
-from reload.settings import DEFAULT_DIRECT_LINKS
-from reload.wire.chord import ChordUpdate, ChordUpdateType
-from reload.wire.errors import DecodeError
+from topologies.chordreload.client import ChordClientTopology
+from topologies.chordreload.codec import ChordUpdate, ChordUpdateType
 
 __all__ = ["DirectClientTopology"]
 
@@ -58,8 +56,8 @@ __all__ = ["DirectClientTopology"]
 RETRY_AFTER = 60.0
 
 
-class DirectClientTopology(ClientTopology):
-    """:class:`~reload.client.ClientTopology` plus direct links to the peers
+class DirectClientTopology(ChordClientTopology):
+    """:class:`~topologies.chordreload.client.ChordClientTopology` plus direct links to the peers
     that answered for the Resource-IDs it used (module docstring).
 
     ``clock`` times the retry of failed Attaches; ``maxLinks`` bounds the
@@ -71,11 +69,10 @@ class DirectClientTopology(ClientTopology):
     def __init__(
         self,
         node: INode,
-        hashResource: Callable[[bytes], bytes],
         clock: IReactorTime,
         maxLinks: int = DEFAULT_DIRECT_LINKS,
     ) -> None:
-        super().__init__(node, hashResource)
+        super().__init__(node)
         if maxLinks < 1:
             raise ValueError(f"maxLinks must be at least 1, got {maxLinks}")
         self.clock = clock

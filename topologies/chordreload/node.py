@@ -13,8 +13,8 @@ from typing import Protocol
 
 from twisted.internet.defer import Deferred
 
-from reload.chord.ring import IdRange
-from reload.wire.message import ErrorCode
+from reload.api.topology import ErrorCode
+from topologies.chordreload.ring import IdRange
 
 __all__ = [
     "AttachFunction",

@@ -1,7 +1,7 @@
 """The CHORD-RELOAD topology's own structures (RFC 6940 section 10).
 
 They travel inside the generic topology bodies of
-:mod:`reload.wire.methods`: a :class:`ChordUpdate` is the whole UpdateReq
+:mod:`reload.api.topology` (section 6.4.2): a :class:`ChordUpdate` is the whole UpdateReq
 body (section 10.7), a :class:`ChordRouteQueryAns` the whole RouteQueryAns
 body (section 10.8), and a :class:`ChordLeaveData` the LeaveReq
 ``overlay_specific_data`` (section 10.9); JoinReq carries nothing extra.  So
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Self
 
-from reload.wire.buffer import Reader
-from reload.wire.errors import EncodeError
-from reload.wire.methods import (
+from reload.api.topology import (
     DEFAULT_NODE_ID_LENGTH,
+    EncodeError,
     NodeIdStruct,
+    Reader,
     encode_node_id,
 )
 

@@ -2,7 +2,7 @@
 
 Everything here is a pure function of the Node-IDs it is given, so the
 routing rules can be tested on thousands of rings without a reactor, and the
-driver (:mod:`reload.chord.topology`) only decides *when* to call it.
+driver (:mod:`topologies.chordreload.topology`) only decides *when* to call it.
 
 Identifiers are ``bytes`` (16 for CHORD-RELOAD, section 10.2) read as
 unsigned big-endian integers; "all math is modulo 2^128" (section 10.1), or
