@@ -31,7 +31,7 @@ from reload.api.data import (
     Value,
 )
 from reload.appattach import AppAttachService
-from reload.errors import ReloadError
+from reload.errors import AppAttachFailed, ReloadError
 from reload.interfaces import DataModel as PublicDataModel
 from reload.interfaces import IKind, INode
 from reload.storage.kinds import KindEntry, unknownKindError
@@ -54,6 +54,8 @@ from reload.wire.storage import (
 )
 
 __all__ = ["ConfiguredKind", "OverlayNode"]
+
+_NO_APPLICATIONS = "this node makes no direct connections (AppAttach needs sockets)"
 
 
 @implementer(IKind)
@@ -92,7 +94,8 @@ class OverlayNode:
     client (signing what it stores, verifying what it fetches), ``kinds``
     the usages' :class:`IKind` objects by Kind-ID, ``configuration`` a
     function giving the configuration in force (a ConfigUpdate replaces it,
-    section 6.5.4), ``applications`` the AppAttach service.
+    section 6.5.4), ``applications`` the AppAttach service (``None`` where
+    there are no sockets, as in :mod:`reload.testing`).
     """
 
     def __init__(
@@ -102,7 +105,7 @@ class OverlayNode:
         *,
         kinds: Mapping[int, Any] = {},
         configuration: Callable[[], object],
-        applications: AppAttachService,
+        applications: AppAttachService | None,
     ) -> None:
         self._transport = transport
         #: Set once storage is built: storage is made with the topology,
@@ -174,10 +177,14 @@ class OverlayNode:
         ``application``, its protocol built by ``factory``; fails with
         :class:`~reload.errors.AppAttachRefused` when the answering
         certificate is not ``nodeId``'s (RFC 7904 section 5.1)."""
+        if self._applications is None:
+            return fail(AppAttachFailed(_NO_APPLICATIONS))
         return self._applications.appAttach(nodeId, application, factory)
 
     def listenApplication(self, application: int, factory: IProtocolFactory) -> None:
         """Section 6.5.2: accept AppAttach connections for ``application``."""
+        if self._applications is None:
+            raise AppAttachFailed(_NO_APPLICATIONS)
         self._applications.listenApplication(application, factory)
 
     # -- storage (section 7.4) ----------------------------------------------------------

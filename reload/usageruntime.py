@@ -202,6 +202,14 @@ class UsageRunner:
                 entry.state = "stopped"
         return DeferredList(stopping, consumeErrors=True)
 
+    def service(self, name: str) -> Any:
+        """The service usage ``name`` made (None when it made none or has
+        not started); KeyError for a usage this runner does not run."""
+        for entry in self._running:
+            if entry.usage.name == name:
+                return entry.service
+        raise KeyError(f"no usage {name!r} here")
+
     def status(self) -> list[dict[str, Any]]:
         """Each usage and its state, for the admin API and ``reloadctl
         status``."""

@@ -14,6 +14,9 @@ from reload.lab import freeListenPort
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: The harness fixture plugin authors load the same way (docs/plugins.md).
+pytest_plugins = ["reload.testing.fixtures"]
+
 
 def commandPath(name: str) -> str:
     """The console script ``name`` installed beside this Python."""
