@@ -103,12 +103,7 @@ from reload.wire.attach import AppAttachAns, AppAttachReq, IceCandidate, Overlay
 from reload.wire.header import Destination
 from reload.wire.message import ErrorCode
 
-__all__ = [
-    "AppAttachFailed",
-    "AppAttachRefused",
-    "AppAttachService",
-    "AppAttachSettings",
-]
+__all__ = ["AppAttachService", "AppAttachSettings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,48 +143,39 @@ def _token() -> bytes:
 # -- TLS with the Node-ID expected, on either side --------------------------------
 
 
-@implementer(IOpenSSLServerConnectionCreator)
-class _ServerCreator:
-    """The caller's TLS server side: client certificate required and
-    checked for ``expectedNodeId`` by the verify callback."""
+@implementer(IOpenSSLServerConnectionCreator, IOpenSSLClientConnectionCreator)
+class _Creator:
+    """One side's TLS connections for one AppAttach: the caller is the TLS
+    server (``isClient`` False, client certificate required), the
+    answering node the client; either way the verify callback checks the
+    other's certificate for ``expectedNodeId``."""
 
-    def __init__(self, context: SSL.Context, clock: IReactorTime, expectedNodeId: bytes) -> None:
+    def __init__(
+        self, context: SSL.Context, clock: IReactorTime, expectedNodeId: bytes, *, isClient: bool
+    ) -> None:
         self.context = context
         self.clock = clock
         self.expectedNodeId = expectedNodeId
+        self.isClient = isClient
+
+    def _connection(self, tlsProtocol: object) -> SSL.Connection:
+        connection = SSL.Connection(self.context, None)
+        if self.isClient:
+            connection.set_connect_state()
+        prepareConnection(
+            connection,
+            self.clock,
+            isClient=self.isClient,
+            expectedNodeId=self.expectedNodeId,
+            transport=tlsProtocol,
+        )
+        return connection
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
-        connection = SSL.Connection(self.context, None)
-        prepareConnection(
-            connection,
-            self.clock,
-            isClient=False,
-            expectedNodeId=self.expectedNodeId,
-            transport=tlsProtocol,
-        )
-        return connection
-
-
-@implementer(IOpenSSLClientConnectionCreator)
-class _ClientCreator:
-    """The answering node's TLS client side, expecting the requester."""
-
-    def __init__(self, context: SSL.Context, clock: IReactorTime, expectedNodeId: bytes) -> None:
-        self.context = context
-        self.clock = clock
-        self.expectedNodeId = expectedNodeId
+        return self._connection(tlsProtocol)
 
     def clientConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
-        connection = SSL.Connection(self.context, None)
-        connection.set_connect_state()
-        prepareConnection(
-            connection,
-            self.clock,
-            isClient=True,
-            expectedNodeId=self.expectedNodeId,
-            transport=tlsProtocol,
-        )
-        return connection
+        return self._connection(tlsProtocol)
 
 
 @implementer(IHandshakeListener)
@@ -483,7 +469,7 @@ class AppAttachService:
             pending.handshaking.add(gate)
             gate.outcome.addBoth(lambda result: self._gateDone(pending, gate, result))
 
-        creator = _ServerCreator(self._context, self.clock, pending.nodeId)
+        creator = _Creator(self._context, self.clock, pending.nodeId, isClient=False)
         return TLSMemoryBIOFactory(creator, False, _GateFactory(makeGate, admit, made))
 
     def _gateDone(self, pending: _Pending, gate: _Gate, result: IProtocol | Failure) -> None:
@@ -645,7 +631,7 @@ class AppAttachService:
             gates.append(gate)
             attempt.gates.add(gate)
 
-        creator = _ClientCreator(self._context, self.clock, attempt.requester)
+        creator = _Creator(self._context, self.clock, attempt.requester, isClient=True)
         tls = TLSMemoryBIOFactory(creator, True, _GateFactory(makeGate, made=made))
         endpoint = HostnameEndpoint(self.reactor, host, port, timeout=self.settings.connectTimeout)
         await endpoint.connect(tls)

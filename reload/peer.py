@@ -40,8 +40,7 @@ from reload.security.keylog import keyLogFile
 from reload.security.signing import CertificateCache
 from reload.security.trust import TrustPolicy
 from reload.settings import DEFAULT_CONFIGURATION_FILE, BootstrapAddress, PeerSettings
-from reload.storage.kinds import CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER, KindTable
-from reload.storage.policies import PolicyRegistry
+from reload.storage.kinds import CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER
 from reload.storage.sqlite import SQLiteStore
 from reload.storageclient import StorageClient
 from reload.storagestack import StorageStack
@@ -49,7 +48,7 @@ from reload.transport.attach import NoIceAttachHandler, hostCandidate
 from reload.transport.node_api import TransportNode
 from reload.transport.security import SigningSecurity
 from reload.transport.transport import TransportSettings
-from reload.usageruntime import UsageRunner, usageKinds
+from reload.usageruntime import UsageRunner, kindTable, usageKinds
 from reload.wire.attach import IceCandidate, OverlayLinkType
 from reload.wire.header import Destination
 from reload.wire.methods import ConfigUpdateReq
@@ -234,14 +233,7 @@ class OverlayPeer(Service):
         the usages' Kinds check their values (``IKind.validate``) on every
         Store and Fetch."""
         assert self.node is not None and self.api is not None
-        usagePolicies = [p for usage in self.settings.usages for p in usage.accessPolicies()]
-        registry = PolicyRegistry(usagePolicies)
-        kinds = KindTable.fromConfiguration(
-            self.configuration.kinds,
-            registry,
-            validators={kindId: kind.validate for kindId, kind in usageKindsById.items()},
-            names={kindId: kind.name for kindId, kind in usageKindsById.items()},
-        )
+        kinds, registry = kindTable(self.configuration, self.settings.usages, usageKindsById)
         self.store = SQLiteStore.inDirectory(
             self.settings.dataDir.path, synchronous=self.settings.storageSync
         )

@@ -25,12 +25,15 @@ from zope.interface.verify import verifyObject
 
 from reload.config import KindConfig
 from reload.interfaces import IKind, INode, IUsage
+from reload.storage.kinds import KindTable
+from reload.storage.policies import PolicyRegistry
 
 __all__ = [
     "UsageError",
     "UsageRunner",
     "checkUsageOptions",
     "kindElement",
+    "kindTable",
     "usageKindConfigs",
     "usageKinds",
 ]
@@ -93,6 +96,22 @@ def usageKinds(configuration: Any, usages: Iterable[Any]) -> dict[int, Any]:
                     )
             found[kind.kindId] = kind
     return found
+
+
+def kindTable(
+    configuration: Any, usages: Sequence[Any], usageKindsById: Mapping[int, Any]
+) -> tuple[KindTable, PolicyRegistry]:
+    """The Kind table a node enforces (section 7.4.1.2): the
+    configuration's Kinds, with the usages' access policies, and each
+    usage Kind's ``validate`` and name (:func:`usageKinds` gives them)."""
+    registry = PolicyRegistry([p for usage in usages for p in usage.accessPolicies()])
+    table = KindTable.fromConfiguration(
+        configuration.kinds,
+        registry,
+        validators={kindId: kind.validate for kindId, kind in usageKindsById.items()},
+        names={kindId: kind.name for kindId, kind in usageKindsById.items()},
+    )
+    return table, registry
 
 
 def usageKindConfigs(usages: Iterable[Any]) -> tuple[KindConfig, ...]:

@@ -43,8 +43,6 @@ from reload.plugins import loadTopology
 from reload.sim.clock import Scheduler
 from reload.sim.network import SimNetwork
 from reload.sim.node import Security, SimNode, SimPki
-from reload.storage.kinds import KindTable
-from reload.storage.policies import PolicyRegistry
 from reload.storage.sqlite import MemoryStore
 from reload.storagestack import StorageStack
 from reload.transport.node_api import TransportNode
@@ -54,6 +52,7 @@ from reload.usageruntime import (
     UsageError,
     UsageRunner,
     checkUsageOptions,
+    kindTable,
     usageKindConfigs,
     usageKinds,
 )
@@ -266,13 +265,7 @@ class MemoryOverlay:
         certificates = security.certificates
         now = datetime.datetime.fromtimestamp(self.now, datetime.UTC)
         certificates.add(self.pki.trust.verify([sim.identity.certificate], now))
-        registry = PolicyRegistry([p for usage in self.usages for p in usage.accessPolicies()])
-        kinds = KindTable.fromConfiguration(
-            self.configuration.kinds,
-            registry,
-            validators={kindId: kind.validate for kindId, kind in self.kinds.items()},
-            names={kindId: kind.name for kindId, kind in self.kinds.items()},
-        )
+        kinds, registry = kindTable(self.configuration, self.usages, self.kinds)
         stack = StorageStack(
             sim.node,
             sim.identity,
