@@ -29,9 +29,10 @@ SPREAD = 0xF0000010
 MAX_MULTIPLE = 255
 
 
-def writeOverlay(directory: Path, name: str) -> None:
-    """An overlay configuration with the SPREAD Kind, where a Lab finds it."""
-    base = defaultConfiguration(name)
+def writeOverlay(directory: Path, name: str, topology: str = "CHORD-RELOAD") -> None:
+    """An overlay configuration with the SPREAD Kind and the ``topology``
+    plugin, where a Lab finds it."""
+    base = dataclasses.replace(defaultConfiguration(name), topologyPlugin=topology)
     spread = KindConfig(
         kindId=SPREAD, name=None, maxCount=1, maxSize=512, maxNodeMultiple=MAX_MULTIPLE,
         dataModel="SINGLE", accessControl="NODE-MULTIPLE",

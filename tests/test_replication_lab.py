@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from reload.config import parseConfiguration
 from reload.lab import Lab, LabPeer
 
 from .conftest import sourceEnv
@@ -25,12 +26,18 @@ from .replication_support import (
     storeSpread,
     writeOverlay,
 )
+from .topology_plugins import PLUGIN_PATH, TOPOLOGIES
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    writeOverlay(tmp_path, "replication-lab.reload.local")
-    lab = Lab(tmp_path, basePort=None, adminBasePort=None, environment=sourceEnv())
+@pytest.fixture(params=TOPOLOGIES)
+def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """Seven peers; the same test runs on CHORD-RELOAD and on the tests'
+    FULL-MESH plugin (installed by path, as a third party's), with no
+    change in the core."""
+    writeOverlay(tmp_path, "replication-lab.reload.local", topology=request.param)
+    lab = Lab(
+        tmp_path, basePort=None, adminBasePort=None, environment=sourceEnv([str(PLUGIN_PATH)])
+    )
     try:
         lab.start(7)
         lab.waitConverged(120)
@@ -41,6 +48,9 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 def test_a_value_survives_two_of_its_three_holders_killed(lab: Lab) -> None:
     client = lab.peers[0]
+    # The topology the overlay configuration names is the one running.
+    configured = parseConfiguration(lab.configPath.read_bytes()).topologyPlugin
+    assert lab.status(client)["topology"] == configured
     clientId = lab.status(client)["nodeId"]
     # A value none of whose holders is the client (which must stay up).
     for i in range(1, 50):
