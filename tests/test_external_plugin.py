@@ -6,6 +6,8 @@ packages' path extension."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import installDistribution, sourceEnv
+from .conftest import REPO, installDistribution, sourceEnv
 
 USAGE_MODULE = '''
 """A third party's usage, shipped as usages/exampleusage.py."""
@@ -128,3 +130,37 @@ def test_without_the_distribution_it_is_not_found(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert "EXAMPLE-EXTERNAL" not in json.loads(out.stdout)["usages"]
+
+
+def test_an_installed_reload_finds_its_own_topology_outside_the_checkout(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """``pip install .`` ships CHORD-RELOAD whole (the plugin module and
+    its package, topologies/chordreload): found from an installation, not
+    from this checkout."""
+    # A clean copy of the source, as a fresh clone has it: no build/ or
+    # egg-info whose file lists would hide a package missing from setup.cfg.
+    source = tmp_path_factory.mktemp("reload-source") / "reload"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", "build", "*.egg-info", "__pycache__", "dropin.cache", ".mypy_cache",
+            ".ruff_cache", ".pytest_cache", ".hypothesis",
+        ),
+    )  # fmt: skip
+    site = installDistribution(source, tmp_path_factory.mktemp("reload-site"))
+    assert (site / "topologies" / "chordreload" / "topology.py").exists()
+    code = (
+        "import reload, sys\n"
+        "from reload.plugins import loadTopology\n"
+        "assert reload.__file__.startswith(sys.argv[1]), reload.__file__\n"
+        "print(loadTopology('CHORD-RELOAD').name)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(site))
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(site)],
+        capture_output=True, text=True, env=env, cwd=site, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "CHORD-RELOAD"
