@@ -17,13 +17,16 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from reload.testing import MemoryOverlay
-
 REPO = Path(__file__).resolve().parent.parent
+# This checkout's reload, whatever is installed.
+sys.path.insert(0, str(REPO))
+
+from reload.testing import MemoryOverlay  # noqa: E402
 
 
 def _greeter() -> Any:
