@@ -48,7 +48,7 @@ from reload.transport.attach import NoIceAttachHandler, hostCandidate
 from reload.transport.node_api import TransportNode
 from reload.transport.security import SigningSecurity
 from reload.transport.transport import TransportSettings
-from reload.usageruntime import UsageRunner, kindTable, usageKinds
+from reload.usageruntime import UsageError, UsageRunner, kindTable, usageKinds
 from reload.wire.attach import IceCandidate, OverlayLinkType
 from reload.wire.header import Destination
 from reload.wire.methods import ConfigUpdateReq
@@ -105,7 +105,7 @@ class OverlayPeer(Service):
         if failure.check(CancelledError) and not self.running:
             return  # stopped while starting: nothing failed
         self.state = "failed"
-        if failure.check(CredentialsError, EnrollmentError, CannotListenError):
+        if failure.check(CredentialsError, EnrollmentError, CannotListenError, UsageError):
             self.error = failure.getErrorMessage()
             self.log.critical("Cannot start the peer: {error}", error=self.error)
         else:
