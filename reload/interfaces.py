@@ -92,6 +92,10 @@ class AccessRequest:
     signerNodeIds: tuple[bytes, ...]
     #: The Kind's ``max-node-multiple`` from the configuration, or ``None``.
     maxNodeMultiple: int | None
+    #: The entry's ``exists`` flag (section 7.2): False for a deletion,
+    #: whose ``value`` is empty.  Policies such as NODE-ID-MATCH (RFC 7374
+    #: section 5) check the value only "provided that exists=True".
+    exists: bool = True
 
 
 class IAccessPolicy(Interface):
@@ -111,8 +115,12 @@ class IAccessPolicy(Interface):
     def permits(request: AccessRequest, node: INode) -> bool:
         """Whether the signer may write ``request``.
 
-        ``node`` gives the overlay's hash (:meth:`INode.resourceId`) and the
-        locally stored data a policy such as USER-CHAIN-ACL consults.  Called
+        ``node`` gives the overlay's hash (:meth:`INode.resourceId`), the
+        locally stored data a policy such as USER-CHAIN-ACL consults
+        (:meth:`INode.localData`) and the overlay configuration in force
+        (``node.configuration``, ``None`` when the storing peer has none to
+        offer; a policy that needs it then denies), for parameters such as
+        ReDiR's ``redir:branching-factor``.  Called
         on the storing peer and on fetchers; it must be deterministic and must
         return ``False`` when it cannot decide (security fails closed).
         """

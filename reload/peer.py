@@ -247,6 +247,7 @@ class OverlayPeer(Service):
             self.store,
             clock=self.reactor,
             quota=self.settings.storageQuota,
+            configuration=lambda: self.configuration,
         )
         self.storage = self.api.storage = stack.client
         stack.start()

@@ -83,6 +83,7 @@ class StorageStack:
         *,
         clock: Any,
         quota: int | None = None,
+        configuration: Callable[[], object] | None = None,
     ) -> None:
         self.node = node
         self.clock = clock
@@ -95,6 +96,7 @@ class StorageStack:
             policies=policies,
             replicaSet=topology.replicaSet,
             quota=quota,
+            configuration=configuration,
         )
         # Sections 10.4 and 10.7.3: every ITopology places replicas and
         # hands data over (a client's holds nothing, so it sends nothing).

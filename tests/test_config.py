@@ -248,7 +248,12 @@ def test_default_configuration() -> None:
         "ARRAY",
         "USER-MATCH",
     )
-    assert config.kind(0x104) is None
+    # The usages shipped with reload (DESIGN.md): REDIR, RFC 7374 sections 6
+    # and 10.3, found by its IANA name and by its Kind-ID 0x104.
+    redir = config.kind(0x104)
+    assert redir is not None and redir is config.kind("REDIR") and redir.name == "REDIR"
+    assert (redir.dataModel, redir.accessControl) == ("DICTIONARY", "NODE-ID-MATCH")
+    assert config.kind(0x4) is None
     assert parseConfiguration(writeConfiguration(config)) == config
     assert defaultConfiguration("lab.example").instanceName == "lab.example"
 

@@ -7,17 +7,28 @@ verified -- signature and access policy (section 7.4.2.2) and the Kind's
 own ``IKind.validate`` -- before the Deferred fires.  The wire structures
 behind them (``StoredData``, ``StoredDataSpecifier``...) stay inside the
 node, so the codec can change without breaking a plugin.
+
+Usage records that carry a route to a node (RFC 7904's SipRegistration,
+RFC 7374's RedirServiceProvider: ``Destination destination_list<...>``)
+use :class:`Destination` (section 6.3.2.2) and the list codec
+:func:`encodeDestinations` / :func:`decodeDestinations`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from reload.wire.buffer import Reader
+from reload.wire.errors import DecodeError, EncodeError
+from reload.wire.header import Destination, DestinationType
 
 __all__ = [
     "ALL",
     "APPEND",
     "DEFAULT_LIFETIME",
+    "Destination",
+    "DestinationType",
     "EntryMetadata",
     "KindMetadata",
     "KindValues",
@@ -25,6 +36,8 @@ __all__ = [
     "StoreResult",
     "StoreValues",
     "Value",
+    "decodeDestinations",
+    "encodeDestinations",
 ]
 
 #: Section 7.4.1.1: the array index that means "append after the last".
@@ -121,3 +134,27 @@ class KindMetadata:
     kindId: int
     generation: int
     entries: tuple[EntryMetadata, ...]
+
+
+def encodeDestinations(destinations: Iterable[Destination]) -> bytes:
+    """The concatenated Destinations of a ``destination_list`` (section
+    6.3.2.2), without the list's length prefix.  :class:`ValueError` for a
+    destination that cannot be encoded."""
+    try:
+        return b"".join(destination.encode() for destination in destinations)
+    except EncodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def decodeDestinations(data: bytes, field: str = "destination_list") -> tuple[Destination, ...]:
+    """The Destinations of a ``destination_list``'s bytes (without its
+    length prefix); :class:`ValueError` naming ``field`` for bytes that are
+    not a sequence of valid Destinations."""
+    reader = Reader(bytes(data), path=field)
+    out: list[Destination] = []
+    try:
+        while reader.pos < reader.end:
+            out.append(Destination.read(reader, f"[{len(out)}]"))
+    except DecodeError as exc:
+        raise ValueError(str(exc)) from None
+    return tuple(out)

@@ -5,7 +5,8 @@ still needs every value of section 11.1.  This one is the smallest overlay
 that works out of the box: self-signed certificates (no enrollment server,
 no root certificates), CHORD-RELOAD, TLS links, the default sizes, and the
 Kinds of the base specification's own usages, so that certificates can be
-stored (section 8) and TURN servers found (section 9).
+stored (section 8) and TURN servers found (section 9), and the Kinds of the
+usages shipped with reload (REDIR, RFC 7374).
 """
 
 from __future__ import annotations
@@ -44,7 +45,24 @@ CERTIFICATE_BY_USER = KindConfig(
     maxCount=2,
     maxSize=2048,
 )
-BASE_KINDS = (TURN_SERVICE, CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER)
+#: RFC 7374 (ReDiR service discovery, the REDIR usage shipped in
+#: ``usages/redir.py``): Kind 0x104, named as IANA registered it (section
+#: 10.3), a DICTIONARY keyed by the provider's Node-ID under NODE-ID-MATCH
+#: (sections 5 and 6); no ``redir:branching-factor``, so b is 10 (section 8).
+#: A tree node holds the providers of its b intervals that registered there
+#: (section 4.3: every provider at its starting level, the lowest and
+#: highest of each interval above it): 64 leaves room for a busy node at
+#: the starting level.  A RedirServiceProvider with one Node-ID
+#: destination is 1 + 2 + 18 + 2 + len(namespace) + 6 bytes; 512 takes
+#: namespaces up to 480 bytes.
+REDIR = KindConfig(
+    name="REDIR",
+    dataModel="DICTIONARY",
+    accessControl="NODE-ID-MATCH",
+    maxCount=64,
+    maxSize=512,
+)
+BASE_KINDS = (TURN_SERVICE, CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER, REDIR)
 
 
 def defaultConfiguration(instanceName: str = "reload.local") -> OverlayConfiguration:

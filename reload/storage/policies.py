@@ -79,6 +79,11 @@ class PolicyContext(Protocol):
         """The values this node stores at (resourceId, kindId)."""
         ...
 
+    @property
+    def configuration(self) -> object:
+        """The overlay configuration in force (section 11.1), or ``None``."""
+        ...
+
 
 def _hashOf(node: Any, name: bytes) -> bytes | None:
     """The overlay's hash of ``name``; None for anything but a non-empty

@@ -162,6 +162,11 @@ class _Context:
     def localData(self, resourceId: bytes, kindId: int) -> tuple[StoredData, ...]:
         return self._service._localData(resourceId, kindId, self._nowMs)
 
+    @property
+    def configuration(self) -> object:
+        source = self._service.configuration
+        return source() if source is not None else None
+
 
 class StorageService:
     """One peer's storage, as the four methods of section 7.4 see it.
@@ -178,6 +183,8 @@ class StorageService:
     every replica Store is refused.  ``replicaSet(resourceId)`` gives the
     Node-IDs a StoreAns lists as replicas.  ``quota`` bounds the bytes of
     values one signer Node-ID may have stored here (None: no bound).
+    ``configuration()`` gives the overlay configuration in force, which
+    access policies may read (``IAccessPolicy.permits``).
     """
 
     log = Logger()
@@ -194,6 +201,7 @@ class StorageService:
         acceptReplica: Callable[[bytes, bytes], bool] | None = None,
         replicaSet: Callable[[bytes], Sequence[bytes]] | None = None,
         quota: int | None = None,
+        configuration: Callable[[], object] | None = None,
     ) -> None:
         if quota is not None and quota < 0:
             raise ValueError("the quota is a number of bytes, at least 0")
@@ -206,6 +214,7 @@ class StorageService:
         self.acceptReplica = acceptReplica
         self.replicaSet = replicaSet
         self.quota = quota
+        self.configuration = configuration
         self._listeners: list[Callable[[bytes, tuple[int, ...]], object]] = []
 
     # -- hooks -------------------------------------------------------------------
@@ -432,6 +441,7 @@ class StorageService:
                 signerUserName=userName if isinstance(userName, str) else "",
                 signerNodeIds=(nodeId,),
                 maxNodeMultiple=entry.maxNodeMultiple,
+                exists=dataValue.exists,
             )
             if not self.policies.permits(entry.policy, request, context):
                 raise ReloadError(

@@ -275,6 +275,7 @@ class MemoryOverlay:
             registry,
             MemoryStore(),
             clock=sim.host.clock,
+            configuration=lambda: self.configuration,
         )
         api.storage = stack.client
         stack.start()

@@ -19,9 +19,18 @@ from reload.wire.storage import DataModel, UnknownKindsInfo
 from tests.storage.support import KIND_CONFIGS, SINGLE_USER, makeIdentity
 
 
-def test_the_default_configuration_gives_the_base_kinds() -> None:
+def test_the_default_configuration_gives_the_base_kinds_and_the_shipped_usages_kinds() -> None:
     table = KindTable.fromConfiguration(defaultConfiguration().kinds)
-    assert {k.kindId for k in table} == {0x2, CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER}
+    assert {k.kindId for k in table} == {0x2, CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER, 0x104}
+    # RFC 7374 sections 5, 6 and 10.3: REDIR, named as IANA registered it.
+    redir = table[0x104]
+    assert (redir.name, redir.model, redir.policy) == (
+        "REDIR",
+        DataModel.DICTIONARY,
+        "NODE-ID-MATCH",
+    )
+    # No usage brought NODE-ID-MATCH to this table: stores of it are refused.
+    assert not redir.policyAvailable
     node, user = table[CERTIFICATE_BY_NODE], table[CERTIFICATE_BY_USER]
     # Section 8.
     assert (node.model, node.policy) == (DataModel.ARRAY, "NODE-MATCH")
@@ -37,6 +46,7 @@ def test_the_default_configuration_gives_the_base_kinds() -> None:
         0x2: DataModel.SINGLE,
         CERTIFICATE_BY_NODE: DataModel.ARRAY,
         CERTIFICATE_BY_USER: DataModel.ARRAY,
+        0x104: DataModel.DICTIONARY,
     }
 
 

@@ -1,0 +1,29 @@
+"""What a usage reads of the overlay configuration (RFC 6940 section 11.1).
+
+A usage gets the configuration in force as ``node.configuration``
+(:class:`reload.interfaces.INode`) and, in an access policy, as the
+``configuration`` of the node argument of ``IAccessPolicy.permits``.  The
+elements the usage RFCs add in their own XML namespaces are read with the
+accessors here, so a plugin never parses XML or imports the configuration
+package itself:
+
+- :func:`redirBranchingFactor`: ``redir:branching-factor`` of the REDIR
+  Kind (RFC 7374 section 8), :data:`DEFAULT_BRANCHING_FACTOR` when absent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reload.config.usages import DEFAULT_BRANCHING_FACTOR
+from reload.config.usages import redirBranchingFactor as _redirBranchingFactor
+
+__all__ = ["DEFAULT_BRANCHING_FACTOR", "redirBranchingFactor"]
+
+
+def redirBranchingFactor(configuration: Any) -> int:
+    """ReDiR's branching factor b (RFC 7374 section 8): from the REDIR
+    Kind's ``redir:branching-factor``, else the configuration's, else 10.
+    :class:`reload.config.ConfigError` (a ValueError) for a bad value (a
+    configuration that was read has been checked already)."""
+    return _redirBranchingFactor(configuration)
