@@ -266,12 +266,16 @@ def aloneInInterval(key: int, others: Iterable[int], level: int, b: int, bits: i
 
 def closestSuccessor(key: int, candidates: Iterable[int]) -> int | None:
     """The closest successor of ``key`` on the ring among ``candidates``:
-    the lowest at or after ``key``, else (going round) the lowest of all."""
+    the lowest above ``key``, else (going round) the lowest of all.  A
+    provider whose Node-ID is the key itself is not its successor: a
+    provider looking up its own Node-ID (section 4.5's usual key) finds the
+    next provider, and the walk's answer does not depend on the level it
+    starts at."""
     ids = sorted(set(candidates))
     if not ids:
         return None
     for candidate in ids:
-        if candidate >= key:
+        if candidate > key:
             return candidate
     return ids[0]
 
@@ -553,7 +557,7 @@ async def lookupWalk(
         providers = dict(await fetch(level, treeNodeOf(key, level, b, bits)))
         fetches += 1
         seen.update(providers)
-        successors = [p for p in providers if p >= key]
+        successors = [p for p in providers if p > key]
         if not successors:  # Condition 1
             if level == 0:
                 if not providers:
