@@ -293,7 +293,7 @@ def test_node_id_match_refuses_another_nodes_key() -> None:
 
 def test_node_id_match_refuses_a_record_at_the_wrong_tree_node() -> None:
     policy, node = NodeIdMatch(), PolicyNode()
-    record, resourceId = _ownRecord(NODE, 2)
+    record, _ = _ownRecord(NODE, 2)
     # A tree node whose intervals do not hold the Node-ID, stored where that
     # tree node lives: the interval check refuses it.
     wrong = RedirServiceProvider.forProvider(NODE, b"svc", 2, record.node + 1)
