@@ -37,6 +37,7 @@ __all__ = [
     "PURGE_INTERVAL",
     "REPAIR_EVERY",
     "REPLICA_VIA_HEADROOM",
+    "SIGNATURE_SLACK",
     "StorageStack",
     "registerStorage",
 ]
@@ -48,6 +49,10 @@ REPAIR_EVERY = 5
 #: Forwarding peers a replica Store leaves room for in its via list: it
 #: goes to a neighbour, mostly over a direct link.
 REPLICA_VIA_HEADROOM = 4
+#: Bytes a message signature may be longer than the one measured: an ECDSA
+#: signature is DER (two INTEGERs, each one byte longer when its top bit is
+#: set), so two signatures by one key differ by a few bytes.
+SIGNATURE_SLACK = 8
 
 
 def _adapted(method: StorageMethod) -> Callable[[Request], Any]:
@@ -147,7 +152,8 @@ class StorageStack:
         11.1) less the rest of the message -- forwarding header, message
         code, security block with the signature and the certificates --
         measured by encoding it empty, with room for REPLICA_VIA_HEADROOM
-        peers to forward it (each appends to the via list, section 6.1.2).
+        peers to forward it (each appends to the via list, section 6.1.2)
+        and for SIGNATURE_SLACK.
         A message body is a length-prefixed vector, so the body adds its
         own length exactly."""
         transport = self.node.transport
@@ -164,7 +170,7 @@ class StorageStack:
                 certificates=certificates,
                 forwardedBy=REPLICA_VIA_HEADROOM,
             )
-        return settings.maxMessageSize - overhead
+        return settings.maxMessageSize - overhead - SIGNATURE_SLACK
 
     def _sendReplica(self, nodeId: bytes, replica: ReplicaStore) -> Deferred[Any]:
         """A replica Store to ``nodeId``, with the certificates of its
