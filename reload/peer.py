@@ -472,6 +472,12 @@ class OverlayPeer(Service):
                 "quota": service.quota,
                 "replicaStoresSent": replicator.sent if replicator else 0,
                 "replicaStoresFailed": replicator.failed if replicator else 0,
+                # Copies (a Resource-ID to a peer) a failure stopped, waiting
+                # to be resumed, and the last failure's reason (section 10.4).
+                "replicaPlacementsPending": replicator.unplaced if replicator else 0,
+                "lastReplicaFailure": _describeFailure(replicator.lastFailure)
+                if replicator
+                else None,
             }
         out["usages"] = self.usages.status()
         if self.topology is not None:
@@ -479,3 +485,11 @@ class OverlayPeer(Service):
                 role: [n.hex() for n in ids] for role, ids in self.topology.neighbours().items()
             }
         return out
+
+
+def _describeFailure(failure: tuple[float, bytes, bytes, str] | None) -> dict[str, Any] | None:
+    """The status page's view of :attr:`Replicator.lastFailure`."""
+    if failure is None:
+        return None
+    when, resourceId, peer, why = failure
+    return {"time": when, "resourceId": resourceId.hex(), "peer": peer.hex(), "reason": why}

@@ -33,12 +33,26 @@ from reload.transport.node_api import TransportNode
 from reload.wire.header import Destination
 from reload.wire.storage import FetchAns, StoreReq
 
-__all__ = ["PURGE_INTERVAL", "REPAIR_EVERY", "StorageStack", "registerStorage"]
+__all__ = [
+    "PURGE_INTERVAL",
+    "REPAIR_EVERY",
+    "REPLICA_VIA_HEADROOM",
+    "SIGNATURE_SLACK",
+    "StorageStack",
+    "registerStorage",
+]
 
 #: Seconds between sweeps of expired stored values.
 PURGE_INTERVAL = 60.0
 #: Re-place every value held every this many purge rounds (5 minutes).
 REPAIR_EVERY = 5
+#: Forwarding peers a replica Store leaves room for in its via list: it
+#: goes to a neighbour, mostly over a direct link.
+REPLICA_VIA_HEADROOM = 4
+#: Bytes a message signature may be longer than the one measured: an ECDSA
+#: signature is DER (two INTEGERs, each one byte longer when its top bit is
+#: set), so two signatures by one key differ by a few bytes.
+SIGNATURE_SLACK = 8
 
 
 def _adapted(method: StorageMethod) -> Callable[[Request], Any]:
@@ -100,7 +114,10 @@ class StorageStack:
         )
         # Sections 10.4 and 10.7.3: every ITopology places replicas and
         # hands data over (a client's holds nothing, so it sends nothing).
-        self.replicator = Replicator(service, topology, self._sendReplica, clock, node.nodeId)
+        self.replicator = Replicator(
+            service, topology, self._sendReplica, clock, node.nodeId, self.replicaBudget
+        )
+        self._overheads: dict[tuple[Any, tuple[bytes, ...]], int] = {}
         # Section 7.4.1.1: which replica Stores to take.
         service.acceptReplica = self.replicator.accepts
         # A client answers them too: it is responsible for nothing, so it
@@ -130,6 +147,32 @@ class StorageStack:
         self._rounds += 1
         if self._rounds % REPAIR_EVERY == 0:
             self.replicator.sweep()
+
+    def replicaBudget(self, nodeId: bytes, certificates: tuple[bytes, ...]) -> int:
+        """The most bytes the StoreReq body of a replica Store to ``nodeId``
+        with ``certificates`` may have: max-message-size (sections 6.6 and
+        11.1) less the rest of the message -- forwarding header, message
+        code, security block with the signature and the certificates --
+        measured by encoding it empty, with room for REPLICA_VIA_HEADROOM
+        peers to forward it (each appends to the via list, section 6.1.2)
+        and for SIGNATURE_SLACK.
+        A message body is a length-prefixed vector, so the body adds its
+        own length exactly."""
+        transport = self.node.transport
+        settings = transport.settings
+        key = (settings, certificates)
+        overhead = self._overheads.get(key)
+        if overhead is None:
+            if len(self._overheads) >= 64:
+                self._overheads.clear()
+            overhead = self._overheads[key] = transport.requestSize(
+                [Destination.node(nodeId)],
+                StoreReq.CODE,
+                b"",
+                certificates=certificates,
+                forwardedBy=REPLICA_VIA_HEADROOM,
+            )
+        return settings.maxMessageSize - overhead - SIGNATURE_SLACK
 
     def _sendReplica(self, nodeId: bytes, replica: ReplicaStore) -> Deferred[Any]:
         """A replica Store to ``nodeId``, with the certificates of its

@@ -29,15 +29,22 @@ SPREAD = 0xF0000010
 MAX_MULTIPLE = 255
 
 
+#: ARRAY values, NODE-MATCH (the Resource-ID is H(Node-ID)), up to 1,000.
+BIG_ARRAY = 0xF0000011
+
+
 def writeOverlay(directory: Path, name: str, topology: str = "CHORD-RELOAD") -> None:
-    """An overlay configuration with the SPREAD Kind and the ``topology``
-    plugin, where a Lab finds it."""
+    """An overlay configuration with the SPREAD and BIG_ARRAY Kinds and
+    the ``topology`` plugin, where a Lab finds it."""
     base = dataclasses.replace(defaultConfiguration(name), topologyPlugin=topology)
     spread = KindConfig(
         kindId=SPREAD, name=None, maxCount=1, maxSize=512, maxNodeMultiple=MAX_MULTIPLE,
         dataModel="SINGLE", accessControl="NODE-MULTIPLE",
     )  # fmt: skip
-    config = dataclasses.replace(base, kinds=(*base.kinds, spread))
+    array = KindConfig(
+        kindId=BIG_ARRAY, maxCount=1000, maxSize=64, dataModel="ARRAY", accessControl="NODE-MATCH"
+    )
+    config = dataclasses.replace(base, kinds=(*base.kinds, spread, array))
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "overlay.xml").write_bytes(writeConfiguration(config))
 

@@ -14,9 +14,11 @@ import pytest
 
 from reload.config import parseConfiguration
 from reload.lab import Lab, LabPeer
+from topologies.chordreload.ring import hashResource
 
 from .conftest import sourceEnv
 from .replication_support import (
+    BIG_ARRAY,
     AdminCallFailed,
     call,
     eventually,
@@ -80,6 +82,84 @@ def test_a_value_survives_two_of_its_three_holders_killed(lab: Lab) -> None:
     repaired = eventually(lambda: len(holders(lab, resource)) >= 3, 90, interval=2)
     assert repaired, [p.index for p in holders(lab, resource)]
     assert fetched() == f"value {i}"
+
+
+#: Values of the big ARRAY: far more than one max-message-size (5,000 bytes)
+#: holds, about 120 bytes each with its signature.
+BIG_COUNT = 300
+
+
+def _arrayHeld(lab: Lab, resource: str) -> list[int]:
+    """How many values each live peer holding the resource has of it."""
+    counts = []
+    for peer in holders(lab, resource):
+        held = call(peer, "held", timeout=5, resource=resource)
+        counts += [k["values"] for k in held["kinds"] if k["kind"] == BIG_ARRAY]
+    return counts
+
+
+def _fetchArray(peer: LabPeer, nodeIdHex: str) -> dict[int, str]:
+    """Every value of the array, fetched by ranges of 25 (one FetchAns of
+    all would exceed max-message-size, section 6.3.2)."""
+    found: dict[int, str] = {}
+    for first in range(0, BIG_COUNT, 25):
+        result = call(
+            peer, "fetch", timeout=10, kind=hex(BIG_ARRAY), node=nodeIdHex,
+            index=f"{first}-{first + 24}",
+        )  # fmt: skip
+        for kind in result["kinds"]:
+            for value in kind["values"]:
+                if value.get("exists", True) and "value" in value:
+                    found[value["index"]] = value["value"]
+    return found
+
+
+def test_a_large_array_survives_two_joins_and_two_of_its_holders_killed(tmp_path: Path) -> None:
+    """Issue 17: an ARRAY resource of several hundred values, far above
+    max-message-size, is replicated in Stores that fit (section 6.6), moves
+    to two joining peers (10.5 step 6) and survives the responsible peer
+    and one replica killed (SIGKILL); three peers hold all of it again."""
+    writeOverlay(tmp_path, "large-array-lab.reload.local")
+    lab = Lab(tmp_path, basePort=None, adminBasePort=None, environment=sourceEnv())
+    try:
+        lab.start(4)
+        lab.waitConverged(60)
+        writer = lab.peers[0]
+        writerId = lab.status(writer)["nodeId"]
+        resource = hashResource(bytes.fromhex(writerId), 16).hex()
+        for i in range(BIG_COUNT):
+            call(writer, "store", kind=hex(BIG_ARRAY), node=writerId, value=f"v{i}", index=i)
+        expected = {i: f"v{i}" for i in range(BIG_COUNT)}
+        assert _arrayHeld(lab, resource) == [BIG_COUNT] * 3
+
+        lab.startPeer()
+        lab.startPeer()
+        lab.waitConverged(60)
+        assert eventually(lambda: _arrayHeld(lab, resource) == [BIG_COUNT] * 3, 30)
+        assert _fetchArray(lab.peers[-1], writerId) == expected
+
+        held = holders(lab, resource)
+        [responsible] = [p for p in held if _responsibleFor(p, resource)]
+        replica = next(p for p in held if p is not responsible)
+        for victim in (responsible, replica):
+            lab.stopPeer(victim, signal.SIGKILL)
+        survivor = next(p for p in lab.peers if lab.alive(p))
+
+        def fetched() -> dict[int, str] | None:
+            try:
+                return _fetchArray(survivor, writerId)
+            except AdminCallFailed:
+                return None
+
+        assert eventually(lambda: fetched() == expected, 60, interval=1)
+        repaired = eventually(lambda: _arrayHeld(lab, resource) == [BIG_COUNT] * 3, 90, 2)
+        assert repaired, _arrayHeld(lab, resource)
+        for peer in lab.peers:
+            if lab.alive(peer):
+                storage = lab.status(peer)["storage"]
+                assert storage["replicaPlacementsPending"] == 0, storage
+    finally:
+        lab.stop()
 
 
 def _responsibleFor(peer: LabPeer, resource: str) -> bool:

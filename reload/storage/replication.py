@@ -8,9 +8,9 @@ joins, leaves or fails -- data is Stored on the peers that now need it.
 :class:`Replicator` does both, driven by two events:
 
 * an original Store written here (:meth:`StorageService.addStoreListener`):
-  the changed Kinds are Stored on each replica, replica_number 1 and 2.
-  :meth:`settle` lets the Store's answer wait for those replica Stores, so
-  a value is acknowledged once three peers hold it (or the replicas that
+  the values it wrote are Stored on each replica, replica_number 1 and 2.
+  :meth:`settle` lets the Store's answer wait until those values are on
+  the replicas, so a value is acknowledged once three peers hold it (or the replicas that
   could be reached did answer: a replica that cannot be reached now is
   brought up to date by the repair below);
 * a responsibility change (``onResponsibilityChange`` of the topology,
@@ -24,25 +24,47 @@ joins, leaves or fails -- data is Stored on the peers that now need it.
     still in the replica set (section 10.7.3: keep it until "there are three
     predecessors between x and R").
 
-A replica Store carries the whole current content of the Kinds it copies
-(:meth:`StorageService.replicaStore`): generation counters and every live
-value with its remaining lifetime, so a replica that missed an update
-catches up with the next one.  Its security block carries the certificates
-of the values' signers, so the receiver verifies every signature itself.
+Data moves in replica Stores that fit max-message-size (sections 6.6 and
+11.1): :meth:`StorageService.replicaChunk` takes values in a stable order
+(Kind-ID, then array index or dictionary key) while the StoreReq stays
+within the :data:`~reload.storage.service.Budget` the node measured by
+encoding the rest of the message.  Each (Resource-ID, target peer) has one
+:class:`_Placement` that sends its chunks one at a time, each built from
+the current content just before it goes, so a replica's generation counter
+never moves back.  What an original Store wrote goes first, alone (only
+those values); a full copy (replica set change, handover, repair) follows
+with a cursor: the Position of the last value acknowledged.  A chunk that
+fails stops the placement where it is; the retry (RETRY_DELAYS, then the
+periodic sweep) resumes after the cursor, with the unsent new values
+first.  Every chunk's security block carries the certificates of its
+values' signers, so the receiver verifies every signature itself.
+
+A failed chunk is a warning naming the Resource-ID, the peer and the
+reason, counted in :attr:`Replicator.failed`; :attr:`Replicator.lastFailure`
+and :attr:`Replicator.unplaced` are on the status page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from reload.storage.service import ReplicaStore, StorageService
+from reload.storage.model import Slot
+from reload.storage.service import (
+    Budget,
+    Changes,
+    Position,
+    ReplicaChunk,
+    ReplicaStore,
+    StorageService,
+)
 
-__all__ = ["ReplicatingTopology", "Replicator", "SendReplica"]
+__all__ = ["ReplicaBudget", "ReplicatingTopology", "Replicator", "SendReplica"]
 
 
 class ReplicatingTopology(Protocol):
@@ -75,11 +97,70 @@ RETRY_DELAYS = (2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 #: ``replica.certificates`` in its security block; fires when it is answered.
 SendReplica = Callable[[bytes, ReplicaStore], Deferred[Any]]
 
+#: ``budget(nodeId, certificates)``: the most bytes the StoreReq body of a
+#: replica Store to ``nodeId`` carrying ``certificates`` may have (the
+#: node measures its messages by encoding them, section 6.6).
+ReplicaBudget = Callable[[bytes, tuple[bytes, ...]], int]
+
+
+@dataclass(eq=False)
+class _Placement:
+    """Copying one Resource-ID to one peer (as replica ``number``).
+
+    ``changes`` are the values original Stores wrote that this peer has not
+    acknowledged yet (sent first); ``full`` asks for a copy of everything
+    held, acknowledged up to ``cursor``.  One chunk is in flight at a time
+    (``busy``)."""
+
+    resourceId: bytes
+    peer: bytes
+    number: int
+    changes: dict[int, dict[Slot, None]] = field(default_factory=dict)
+    full: bool = False
+    cursor: Position | None = None
+    busy: bool = False
+    #: The target changed: forget this placement once its chunk is answered.
+    obsolete: bool = False
+    #: Fire (None) when ``changes`` are all acknowledged or a chunk failed.
+    changeWaiters: list[Deferred[None]] = field(default_factory=list)
+    #: Fire True when the full copy is acknowledged, False when it failed.
+    fullWaiters: list[Deferred[bool]] = field(default_factory=list)
+
+    def addChanges(self, changes: Changes) -> None:
+        for kindId, slots in changes.items():
+            pending = self.changes.setdefault(kindId, {})
+            for slot in slots:
+                pending.setdefault(slot)
+
+    def acknowledged(self, carried: Iterable[tuple[int, Slot]]) -> None:
+        for kindId, slot in carried:
+            pending = self.changes.get(kindId)
+            if pending is not None:
+                pending.pop(slot, None)
+                if not pending:
+                    del self.changes[kindId]
+
+    @property
+    def idle(self) -> bool:
+        return not (self.busy or self.changes or self.full)
+
+    def releaseChangeWaiters(self) -> None:
+        waiters, self.changeWaiters = self.changeWaiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def releaseFullWaiters(self, done: bool) -> None:
+        waiters, self.fullWaiters = self.fullWaiters, []
+        for d in waiters:
+            d.callback(done)
+
 
 class Replicator:
     """Keeps the data of ``service`` where ``topology`` says it belongs,
     sending replica Stores with ``send``; ``clock`` gives the time values'
-    remaining lifetimes are computed at; ``nodeId`` is this peer's."""
+    remaining lifetimes are computed at; ``nodeId`` is this peer's.
+    ``budget`` bounds each replica Store's body (None: no bound, one
+    Store per copy)."""
 
     log = Logger()
 
@@ -90,21 +171,25 @@ class Replicator:
         send: SendReplica,
         clock: Any,
         nodeId: bytes,
+        budget: ReplicaBudget | None = None,
     ) -> None:
         self.service = service
         self.topology = topology
         self.send = send
         self.clock = clock
         self.nodeId = nodeId
-        self._inFlight: dict[bytes, list[Deferred[None]]] = {}
+        self.budget = budget
+        self._placements: dict[bytes, dict[bytes, _Placement]] = {}
         #: Resource-IDs whose placement failed, and how often in a row.
         self._retries: dict[bytes, int] = {}
         self._retryCall: Any = None
         self._stopped = False
-        #: Replica Stores sent and answered with success, and failed; for
-        #: the status page.
+        #: Replica Stores (chunks) sent and answered with success, and
+        #: failed; for the status page.
         self.sent = 0
         self.failed = 0
+        #: The last failure: when (clock seconds), Resource-ID, peer, why.
+        self.lastFailure: tuple[float, bytes, bytes, str] | None = None
         service.addStoreListener(self._stored)
         topology.onResponsibilityChange(self._changed)
 
@@ -127,9 +212,14 @@ class Replicator:
 
     # -- events ------------------------------------------------------------------------
 
-    def _stored(self, resourceId: bytes, kindIds: tuple[int, ...]) -> None:
-        """Section 10.4: an original Store changed ``kindIds``."""
-        self._copyToReplicas(resourceId, kindIds)
+    def _stored(self, resourceId: bytes, changes: Changes) -> None:
+        """Section 10.4: an original Store wrote ``changes``."""
+        if self._stopped:
+            return
+        for number, peer in enumerate(self.topology.replicaSet(resourceId), start=1):
+            placement = self._placement(resourceId, peer, number)
+            placement.addChanges(changes)
+            self._pump(placement)
 
     def _changed(self, ranges: Iterable[Container]) -> None:
         """Sections 10.5 step 6 and 10.7.3: who holds what changed."""
@@ -156,17 +246,17 @@ class Replicator:
                 self.log.failure("isResponsible failed")
                 continue
             if responsible:
-                self._copyToReplicas(resourceId, None)
+                self._copyToReplicas(resourceId)
             else:
                 self._handOver(resourceId)
 
-    def _copyToReplicas(self, resourceId: bytes, kindIds: Sequence[int] | None) -> None:
-        now = self.clock.seconds()
-        for number, peer in enumerate(self.topology.replicaSet(resourceId), start=1):
-            replica = self.service.replicaStore(resourceId, number, now, kindIds)
-            if replica is None:
-                return
-            self._track(resourceId, self._send(peer, replica))
+    def _copyToReplicas(self, resourceId: bytes) -> None:
+        """Everything held at ``resourceId`` to each replica (section
+        10.4), resuming a copy that stopped."""
+        targets = self.topology.replicaSet(resourceId)
+        self._retarget(resourceId, targets)
+        for number, peer in enumerate(targets, start=1):
+            self._copyAll(self._placement(resourceId, peer, number))
 
     def _handOver(self, resourceId: bytes) -> None:
         """Store everything held at ``resourceId`` on its responsible peer;
@@ -174,12 +264,9 @@ class Replicator:
         peer = self.topology.responsiblePeer(resourceId)
         if peer == self.nodeId:
             return
-        replica = self.service.replicaStore(resourceId, 1, self.clock.seconds())
-        if replica is None:
-            return
-        d = self._send(peer, replica)
-        d.addCallback(self._handedOver, resourceId)
-        self._track(resourceId, d)
+        self._retarget(resourceId, [peer])
+        done = self._copyAll(self._placement(resourceId, peer, 1))
+        done.addCallback(self._handedOver, resourceId)
 
     def _handedOver(self, delivered: bool, resourceId: bytes) -> None:
         if not delivered:
@@ -187,38 +274,161 @@ class Replicator:
         if self.topology.isResponsible(resourceId) or self.topology.holdsReplica(resourceId):
             return
         self.log.debug("handed over {rid}; dropping it", rid=resourceId.hex())
+        self._forget(resourceId)
         self.service.dropResources([resourceId])
 
-    def _send(self, peer: bytes, replica: ReplicaStore) -> Deferred[bool]:
-        """Send one replica Store; fires True when it was stored, False when
-        it failed (logged; the next sweep or change tries again)."""
+    def _placement(self, resourceId: bytes, peer: bytes, number: int) -> _Placement:
+        byPeer = self._placements.setdefault(resourceId, {})
+        placement = byPeer.get(peer)
+        if placement is None or placement.obsolete:
+            placement = byPeer[peer] = _Placement(resourceId, peer, number)
+        placement.number = number
+        return placement
+
+    def _retarget(self, resourceId: bytes, targets: Iterable[bytes]) -> None:
+        """Forget copies to peers that are no longer where ``resourceId``
+        goes (a chunk in flight finishes first)."""
+        keep = set(targets)
+        byPeer = self._placements.get(resourceId, {})
+        for peer, placement in list(byPeer.items()):
+            if peer in keep:
+                continue
+            placement.obsolete = True
+            placement.releaseChangeWaiters()
+            placement.releaseFullWaiters(False)
+            if not placement.busy:
+                del byPeer[peer]
+        if not byPeer:
+            self._placements.pop(resourceId, None)
+
+    def _forget(self, resourceId: bytes) -> None:
+        for placement in self._placements.pop(resourceId, {}).values():
+            placement.obsolete = True
+            placement.releaseChangeWaiters()
+            placement.releaseFullWaiters(False)
+
+    def _copyAll(self, placement: _Placement) -> Deferred[bool]:
+        """Ask ``placement`` for a full copy (resumed after its cursor if
+        one is under way); fires True once it is acknowledged."""
+        done: Deferred[bool] = Deferred()
+        placement.fullWaiters.append(done)
+        placement.full = True
+        self._pump(placement)
+        return done
+
+    def _pump(self, placement: _Placement) -> None:
+        """Send ``placement``'s next chunk unless one is in flight: new
+        values first, then the full copy after its cursor."""
+        if placement.busy or self._stopped or placement.obsolete:
+            return
+        now = self.clock.seconds()
+        budget = self._budgetFor(placement.peer)
+        chunk: ReplicaChunk | None = None
+        full = False
+        if placement.changes:
+            slots = {kindId: tuple(pending) for kindId, pending in placement.changes.items()}
+            chunk = self.service.replicaChunk(
+                placement.resourceId, placement.number, now, slots=slots, budget=budget
+            )
+            if chunk is None:  # expired or dropped since: nothing left to send
+                placement.changes.clear()
+        if chunk is None:
+            placement.releaseChangeWaiters()
+            if placement.full:
+                chunk = self.service.replicaChunk(
+                    placement.resourceId,
+                    placement.number,
+                    now,
+                    after=placement.cursor,
+                    budget=budget,
+                )
+                full = True
+                if chunk is None:
+                    placement.full = False
+                    placement.cursor = None
+                    placement.releaseFullWaiters(True)
+        if chunk is None:
+            self._tidy(placement)
+            return
+        placement.busy = True
+        self._send(placement, chunk, full)
+
+    def _budgetFor(self, peer: bytes) -> Budget | None:
+        measure = self.budget
+        if measure is None:
+            return None
+
+        def budget(certificates: tuple[bytes, ...]) -> int:
+            return measure(peer, certificates)
+
+        return budget
+
+    def _tidy(self, placement: _Placement) -> None:
+        """Forget an idle placement (it has nothing to resume) or an
+        obsolete one."""
+        if not (placement.idle or placement.obsolete):
+            return
+        byPeer = self._placements.get(placement.resourceId)
+        if byPeer is not None and byPeer.get(placement.peer) is placement:
+            del byPeer[placement.peer]
+            if not byPeer:
+                del self._placements[placement.resourceId]
+
+    def _send(self, placement: _Placement, chunk: ReplicaChunk, full: bool) -> None:
+        """Send one chunk; on its answer go on with the next one, on a
+        failure stop there (a warning; :meth:`_retryLater` resumes)."""
+        resourceId, peer = placement.resourceId, placement.peer
         try:
-            d = self.send(peer, replica)
-        except Exception:
+            d = self.send(peer, chunk.replica)
+        except Exception as exc:
             self.log.failure("sending a replica Store failed")
-            self.failed += 1
-            self._retryLater(replica.request.resource)
-            return succeed(False)
+            self._failed(placement, f"{type(exc).__name__}: {exc}")
+            return
 
-        resourceId = replica.request.resource
-
-        def stored(_: object) -> bool:
+        def stored(_: object) -> None:
             self.sent += 1
             self._retries.pop(resourceId, None)
-            return True
+            placement.busy = False
+            placement.acknowledged(chunk.slots)
+            if full:
+                placement.cursor = chunk.last
+            if placement.obsolete:
+                self._tidy(placement)
+                return
+            self._pump(placement)
 
-        def failed(failure: Failure) -> bool:
-            self.failed += 1
-            self._retryLater(resourceId)
-            self.log.info(
-                "replica Store of {rid} to {peer} failed: {why}",
-                rid=replica.request.resource.hex(),
-                peer=peer.hex(),
-                why=failure.getErrorMessage(),
-            )
-            return False
+        def failed(failure: Failure) -> None:
+            self._failed(placement, failure.getErrorMessage())
 
-        return d.addCallbacks(stored, failed)
+        d.addCallbacks(stored, failed)
+
+    def _failed(self, placement: _Placement, why: str) -> None:
+        placement.busy = False
+        self.failed += 1
+        resourceId, peer = placement.resourceId, placement.peer
+        self.lastFailure = (self.clock.seconds(), resourceId, peer, why)
+        self.log.warn(
+            "replica Store of {rid} to {peer} failed, to be resumed: {why}",
+            rid=resourceId.hex(),
+            peer=peer.hex(),
+            why=why,
+        )
+        placement.releaseChangeWaiters()
+        placement.releaseFullWaiters(False)
+        if placement.obsolete:
+            self._tidy(placement)
+        self._retryLater(resourceId)
+
+    @property
+    def unplaced(self) -> int:
+        """Copies (a Resource-ID to a peer) stopped by a failure and waiting
+        to be resumed."""
+        return sum(
+            1
+            for byPeer in self._placements.values()
+            for p in byPeer.values()
+            if not p.busy and (p.changes or p.full)
+        )
 
     # -- retries -----------------------------------------------------------------------
 
@@ -235,11 +445,12 @@ class Replicator:
         if attempt >= len(RETRY_DELAYS):
             self._retries.pop(resourceId, None)
             if not self.topology.shouldHold(resourceId):
-                self.log.info(
+                self.log.warn(
                     "giving up handing over {rid}, which this peer no longer holds for"
                     " anyone; deleting it",
                     rid=resourceId.hex(),
                 )
+                self._forget(resourceId)
                 self.service.dropResources([resourceId])
             return
         self._retries[resourceId] = attempt + 1
@@ -253,32 +464,24 @@ class Replicator:
         for rid in list(self._retries):
             if rid not in held:
                 del self._retries[rid]
+                self._forget(rid)
         self._place(due)
 
     # -- waiting for replicas ----------------------------------------------------------
 
-    def _track(self, resourceId: bytes, d: Deferred[Any]) -> None:
-        pending = self._inFlight.setdefault(resourceId, [])
-        done: Deferred[None] = d.addBoth(lambda _: None)
-        pending.append(done)
-
-        def forget(_: None) -> None:
-            left = self._inFlight.get(resourceId)
-            if left is not None:
-                if done in left:
-                    left.remove(done)
-                if not left:
-                    del self._inFlight[resourceId]
-
-        done.addBoth(forget)
-
     def settle(self, resourceId: bytes, timeout: float = REPLICA_WAIT) -> Deferred[None]:
-        """Fires once every replica Store of ``resourceId`` sent so far has
-        been answered (or has failed), or after ``timeout`` seconds: a
-        replica that does not answer (it just failed) must not make the
-        storing node's own request time out (section 6.2.1's retransmissions
-        end after 15 s); it is placed again later.  Never fails."""
-        pending = [_follow(d) for d in self._inFlight.get(resourceId, ())]
+        """Fires once the values original Stores wrote at ``resourceId``
+        are acknowledged by every replica they were sent to (or their copy
+        failed), or after ``timeout`` seconds: a replica that does not
+        answer (it just failed) must not make the storing node's own
+        request time out (section 6.2.1's retransmissions end after 15 s);
+        it is placed again later.  Never fails."""
+        pending: list[Deferred[None]] = []
+        for placement in self._placements.get(resourceId, {}).values():
+            if placement.changes and not placement.obsolete:
+                waiter: Deferred[None] = Deferred()
+                placement.changeWaiters.append(waiter)
+                pending.append(waiter)
         if not pending:
             return succeed(None)
         done: Deferred[None] = Deferred()
@@ -300,7 +503,7 @@ class Replicator:
     @property
     def pending(self) -> int:
         """Replica Stores sent and not answered yet."""
-        return sum(len(v) for v in self._inFlight.values())
+        return sum(1 for byPeer in self._placements.values() for p in byPeer.values() if p.busy)
 
 
 class Container(Protocol):
@@ -308,16 +511,3 @@ class Container(Protocol):
     it (for CHORD-RELOAD the ids in (start, end], section 10.1)."""
 
     def __contains__(self, x: object) -> bool: ...
-
-
-def _follow(d: Deferred[None]) -> Deferred[None]:
-    """A Deferred that fires when ``d`` does, leaving ``d``'s own chain
-    untouched."""
-    follower: Deferred[None] = Deferred()
-
-    def relay(result: object) -> object:
-        follower.callback(None)
-        return result
-
-    d.addBoth(relay)
-    return follower

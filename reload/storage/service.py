@@ -45,7 +45,7 @@ peer is responsible for and holds a value of that Kind.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -92,10 +92,15 @@ from reload.wire.storage import (
 
 __all__ = [
     "NOT_FOUND_RESOURCE",
+    "Budget",
+    "Changes",
     "FetchResult",
+    "Position",
+    "ReplicaChunk",
     "ReplicaStore",
     "Requester",
     "StorageService",
+    "StoreListener",
 ]
 
 #: FindKindData.closest when no Resource-ID is known (section 7.4.4.2: "It
@@ -131,6 +136,37 @@ class ReplicaStore:
 
     request: StoreReq
     certificates: tuple[bytes, ...]
+
+
+#: What an original Store changed: each Kind-ID whose generation counter
+#: moved, with the slots it wrote (array indices, dictionary keys, None for
+#: SINGLE) in the order replica Stores copy them.
+Changes = Mapping[int, tuple[Slot, ...]]
+
+#: ``listener(resourceId, changes)``: see :meth:`StorageService.addStoreListener`.
+StoreListener = Callable[[bytes, Changes], object]
+
+#: A place in the order replica Stores copy a Resource-ID's values in: the
+#: Kind-ID, then the slot's place (array indices ascending, then dictionary
+#: keys bytewise; SINGLE has one slot).
+Position = tuple[int, tuple[int, int, bytes]]
+
+#: ``budget(certificates)``: the most bytes the StoreReq body of a replica
+#: Store may have when its security block carries ``certificates`` (DER)
+#: besides the sender's own: max-message-size less everything else of the
+#: message, found by encoding it (section 6.6 and 11.1 max-message-size).
+Budget = Callable[[tuple[bytes, ...]], int]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaChunk:
+    """One replica Store of a copy split to fit max-message-size: the
+    request, the :data:`Position` of its last value (the next chunk starts
+    after it) and the (Kind-ID, slot) of every value it carries."""
+
+    replica: ReplicaStore
+    last: Position
+    slots: tuple[tuple[int, Slot], ...]
 
 
 def _seconds(now: float) -> int:
@@ -215,20 +251,23 @@ class StorageService:
         self.replicaSet = replicaSet
         self.quota = quota
         self.configuration = configuration
-        self._listeners: list[Callable[[bytes, tuple[int, ...]], object]] = []
+        self._listeners: list[StoreListener] = []
 
     # -- hooks -------------------------------------------------------------------
 
-    def addStoreListener(self, listener: Callable[[bytes, tuple[int, ...]], object]) -> None:
-        """Call ``listener(resourceId, kindIds)`` after every original
-        (replica_number 0) Store that was written: the node then sends
-        :meth:`replicaStore` to the replica set (section 10.4)."""
+    def addStoreListener(self, listener: StoreListener) -> None:
+        """Call ``listener(resourceId, changes)`` after every original
+        (replica_number 0) Store that was written; ``changes`` maps each
+        Kind-ID whose generation counter moved to the slots the Store wrote
+        (array indices, dictionary keys, None for SINGLE), in stored order.
+        The node then copies those values to the replica set (section 10.4,
+        :meth:`replicaChunk`)."""
         self._listeners.append(listener)
 
-    def _notify(self, resourceId: bytes, kindIds: tuple[int, ...]) -> None:
+    def _notify(self, resourceId: bytes, changes: Changes) -> None:
         for listener in list(self._listeners):
             try:
-                listener(resourceId, kindIds)
+                listener(resourceId, changes)
             except Exception:
                 self.log.failure("a store listener failed")
 
@@ -366,10 +405,9 @@ class StorageService:
                 ErrorCode.FORBIDDEN, "this peer cannot write its storage now; nothing was stored"
             ) from None
         if not replica:
-            before = {r.kindId: r.generation for r in current if r is not None}
-            changed = tuple(r.kindId for r in updated if r.generation != before.get(r.kindId, 0))
-            if changed:
-                self._notify(resourceId, changed)
+            changes = _changedSlots(current, updated)
+            if changes:
+                self._notify(resourceId, changes)
         return StoreAns(tuple(responses))
 
     def _record(self, resourceId: bytes, entry: KindEntry) -> KindRecord | None:
@@ -632,35 +670,125 @@ class StorageService:
     def replicaStore(
         self, resourceId: bytes, replicaNumber: int, now: float, kinds: Iterable[int] | None = None
     ) -> ReplicaStore | None:
-        """The StoreReq that copies what is held at ``resourceId`` (of
-        ``kinds``, default all) to another peer: to replica ``replicaNumber``
-        after an original store (section 10.4), or to the new responsible
-        peer of a handover (10.5, 10.7.3, with a nonzero replica_number:
-        those values are not the sender's).  Each Kind carries its
-        generation counter and its live values with the lifetime they have
-        left (7.4.1.1).  None when nothing is held."""
+        """One StoreReq that copies everything held at ``resourceId`` (of
+        ``kinds``, default all) to another peer, whatever its size: to
+        replica ``replicaNumber`` after an original store (section 10.4),
+        or to the new responsible peer of a handover (10.5, 10.7.3, with a
+        nonzero replica_number: those values are not the sender's).  Each
+        Kind carries its generation counter and its live values with the
+        lifetime they have left (7.4.1.1).  None when nothing is held.
+        Replication sends :meth:`replicaChunk`, which fits a message."""
+        chunk = self.replicaChunk(resourceId, replicaNumber, now, kinds=kinds)
+        return chunk.replica if chunk is not None else None
+
+    def replicaChunk(
+        self,
+        resourceId: bytes,
+        replicaNumber: int,
+        now: float,
+        *,
+        after: Position | None = None,
+        slots: Changes | None = None,
+        kinds: Iterable[int] | None = None,
+        budget: Budget | None = None,
+    ) -> ReplicaChunk | None:
+        """The next replica Store of a copy of what is held at
+        ``resourceId``, or None when nothing is left to copy.
+
+        Values go in a stable order (Kinds by Kind-ID, then
+        :func:`_ordered` slots), starting after ``after``; ``slots`` limits
+        the copy to the values an original Store wrote (section 10.4: the
+        replicas get the new values), ``kinds`` to some Kinds.  The chunk
+        takes values while its StoreReq body stays within ``budget`` of the
+        certificates of the values' signers it must carry (section 6.3.4),
+        measured by encoding each part: a StoreReq is its header plus, per
+        Kind, a StoreKindData header and the encoded values, so the sum is
+        the exact encoded length.  A chunk holds at least one value (one
+        alone above the budget would not have fitted the original Store
+        either: sending it reports why).
+
+        Each StoreKindData carries the Kind's generation counter as it is
+        now: a replica store sets the replica's counter to it and is not
+        checked against it (section 7.4.1.1), so every chunk is taken, and
+        chunks sent one after another leave the replica at the newest
+        counter.  Values keep the lifetime they have left (7.4.1.1)."""
         if not 1 <= replicaNumber <= 0xFF:
             raise ValueError(f"a replica number is 1 to 255, not {replicaNumber}")
         nowMs = _seconds(now)
         only = set(kinds) if kinds is not None else None
+        size = len(StoreReq(resourceId, replicaNumber, ()).encode())
         kindData: list[StoreKindData] = []
         certificates: dict[bytes, None] = {}
+        carried: list[tuple[int, Slot]] = []
+        last: Position | None = None
+        full = False
         for record in sorted(self.store.records(resourceId), key=lambda r: r.kindId):
-            if (only is not None and record.kindId not in only) or record.kindId not in self.kinds:
+            kindId = record.kindId
+            if full:
+                break
+            if (only is not None and kindId not in only) or kindId not in self.kinds:
                 continue
-            if record.generation == 0:
+            if record.generation == 0 or (slots is not None and kindId not in slots):
                 continue
+            wanted = set(slots[kindId]) if slots is not None else None
+            if after is not None and kindId < after[0]:
+                continue
+            head = len(StoreKindData(kindId, record.generation, ()).encode())
             live = record.live(nowMs)
-            values = tuple(live[s].at(nowMs) for s in _ordered(live))
-            for slot in live:
-                if live[slot].certificate:
-                    certificates.setdefault(live[slot].certificate)
-            kindData.append(StoreKindData(record.kindId, record.generation, values))
-        if not kindData:
+            values: list[StoredData] = []
+            for slot in _ordered(live):
+                position = (kindId, _slotKey(slot))
+                if (after is not None and position <= after) or (
+                    wanted is not None and slot not in wanted
+                ):
+                    continue
+                stored = live[slot]
+                data = stored.at(nowMs)
+                grown = size + len(data.encode()) + (0 if values else head)
+                needed = dict(certificates)
+                if stored.certificate:
+                    needed.setdefault(stored.certificate)
+                if budget is not None and carried and grown > budget(tuple(needed)):
+                    full = True
+                    break
+                values.append(data)
+                carried.append((kindId, slot))
+                certificates = needed
+                size = grown
+                last = position
+            if values:
+                kindData.append(StoreKindData(kindId, record.generation, tuple(values)))
+        if last is None:
             return None
-        return ReplicaStore(
-            StoreReq(resourceId, replicaNumber, tuple(kindData)), tuple(certificates)
-        )
+        request = StoreReq(resourceId, replicaNumber, tuple(kindData))
+        return ReplicaChunk(ReplicaStore(request, tuple(certificates)), last, tuple(carried))
+
+    def replicaChunks(
+        self,
+        resourceId: bytes,
+        replicaNumber: int,
+        now: float,
+        *,
+        slots: Changes | None = None,
+        kinds: Iterable[int] | None = None,
+        budget: Budget | None = None,
+    ) -> Iterator[ReplicaChunk]:
+        """Every chunk of a copy (:meth:`replicaChunk`), first to last."""
+        after: Position | None = None
+        while True:
+            chunk = self.replicaChunk(
+                resourceId,
+                replicaNumber,
+                now,
+                after=after,
+                slots=slots,
+                kinds=kinds,
+                budget=budget,
+            )
+            if chunk is None:
+                return
+            yield chunk
+            after = chunk.last
 
     def dropResources(self, resourceIds: Iterable[bytes]) -> None:
         """Forget the data at ``resourceIds`` (after handing it over)."""
@@ -688,6 +816,28 @@ class StorageService:
         return removed
 
 
-def _ordered(values: Mapping[Slot, StoredValue]) -> list[Slot]:
+def _slotKey(slot: Slot) -> tuple[int, int, bytes]:
+    return (0, slot, b"") if isinstance(slot, int) else (1, 0, slot or b"")
+
+
+def _ordered(values: Iterable[Slot]) -> list[Slot]:
     """Slots in a stable order: array indices ascending, keys bytewise."""
-    return sorted(values, key=lambda s: (0, s, b"") if isinstance(s, int) else (1, 0, s or b""))
+    return sorted(values, key=_slotKey)
+
+
+def _changedSlots(
+    current: Sequence[KindRecord | None], updated: Sequence[KindRecord]
+) -> dict[int, tuple[Slot, ...]]:
+    """What an original Store changed (:data:`Changes`): per Kind whose
+    generation counter moved, the slots whose value differs from before."""
+    before = {r.kindId: r for r in current if r is not None}
+    changes: dict[int, tuple[Slot, ...]] = {}
+    for record in updated:
+        old = before.get(record.kindId)
+        if record.generation == (old.generation if old is not None else 0):
+            continue
+        previous = old.values if old is not None else {}
+        slots = tuple(s for s in _ordered(record.values) if previous.get(s) is not record.values[s])
+        if slots:
+            changes[record.kindId] = slots
+    return changes

@@ -717,6 +717,35 @@ class Transport:
             )
         return decision
 
+    def requestSize(
+        self,
+        destinations: Sequence[Destination],
+        code: int,
+        body: bytes,
+        *,
+        certificates: Sequence[bytes] = (),
+        forwardedBy: int = 0,
+    ) -> int:
+        """The encoded length of the request :meth:`request` would send with
+        these arguments, signed as it would be (section 6.3: forwarding
+        header, MessageContents, security block with the signer's and
+        ``certificates``), after ``forwardedBy`` peers each appended a
+        Node-ID to its via list on the way (section 6.1.2).  Compare it
+        with ``settings.maxMessageSize`` (section 6.6): a caller splitting
+        data into messages measures them with it instead of guessing."""
+        header = ForwardingHeader(
+            overlay=self.settings.overlay,
+            transaction_id=0,
+            destination_list=tuple(destinations),
+            via_list=tuple(Destination.node(self.nodeId) for _ in range(forwardedBy)),
+            configuration_sequence=self.settings.configurationSequence,
+            ttl=self.settings.initialTtl,
+        )
+        message = self.security.sign(
+            Message(header, MessageContents(code, body), _carrying(certificates))
+        )
+        return len(message.encode())
+
     def request(
         self,
         destinations: Sequence[Destination],

@@ -53,6 +53,7 @@ SINGLE_MULTIPLE = 0xF0000004  # SINGLE, NODE-MULTIPLE (max 3)
 DICT_NODE = 0xF0000005  # DICTIONARY, NODE-MATCH
 DICT_REDIR = 0xF0000006  # DICTIONARY, NODE-ID-MATCH (no such policy installed)
 ARRAY_USER = 0xF0000007  # ARRAY, USER-MATCH, big limits (quota tests)
+DICT_USER = 0xF0000008  # DICTIONARY, USER-MATCH, big limits (replica chunks)
 
 KIND_CONFIGS = (
     KindConfig(
@@ -89,6 +90,13 @@ KIND_CONFIGS = (
     KindConfig(
         kindId=ARRAY_USER,
         dataModel="ARRAY",
+        accessControl="USER-MATCH",
+        maxCount=1000,
+        maxSize=1000,
+    ),
+    KindConfig(
+        kindId=DICT_USER,
+        dataModel="DICTIONARY",
         accessControl="USER-MATCH",
         maxCount=1000,
         maxSize=1000,
@@ -232,6 +240,7 @@ __all__ = [
     "CERTIFICATE_BY_USER",
     "DICT_NODE",
     "DICT_REDIR",
+    "DICT_USER",
     "DICT_USER_NODE",
     "HOUR",
     "NOW",

@@ -78,6 +78,13 @@ class Network:
         return d
 
 
+def answerAll(network: Network) -> None:
+    """Acknowledge every replica Store sent so far."""
+    for _, _, answered in list(network.sent):
+        if not answered.called:
+            answered.callback("stored")
+
+
 def make(topology: FakeTopology, clock: Clock | None = None) -> tuple[Setup, Network, Replicator]:
     if clock is None:
         clock = Clock()
@@ -138,6 +145,7 @@ def test_a_responsibility_change_copies_what_is_held_in_the_range() -> None:
     topology = FakeTopology()
     setup, network, _ = make(topology)
     rid = storeOne(setup, b"v1")
+    answerAll(network)
     network.sent.clear()
     (callback,) = topology.callbacks
     callback((IdRange(rid, rid),))  # the whole ring

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -665,7 +665,7 @@ def test_find_gives_the_closest_resource_at_or_after() -> None:
 def test_replicas_copy_data_and_counters() -> None:
     replicaIds = [b"\x0a" * 16, b"\x0b" * 16]
     primary = Setup(identities=(ALICE,), replicaSet=lambda rid: replicaIds)
-    notified: list[tuple[bytes, tuple[int, ...]]] = []
+    notified: list[tuple[bytes, Mapping[int, tuple[object, ...]]]] = []
     primary.service.addStoreListener(lambda rid, kinds: notified.append((rid, kinds)))
     rid = h(ALICE_NAME)
     request = StoreReq(
@@ -680,7 +680,8 @@ def test_replicas_copy_data_and_counters() -> None:
     )
     answer = store(primary, ALICE, request)
     assert [r.replicas for r in answer.kind_responses] == [tuple(replicaIds)] * 2
-    assert notified == [(rid, (SINGLE_USER, DICT_USER_NODE))]
+    # The listener learns which values the Store wrote (section 10.4).
+    assert notified == [(rid, {SINGLE_USER: (None,), DICT_USER_NODE: (ALICE.nodeId,)})]
 
     copy = primary.service.replicaStore(rid, 1, NOW + 100)
     assert copy is not None
