@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -92,6 +92,10 @@ class OverlayPeer(Service):
         self.configuration: OverlayConfiguration = settings.configuration
         self._configurationDocument = b""
         self._configurationSent: dict[bytes, float] = {}
+        #: Called with the one-line reason when start-up fails (the twistd
+        #: service sets it to end the process with a non-zero status);
+        #: None: stop the reactor.
+        self.onFatal: Callable[[str], None] | None = None
 
     # -- start -----------------------------------------------------------------
 
@@ -112,7 +116,11 @@ class OverlayPeer(Service):
             self.error = f"{failure.value.__class__.__name__}: {failure.getErrorMessage()}"
             self.log.failure("Cannot start the peer", failure)
         # A peer that cannot be a member of the overlay has nothing to serve.
-        if self.running and self.reactor.running:
+        if not self.running:
+            return
+        if self.onFatal is not None:
+            self.onFatal(self.error)
+        elif self.reactor.running:
             self.reactor.stop()
 
     async def _start(self) -> None:
