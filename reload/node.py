@@ -59,6 +59,34 @@ def failStartup(message: str, reactor: Any, status: int = 1) -> None:
         reactor.callWhenRunning(reactor.stop)
 
 
+def capRotatedLogs(keep: int | None) -> list[str]:
+    """Keep at most ``keep`` rotated files of twistd's ``--logfile``.
+
+    twistd rotates its log file at 1 MB and keeps every rotated file; it
+    has no option to bound them.  The file it writes is a
+    :class:`twisted.python.logfile.LogFile` behind a FileLogObserver on the
+    global log publisher: give it ``maxRotatedFiles`` (which its rotation
+    honours) and remove the files already beyond.  Returns the log file
+    paths capped (none when not logging to a file)."""
+    if keep is None:
+        return []
+    from twisted.logger import globalLogPublisher
+    from twisted.python.logfile import LogFile
+
+    capped = []
+    for observer in list(getattr(globalLogPublisher, "_observers", [])):
+        logFile = getattr(observer, "_outFile", None)
+        if not isinstance(logFile, LogFile):
+            continue
+        logFile.maxRotatedFiles = keep
+        for number in logFile.listLogs():
+            if number > keep:
+                with contextlib.suppress(OSError):
+                    os.remove(f"{logFile.path}.{number}")
+        capped.append(logFile.path)
+    return capped
+
+
 class DataDirectoryLocked(Exception):
     """Another running peer holds the data directory."""
 
@@ -163,6 +191,7 @@ class Node(MultiService):
             self.log.critical("Cannot start the peer: {error}", error=str(exc))
             failStartup(str(exc), self.reactor)
             return
+        capRotatedLogs(settings.logKeep)
         stored = settings.dataDir.child(DEFAULT_CONFIGURATION_FILE)
         if not stored.exists():
             # The overlay this directory belongs to, kept for later starts

@@ -10,6 +10,7 @@ CHORD-RELOAD) before closing the links.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import socket
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from reload.files import writeAtomically
 from reload.identity import CredentialsError, peerIdentity
 from reload.link.dtls import DTLSEndpoint, DTLSSettings, listenDTLS
 from reload.link.listener import LinkListener
-from reload.link.tls import LinkSettings
+from reload.link.table import ConnectionTable
 from reload.overlaynode import OverlayNode
 from reload.security.certificates import PeerIdentity
 from reload.security.keylog import keyLogFile
@@ -168,12 +169,18 @@ class OverlayPeer(Service):
         )
         self.node = node
         node.transport.trace = settings.traceMessages
+        links = dataclasses.replace(
+            settings.linkSettings, maxMessageSize=configuration.maxMessageSize
+        )
+        node.transport.maxMalformed = links.maxMalformed
+        node.transport.malformedInterval = links.malformedInterval
         listener = LinkListener(
             self.reactor,
             identity,
             trust,
             node.transport,
-            settings=LinkSettings(maxMessageSize=configuration.maxMessageSize),
+            settings=links,
+            table=ConnectionTable(identity.nodeId, maxLinks=settings.maxLinks),
         )
         self.listener = listener
         port = await listener.listen(settings.listen)
