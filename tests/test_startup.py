@@ -59,7 +59,8 @@ def test_a_second_peer_on_a_data_directory_is_refused_naming_the_first(tmp_path:
         assert second.returncode == 1
         lines = _errorLines(second)
         assert lines == [
-            f"twistd reload: --data-dir {tmp_path / 'data'}: in use by the peer with pid {first.pid}"
+            f"twistd reload: --data-dir {tmp_path / 'data'}: "
+            f"in use by the peer with pid {first.pid}"
         ], lines
         assert first.poll() is None, "the first peer keeps running"
     finally:

@@ -19,13 +19,15 @@ early failure signal.
 Abuse limits (all in :class:`~reload.link.tls.LinkSettings`):
 
 * at most ``maxHandshakesPerSource`` connections from one IP address may be
-  in their handshake at once (more are refused as soon as TCP accepts
-  them), and at most ``maxHandshakes`` in all: when those are taken, the
-  inbound connection that has been in its handshake longest is aborted to
-  make room (a real handshake takes milliseconds, so the oldest is a
-  silent one).  Each has ``handshakeTimeout`` to finish;
+  in their handshake at once, and at most ``maxHandshakes`` in all: a
+  connection beyond either limit aborts the inbound connection (from that
+  address, or from any) that has been in its handshake longest (a real
+  handshake takes milliseconds, so the oldest is a silent one; a
+  newcomer is never the one turned away).  Each has ``handshakeTimeout``
+  to finish;
 * at most ``maxUnprovenLinksPerSource`` verified inbound links from one
-  address that have not carried a message yet; a further one is closed;
+  address that have not carried a message yet: a further one closes the
+  oldest of them;
 * when the connection table is full, a new link evicts an inbound link:
   first the oldest that never carried a message, else the one idle longest.
   Links this node opened are never evicted (they are its own choice of
@@ -218,18 +220,20 @@ class LinkListener(Service):
             return False
         settings = self.settings
         host = _host(addr)
-        fromHost = sum(1 for h in self._inboundHost.values() if h == host)
-        if fromHost >= settings.maxHandshakesPerSource:
+        fromHost = [link for link, h in self._inboundHost.items() if h == host]
+        if len(fromHost) >= settings.maxHandshakesPerSource:
+            oldest = min(fromHost, key=lambda link: link.connectedAt)
             self._count("handshakesPerSource")
             self.refusals.warn(
                 "handshakes per source",
                 host,
-                "Refusing a connection from {source}: {count} handshakes from it in progress "
-                "(limit {limit})",
-                count=fromHost,
+                "Aborting the oldest handshake from {source} ({age:.1f} s): {count} from it in "
+                "progress (limit {limit})",
+                age=self.clock.seconds() - oldest.connectedAt,
+                count=len(fromHost),
                 limit=settings.maxHandshakesPerSource,
             )
-            return False
+            oldest.abort("too many handshakes from its address")
         if len(self._handshaking) >= settings.maxHandshakes:
             inbound = [link for link in self._handshaking if link in self._inboundHost]
             if not inbound:
@@ -373,8 +377,8 @@ class LinkListener(Service):
             nodeId=nodeId.hex(),
             address=link.peerAddress,
         )
-        if not link.outbound and not self._admitUnproven(link):
-            return
+        if not link.outbound:
+            self._limitUnproven(link)
         # Announce a replacement before closing the link it replaces: the
         # transport then keeps the peer (and the topology its Routing Table
         # entry) instead of seeing it lost and found again.
@@ -394,28 +398,30 @@ class LinkListener(Service):
             else:
                 self._resolve(attempt, TableFull(f"no room for a link to {nodeId.hex()}"))
 
-    def _admitUnproven(self, link: TLSLink) -> bool:
-        """``maxUnprovenLinksPerSource``: False (and ``link`` closed) if its
-        address has that many inbound links that carried no message yet."""
+    def _limitUnproven(self, link: TLSLink) -> None:
+        """``maxUnprovenLinksPerSource``: when ``link``'s address has that
+        many inbound links that carried no message yet, the oldest of them
+        is closed to admit ``link``."""
         host = link.sourceHost
-        unproven = sum(
-            1
+        unproven = [
+            other
             for other in self.table
             if not other.outbound and other.messagesReceived == 0 and other.sourceHost == host
-        )
-        if unproven < self.settings.maxUnprovenLinksPerSource:
-            return True
+        ]
+        if len(unproven) < self.settings.maxUnprovenLinksPerSource:
+            return
+        oldest = min(unproven, key=lambda other: other.upSince)
         self._count("unprovenLinksPerSource")
         self.refusals.warn(
             "unproven links per source",
             host,
-            "Closing a new link from {source}: {count} links from it carried no message yet "
+            "Closing {link} from {source}: {count} links from it carried no message yet "
             "(limit {limit})",
-            count=unproven,
+            link=oldest,
+            count=len(unproven),
             limit=self.settings.maxUnprovenLinksPerSource,
         )
-        link.abort("too many links from its address that carried no message")
-        return False
+        oldest.abort("too many links from its address that carried no message")
 
     def handshakeFailed(self, link: TLSLink, reason: str) -> None:
         self._handshaking.discard(link)

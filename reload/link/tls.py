@@ -189,11 +189,12 @@ class LinkSettings:
     #: handshake longest (a silent connection, as a real handshake takes
     #: milliseconds), so silent connections cannot lock peers out.
     maxHandshakes: int = 64
-    #: Listener: handshakes in progress from one IP address; more are
-    #: refused when TCP accepts them.
+    #: Listener: handshakes in progress from one IP address; one more aborts
+    #: the oldest of them.
     maxHandshakesPerSource: int = 8
     #: Listener: inbound links from one IP address that are verified but
-    #: have not carried a message yet ("unproven"); a further one is closed.
+    #: have not carried a message yet ("unproven"); one more closes the
+    #: oldest of them.
     #: Links that carry messages do not count, so a lab of many peers on
     #: one address is not limited by it.
     maxUnprovenLinksPerSource: int = 16
