@@ -32,13 +32,15 @@ from typing import Any
 
 from reload.config import KindConfig, defaultConfiguration, writeConfiguration
 
-__all__ = ["Lab", "LabPeer", "freeListenPort", "pidRunning", "ringErrors"]
+__all__ = ["MAX_LAB_PEERS", "Lab", "LabPeer", "freeListenPort", "pidRunning", "ringErrors"]
 
 HOST = "127.0.0.1"
 STATE_FILE = "lab.json"
 CONFIG_FILE = "overlay.xml"
 #: Seconds a starting peer may take to join before the lab gives up.
 JOIN_TIMEOUT = 60.0
+#: The most peers one lab runs (each is a process with its own ports).
+MAX_LAB_PEERS = 200
 
 
 def _joined(status: dict[str, Any]) -> bool:
@@ -277,6 +279,8 @@ class Lab:
         bootstrap peer gets all the Joins together; launched as cores free
         up, each joins at once and the ring stays converged as it grows.
         """
+        if not 1 <= count <= MAX_LAB_PEERS:
+            raise ValueError(f"a lab runs 1 to {MAX_LAB_PEERS} peers, not {count}")
         self.create()
         first = self.startPeer()
         self.waitFor(_joined, [first], JOIN_TIMEOUT, progress)

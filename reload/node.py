@@ -8,7 +8,12 @@ below it as they are built (see DESIGN.md, "Layers and layout").
 
 from __future__ import annotations
 
-from typing import Any
+import atexit
+import contextlib
+import fcntl
+import os
+import sys
+from typing import IO, Any
 
 from twisted.application import strports
 from twisted.application.service import MultiService
@@ -21,6 +26,113 @@ from reload.peer import OverlayPeer
 from reload.settings import DEFAULT_CONFIGURATION_FILE, PeerSettings
 from reload.transport.node_api import TransportNode
 
+#: The file in a data directory that one running peer holds locked.
+LOCK_FILE = "peer.lock"
+
+#: The exit status ``twistd reload`` ends with: 0 unless start-up failed.
+_exitStatus: list[int] = []
+
+
+def _exitWithStatus() -> None:
+    """At interpreter exit, after twistd removed its pid file and flushed
+    its log: end with the status a failed start-up recorded (twistd itself
+    always exits 0 when its reactor stops)."""
+    if _exitStatus:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(_exitStatus[0])
+
+
+def failStartup(message: str, reactor: Any, status: int = 1) -> None:
+    """Start-up failed: ``message`` as one line on the process's real
+    standard error (twistd may have redirected ``sys.stderr`` to the log),
+    then stop the reactor and exit with ``status``."""
+    if not _exitStatus:
+        _exitStatus.append(status)
+        atexit.register(_exitWithStatus)
+    with contextlib.suppress(OSError):  # no standard error (a daemon): the log has it
+        os.write(2, f"twistd reload: {message}\n".encode(errors="replace"))
+    if reactor.running:
+        reactor.stop()
+    else:
+        reactor.callWhenRunning(reactor.stop)
+
+
+def capRotatedLogs(keep: int | None) -> list[str]:
+    """Keep at most ``keep`` rotated files of twistd's ``--logfile``.
+
+    twistd rotates its log file at 1 MB and keeps every rotated file; it
+    has no option to bound them.  The file it writes is a
+    :class:`twisted.python.logfile.LogFile` behind a FileLogObserver on the
+    global log publisher: give it ``maxRotatedFiles`` (which its rotation
+    honours) and remove the files already beyond.  Returns the log file
+    paths capped (none when not logging to a file)."""
+    if keep is None:
+        return []
+    from twisted.logger import globalLogPublisher
+    from twisted.python.logfile import LogFile
+
+    capped = []
+    for observer in list(getattr(globalLogPublisher, "_observers", [])):
+        logFile = getattr(observer, "_outFile", None)
+        if not isinstance(logFile, LogFile):
+            continue
+        logFile.maxRotatedFiles = keep
+        for number in logFile.listLogs():
+            if number > keep:
+                with contextlib.suppress(OSError):
+                    os.remove(f"{logFile.path}.{number}")
+        capped.append(logFile.path)
+    return capped
+
+
+class DataDirectoryLocked(Exception):
+    """Another running peer holds the data directory."""
+
+
+class DataDirectoryLock:
+    """One peer per data directory: an exclusive ``flock`` on
+    ``peer.lock``, which holds the pid of the peer that has it.  The kernel
+    drops the lock when the process ends, however it ends, so a stale file
+    from a killed peer locks nothing."""
+
+    def __init__(self, directory: str) -> None:
+        self.path = os.path.join(directory, LOCK_FILE)
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock and write our pid, or raise
+        :class:`DataDirectoryLocked` naming the holder's pid."""
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        lockFile = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(lockFile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lockFile.seek(0)
+            holder = lockFile.read().strip() or "unknown"
+            lockFile.close()
+            raise DataDirectoryLocked(
+                f"--data-dir {os.path.dirname(self.path)}: in use by the peer with pid {holder}"
+            ) from None
+        lockFile.seek(0)
+        lockFile.truncate()
+        lockFile.write(f"{os.getpid()}\n")
+        lockFile.flush()
+        self._file = lockFile
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None
+
+    def release(self) -> None:
+        """Empty the file and drop the lock."""
+        lockFile, self._file = self._file, None
+        if lockFile is not None:
+            lockFile.truncate(0)
+            fcntl.flock(lockFile, fcntl.LOCK_UN)
+            lockFile.close()
+
 
 class Node(MultiService):
     """The root service of one peer."""
@@ -32,7 +144,9 @@ class Node(MultiService):
         self.settings = settings
         self.reactor = reactor
         self.startedAt: float | None = None
+        self.lock = DataDirectoryLock(settings.dataDir.path)
         self.peer = OverlayPeer(settings, reactor)
+        self.peer.onFatal = lambda error: failStartup(error, reactor)
         self.peer.setServiceParent(self)
         if settings.admin is not None:
             self._addAdmin(settings.admin, reactor)
@@ -69,7 +183,15 @@ class Node(MultiService):
 
     def startService(self) -> None:
         settings = self.settings
-        settings.dataDir.makedirs(ignoreExistingDirectory=True)
+        # Before anything else touches the directory: one peer per Node-ID
+        # and SQLite file.
+        try:
+            self.lock.acquire()
+        except (DataDirectoryLocked, OSError) as exc:
+            self.log.critical("Cannot start the peer: {error}", error=str(exc))
+            failStartup(str(exc), self.reactor)
+            return
+        capRotatedLogs(settings.logKeep)
         stored = settings.dataDir.child(DEFAULT_CONFIGURATION_FILE)
         if not stored.exists():
             # The overlay this directory belongs to, kept for later starts
@@ -88,8 +210,19 @@ class Node(MultiService):
         super().startService()
 
     def stopService(self) -> Any:
+        if not self.lock.held:
+            return None  # never started: the directory belongs to another peer
         self.log.info("RELOAD peer stopping")
-        return super().stopService()
+        stopping = super().stopService()
+        if stopping is None:
+            self.lock.release()
+            return None
+
+        def release(result: object) -> object:
+            self.lock.release()
+            return result
+
+        return stopping.addBoth(release)
 
     def _joinedNode(self) -> TransportNode | None:
         return self.peer.node if self.peer.state == "joined" else None

@@ -10,9 +10,10 @@ CHORD-RELOAD) before closing the links.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,7 +34,7 @@ from reload.files import writeAtomically
 from reload.identity import CredentialsError, peerIdentity
 from reload.link.dtls import DTLSEndpoint, DTLSSettings, listenDTLS
 from reload.link.listener import LinkListener
-from reload.link.tls import LinkSettings
+from reload.link.table import ConnectionTable
 from reload.overlaynode import OverlayNode
 from reload.security.certificates import PeerIdentity
 from reload.security.keylog import keyLogFile
@@ -92,6 +93,10 @@ class OverlayPeer(Service):
         self.configuration: OverlayConfiguration = settings.configuration
         self._configurationDocument = b""
         self._configurationSent: dict[bytes, float] = {}
+        #: Called with the one-line reason when start-up fails (the twistd
+        #: service sets it to end the process with a non-zero status);
+        #: None: stop the reactor.
+        self.onFatal: Callable[[str], None] | None = None
 
     # -- start -----------------------------------------------------------------
 
@@ -112,7 +117,11 @@ class OverlayPeer(Service):
             self.error = f"{failure.value.__class__.__name__}: {failure.getErrorMessage()}"
             self.log.failure("Cannot start the peer", failure)
         # A peer that cannot be a member of the overlay has nothing to serve.
-        if self.running and self.reactor.running:
+        if not self.running:
+            return
+        if self.onFatal is not None:
+            self.onFatal(self.error)
+        elif self.reactor.running:
             self.reactor.stop()
 
     async def _start(self) -> None:
@@ -160,12 +169,18 @@ class OverlayPeer(Service):
         )
         self.node = node
         node.transport.trace = settings.traceMessages
+        links = dataclasses.replace(
+            settings.linkSettings, maxMessageSize=configuration.maxMessageSize
+        )
+        node.transport.maxMalformed = links.maxMalformed
+        node.transport.malformedInterval = links.malformedInterval
         listener = LinkListener(
             self.reactor,
             identity,
             trust,
             node.transport,
-            settings=LinkSettings(maxMessageSize=configuration.maxMessageSize),
+            settings=links,
+            table=ConnectionTable(identity.nodeId, maxLinks=settings.maxLinks),
         )
         self.listener = listener
         port = await listener.listen(settings.listen)

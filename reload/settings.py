@@ -8,6 +8,8 @@ from twisted.python.filepath import FilePath
 
 from reload.config import OverlayConfiguration
 from reload.interfaces import ITopologyPlugin, IUsage
+from reload.link.table import DEFAULT_MAX_LINKS
+from reload.link.tls import LinkSettings
 
 #: Direct links a CHORD-RELOAD client keeps (``ITopologyPlugin.makeClientTopology``) when none
 #: is configured: a few dozen covers a small overlay whole and the busy
@@ -61,3 +63,11 @@ class PeerSettings:
     directLinks: int = DEFAULT_DIRECT_LINKS
     #: Use the overlay as a client (section 4.2): attach, never join.
     client: bool = False
+    #: TLS link limits (handshakes, per-source limits, timeouts, malformed
+    #: input); the overlay's max-message-size replaces its maxMessageSize.
+    linkSettings: LinkSettings = field(default_factory=LinkSettings)
+    #: Size of the connection table (links to distinct Node-IDs).
+    maxLinks: int = DEFAULT_MAX_LINKS
+    #: Rotated twistd log files kept beside the current one (None: twistd's
+    #: default, all of them).
+    logKeep: int | None = 5

@@ -23,6 +23,8 @@ from reload.config import (
     parseConfiguration,
 )
 from reload.endpoints import EndpointSyntaxError, checkServerEndpoint
+from reload.link.table import DEFAULT_MAX_LINKS, SLOT_COUNT
+from reload.link.tls import LinkSettings
 from reload.plugins import PluginError, loadTopology, loadUsages
 from reload.settings import (
     DEFAULT_CONFIGURATION_FILE,
@@ -101,7 +103,23 @@ def _directLinks(value: int | str) -> int:
     count = int(value)
     if count < 0:
         raise usage.UsageError(f"--direct-links must be 0 or more, got {count}")
+    if count > SLOT_COUNT:
+        raise usage.UsageError(f"--direct-links must be at most {SLOT_COUNT}, got {count}")
     return count
+
+
+#: The defaults of the link limits (reload.link.tls.LinkSettings).
+_LINKS = LinkSettings()
+#: --NAME: (lowest, highest, whole number) of the limit options.
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "max-links": (1, SLOT_COUNT, True),
+    "max-handshakes": (1, 4096, True),
+    "max-handshakes-per-source": (1, 4096, True),
+    "max-unproven-links-per-source": (1, 4096, True),
+    "handshake-timeout": (0, 600, False),
+    "max-malformed": (1, 100000, True),
+    "log-keep": (0, 1000, True),
+}
 
 
 def parseQuota(value: str) -> int | None:
@@ -225,6 +243,52 @@ class Options(usage.Options):
             "through the client's one peer.",
             int,
         ],
+        [
+            "max-links",
+            None,
+            DEFAULT_MAX_LINKS,
+            "Links to distinct Node-IDs this peer keeps (1 to 4096); when full, a new link "
+            "evicts an inbound one that never carried a message, else the one idle longest.",
+        ],
+        [
+            "max-handshakes",
+            None,
+            _LINKS.maxHandshakes,
+            "Inbound TLS handshakes in progress at once (1 to 4096); when all are taken a new "
+            "connection replaces the oldest.",
+        ],
+        [
+            "max-handshakes-per-source",
+            None,
+            _LINKS.maxHandshakesPerSource,
+            "TLS handshakes in progress from one IP address (1 to 4096).",
+        ],
+        [
+            "max-unproven-links-per-source",
+            None,
+            _LINKS.maxUnprovenLinksPerSource,
+            "Inbound links from one IP address that have not carried a message yet (1 to "
+            "4096); links that carry messages do not count, so many peers may share an address.",
+        ],
+        [
+            "handshake-timeout",
+            None,
+            _LINKS.handshakeTimeout,
+            "Seconds from TCP connection to a verified peer (above 0, at most 600).",
+        ],
+        [
+            "max-malformed",
+            None,
+            _LINKS.maxMalformed,
+            f"Malformed messages a link may deliver in {_LINKS.malformedInterval:g} s before it "
+            "is closed (1 to 100000).",
+        ],
+        [
+            "log-keep",
+            None,
+            5,
+            "Rotated log files twistd --logfile keeps (0 to 1000); older ones are removed.",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -312,6 +376,15 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--client: a client joins no ring and starts none; give it --bootstrap HOST:PORT"
             )
+        limits = {name: self._number(name, *bounds) for name, bounds in _RANGES.items()}
+        linkSettings = dataclasses.replace(
+            _LINKS,
+            maxHandshakes=int(limits["max-handshakes"]),
+            maxHandshakesPerSource=int(limits["max-handshakes-per-source"]),
+            maxUnprovenLinksPerSource=int(limits["max-unproven-links-per-source"]),
+            handshakeTimeout=limits["handshake-timeout"],
+            maxMalformed=int(limits["max-malformed"]),
+        )
         self["settings"] = PeerSettings(
             configuration=configuration,
             dataDir=dataDir,
@@ -333,7 +406,22 @@ class Options(usage.Options):
             storageQuota=(
                 parseQuota(quota) if isinstance(quota := self["storage-quota"], str) else quota
             ),
+            linkSettings=linkSettings,
+            maxLinks=int(limits["max-links"]),
+            logKeep=int(limits["log-keep"]),
         )
+
+    def _number(self, name: str, low: float, high: float, integer: bool) -> float:
+        """``--NAME``'s value, checked against its range (one-line error)."""
+        text = str(self[name])
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            kind = "a whole number" if integer else "a number"
+            raise usage.UsageError(f"--{name} {text!r}: expected {kind}") from None
+        if not (low <= value <= high) or (not integer and value <= 0):
+            raise usage.UsageError(f"--{name} must be from {low:g} to {high:g}, got {text}")
+        return value
 
     def _configuration(
         self,

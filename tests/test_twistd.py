@@ -32,6 +32,13 @@ OPTIONS = [
     "--client",
     "--direct-links",
     "--trace-messages",
+    "--max-links",
+    "--max-handshakes",
+    "--max-handshakes-per-source",
+    "--max-unproven-links-per-source",
+    "--handshake-timeout",
+    "--max-malformed",
+    "--log-keep",
 ]
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from reload.capture import CaptureError, LabCapture, findTools
-from reload.lab import Lab
+from reload.ctl.options import intRange, seconds
+from reload.lab import MAX_LAB_PEERS, Lab
 from reload.plugins import PluginError, loadUsages
 from reload.security.keylog import KEYLOG_VARIABLE
 from reload.usageruntime import UsageError, usageKindConfigs
@@ -167,15 +168,28 @@ def cmdLabStop(args: argparse.Namespace) -> int:
 
 def addLabCommands(sub: Any) -> None:
     lab = sub.add_parser("lab", help="run a local overlay of N real peers on 127.0.0.1")
-    lab.add_argument("--peers", type=int, default=5, help="how many peers (default 5)")
+    lab.add_argument(
+        "--peers",
+        type=intRange(1, MAX_LAB_PEERS),
+        default=5,
+        help=f"how many peers, 1 to {MAX_LAB_PEERS} (default 5)",
+    )
     lab.add_argument("--dir", default="reload-lab", help="lab directory (default reload-lab)")
     lab.add_argument(
-        "--base-port", type=int, default=16084, help="first link port (0: any free ports)"
+        "--base-port",
+        type=intRange(0, 65535),
+        default=16084,
+        help="first link port (0: any free ports)",
     )
     lab.add_argument(
-        "--admin-base-port", type=int, default=18084, help="first admin API port (0: any free)"
+        "--admin-base-port",
+        type=intRange(0, 65535),
+        default=18084,
+        help="first admin API port (0: any free)",
     )
-    lab.add_argument("--timeout", type=float, default=120, help="seconds to wait for the ring")
+    lab.add_argument(
+        "--timeout", type=seconds(86400), default=120, help="seconds to wait for the ring"
+    )
     lab.add_argument("--detach", action="store_true", help="leave the peers running and return")
     lab.add_argument(
         "--link-protocol",

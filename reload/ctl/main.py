@@ -18,6 +18,7 @@ from typing import Any
 
 from reload import __version__
 from reload.ctl.lab import addLabCommands
+from reload.ctl.options import OneLineParser, intRange, seconds
 from reload.plugins import PluginError, installedTopologies, installedUsages
 
 
@@ -204,7 +205,9 @@ def _addStorage(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
     where.add_argument("--node", help="a Node-ID (hex) whose hash is the Resource-ID")
     if name == "store":
         parser.add_argument("--value", required=True, help="the value (text)")
-        parser.add_argument("--lifetime", type=int, help="seconds (default a day)")
+        parser.add_argument(
+            "--lifetime", type=intRange(1, 0xFFFFFFFF), help="seconds (default a day)"
+        )
     if name not in ("find", "held"):
         parser.add_argument("--index", help="array index (store) or FIRST-LAST (fetch)")
         parser.add_argument("--key", help="dictionary key")
@@ -217,12 +220,12 @@ def _addAdmin(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--admin", default="127.0.0.1:8084", help="HOST:PORT or URL of the peer's admin API"
     )
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait")
+    parser.add_argument("--timeout", type=seconds(86400), default=30.0, help="seconds to wait")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def buildParser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="reloadctl", description="Command-line client of a RELOAD (RFC 6940) peer."
     )
     parser.add_argument("--version", action="version", version=f"reloadctl {__version__}")
@@ -244,7 +247,9 @@ def buildParser() -> argparse.ArgumentParser:
     ping.add_argument("destination", nargs="?", help="Node-ID or Resource-ID (hex)")
     ping.add_argument("--resource", action="store_true", help="the destination is a Resource-ID")
     ping.add_argument("--name", help="ping the Resource-ID of this name instead")
-    ping.add_argument("--count", type=int, default=1, help="how many pings")
+    ping.add_argument(
+        "--count", type=intRange(1, 10000), default=1, help="how many pings (1 to 10000)"
+    )
     _addAdmin(ping)
     ping.set_defaults(func=cmdPing)
 

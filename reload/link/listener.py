@@ -16,10 +16,29 @@ slots) before the handler hears ``linkUp``; the handler hears
 also provide :class:`reload.link.tls.ILinkStallHandler` for section 6.6.5's
 early failure signal.
 
-Unauthenticated connections are bounded too: at most
-``settings.maxHandshakes`` connections may be in their handshake at once
-(more are refused as soon as TCP accepts them), and each has
-``settings.handshakeTimeout`` to finish.
+Abuse limits (all in :class:`~reload.link.tls.LinkSettings`):
+
+* at most ``maxHandshakesPerSource`` connections from one IP address may be
+  in their handshake at once, and at most ``maxHandshakes`` in all: a
+  connection beyond either limit aborts the inbound connection (from that
+  address, or from any) that has been in its handshake longest (a real
+  handshake takes milliseconds, so the oldest is a silent one; a
+  newcomer is never the one turned away).  Each has ``handshakeTimeout``
+  to finish;
+* at most ``maxUnprovenLinksPerSource`` verified inbound links from one
+  address that have not carried a message yet: a further one closes the
+  oldest of them;
+* when the connection table is full, a new link evicts an inbound link:
+  first the oldest that never carried a message, else the one idle longest.
+  Links this node opened are never evicted (they are its own choice of
+  neighbours), so newcomers are still admitted while the table holds a
+  crowd of identities that never joined;
+* log lines about refusals and about the lifecycle of links are
+  rate-limited per reason and source address (:mod:`reload.link.logs`).
+
+Per-source limits count only what has not proven itself yet (handshakes,
+links without a message), so many peers on one address (a lab on
+127.0.0.1, a NAT) are not limited by them once their links carry traffic.
 """
 
 from __future__ import annotations
@@ -36,6 +55,7 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from reload.link.interfaces import ILinkHandler
+from reload.link.logs import RefusalLog
 from reload.link.table import ConnectionTable, TableFull
 from reload.link.tls import (
     HandshakeFailed,
@@ -104,7 +124,12 @@ class _InboundLinkFactory(TLSLinkFactory):
     def buildProtocol(self, addr: IAddress | None) -> TLSLink:
         link = super().buildProtocol(addr)
         self.listener._track(link, None)
+        self.listener._inboundHost[link] = _host(addr)
         return link
+
+
+def _host(addr: IAddress | None) -> str:
+    return str(getattr(addr, "host", "?"))
 
 
 class LinkListener(Service):
@@ -150,7 +175,17 @@ class LinkListener(Service):
         self._announced: set[TLSLink] = set()
         self._attemptOf: dict[TLSLink, _Attempt] = {}
         self._pending: dict[bytes, _Attempt] = {}
+        #: IP address of each inbound connection still in its handshake.
+        self._inboundHost: dict[TLSLink, str] = {}
         self._stopping = False
+        #: Refusals (bad input, limits), rate-limited per reason and source.
+        self.refusals = RefusalLog(self.log, self.clock)
+        #: Lines about links coming and going, which anyone who can connect
+        #: can cause: rate-limited too.
+        self.events = RefusalLog(self.log, self.clock, perSource=5, perReason=10)
+        self.table.victim = self._victim
+        #: Counts of what the limits refused or evicted, for status and tests.
+        self.limited: dict[str, int] = {}
 
     # -- server side ------------------------------------------------------------
 
@@ -177,17 +212,82 @@ class LinkListener(Service):
 
         return d.addCallback(listening)
 
+    def _count(self, what: str) -> None:
+        self.limited[what] = self.limited.get(what, 0) + 1
+
     def _acceptInbound(self, addr: IAddress | None) -> bool:
         if self._stopping:
             return False
-        if len(self._handshaking) >= self.settings.maxHandshakes:
-            self.log.warn(
-                "Refusing a connection from {address}: {count} handshakes in progress",
-                address=addr,
-                count=len(self._handshaking),
+        settings = self.settings
+        host = _host(addr)
+        fromHost = [link for link, h in self._inboundHost.items() if h == host]
+        if len(fromHost) >= settings.maxHandshakesPerSource:
+            oldest = min(fromHost, key=lambda link: link.connectedAt)
+            self._count("handshakesPerSource")
+            self.refusals.warn(
+                "handshakes per source",
+                host,
+                "Aborting the oldest handshake from {source} ({age:.1f} s): {count} from it in "
+                "progress (limit {limit})",
+                age=self.clock.seconds() - oldest.connectedAt,
+                count=len(fromHost),
+                limit=settings.maxHandshakesPerSource,
             )
-            return False
+            oldest.abort("too many handshakes from its address")
+        if len(self._handshaking) >= settings.maxHandshakes:
+            inbound = [link for link in self._handshaking if link in self._inboundHost]
+            if not inbound:
+                self._count("handshakes")
+                self.refusals.warn(
+                    "handshakes",
+                    host,
+                    "Refusing a connection from {source}: {count} handshakes in progress",
+                    count=len(self._handshaking),
+                )
+                return False
+            oldest = min(inbound, key=lambda link: link.connectedAt)
+            self._count("handshakeEvicted")
+            self.refusals.warn(
+                "handshake evicted",
+                self._inboundHost[oldest],
+                "Aborting the handshake of {source} after {age:.1f} s: all {limit} handshake "
+                "slots are taken and a new connection came",
+                age=self.clock.seconds() - oldest.connectedAt,
+                limit=settings.maxHandshakes,
+            )
+            oldest.abort("its handshake slot was given to a newer connection")
         return True
+
+    def _victim(self, newcomer: object) -> TLSLink | None:
+        """The link the full table drops for ``newcomer``: an inbound link
+        that never carried a message (the oldest), else the inbound link
+        idle longest; never one this node opened."""
+        inbound = [link for link in self.table if not link.outbound and link is not newcomer]
+        if not inbound:
+            return None
+        unproven = [link for link in inbound if link.messagesReceived == 0]
+        if unproven:
+            victim = min(unproven, key=lambda link: link.upSince)
+        else:
+            victim = min(inbound, key=lambda link: link.lastActivity)
+        self._count("linkEvicted")
+        self.refusals.info(
+            "link evicted",
+            victim.sourceHost,
+            "The connection table is full ({size} links): closing {link} ({messages} "
+            "messages received) to admit a new link",
+            size=len(self.table),
+            link=victim,
+            messages=victim.messagesReceived,
+        )
+        return victim
+
+    def refused(self, reason: str, link: TLSLink, format: str, **kwargs: object) -> None:
+        """LinkOwner: a link is closed for bad input; rate-limited."""
+        self._count(reason)
+        self.refusals.warn(
+            reason, link.sourceHost, format, link=link, address=link.peerAddress, **kwargs
+        )
 
     # -- client side ------------------------------------------------------------
 
@@ -265,15 +365,20 @@ class LinkListener(Service):
 
     def linkVerified(self, link: TLSLink) -> None:
         self._handshaking.discard(link)
+        self._inboundHost.pop(link, None)
         attempt = self._attemptOf.pop(link, None)
         nodeId = link.nodeId
         assert nodeId is not None
-        self.log.info(
+        self.events.info(
+            "link verified",
+            link.sourceHost,
             "Link {direction} {nodeId} ({address}) verified",
             direction="to" if link.outbound else "from",
             nodeId=nodeId.hex(),
             address=link.peerAddress,
         )
+        if not link.outbound:
+            self._limitUnproven(link)
         # Announce a replacement before closing the link it replaces: the
         # transport then keeps the peer (and the topology its Routing Table
         # entry) instead of seeing it lost and found again.
@@ -293,14 +398,42 @@ class LinkListener(Service):
             else:
                 self._resolve(attempt, TableFull(f"no room for a link to {nodeId.hex()}"))
 
+    def _limitUnproven(self, link: TLSLink) -> None:
+        """``maxUnprovenLinksPerSource``: when ``link``'s address has that
+        many inbound links that carried no message yet, the oldest of them
+        is closed to admit ``link``."""
+        host = link.sourceHost
+        unproven = [
+            other
+            for other in self.table
+            if not other.outbound and other.messagesReceived == 0 and other.sourceHost == host
+        ]
+        if len(unproven) < self.settings.maxUnprovenLinksPerSource:
+            return
+        oldest = min(unproven, key=lambda other: other.upSince)
+        self._count("unprovenLinksPerSource")
+        self.refusals.warn(
+            "unproven links per source",
+            host,
+            "Closing {link} from {source}: {count} links from it carried no message yet "
+            "(limit {limit})",
+            link=oldest,
+            count=len(unproven),
+            limit=self.settings.maxUnprovenLinksPerSource,
+        )
+        oldest.abort("too many links from its address that carried no message")
+
     def handshakeFailed(self, link: TLSLink, reason: str) -> None:
         self._handshaking.discard(link)
+        self._inboundHost.pop(link, None)
         attempt = self._attemptOf.pop(link, None)
-        self.log.info(
-            "Handshake {direction} {address} failed: {reason}",
+        self.events.info(
+            "handshake failed",
+            link.sourceHost,
+            "Handshake {direction} {address} failed: {failure}",
             direction="to" if link.outbound else "from",
             address=link.peerAddress,
-            reason=reason,
+            failure=reason,
         )
         if attempt is not None:
             self._resolve(attempt, HandshakeFailed(reason))
@@ -309,7 +442,13 @@ class LinkListener(Service):
         self.table.remove(link)
         if link in self._announced:
             self._announced.discard(link)
-            self.log.info("Link {link} closed: {reason}", link=link, reason=reason)
+            self.events.info(
+                "link closed",
+                link.sourceHost,
+                "Link {link} closed: {closeReason}",
+                link=link,
+                closeReason=reason,
+            )
             try:
                 self.handler.linkClosed(link, reason)
             except Exception:
@@ -329,6 +468,8 @@ class LinkListener(Service):
         """Stop listening, close every link, and fire once all are gone."""
         super().stopService()
         self._stopping = True
+        self.refusals.stop()
+        self.events.stop()
         waits: list[Deferred[Any]] = []
         if self.port is not None:
             stopped = self.port.stopListening()

@@ -19,9 +19,11 @@ handshake and whose peer was verified.  It enforces three rules:
     close both).  Without a local Node-ID (``localNodeId=None``) the newer
     link is kept here too.
 
-* **A limit on the number of links** (``maxLinks``): :meth:`~ConnectionTable
-  .add` refuses (and closes) a link to a new Node-ID when the table is full.
-  Replacing a duplicate does not need room.
+* **A limit on the number of links** (``maxLinks``): when the table is full,
+  :meth:`~ConnectionTable.add` asks :attr:`~ConnectionTable.victim` (the
+  owner's eviction policy) for a link to drop and closes it to make room;
+  with no policy, or none to drop, it refuses (and closes) the link to a new
+  Node-ID.  Replacing a duplicate does not need room.
 
 * **Compressed destinations** (section 6.3.2.2): "One possible encoding of
   the 16-bit integer version as an opaque identifier is to encode an index
@@ -50,7 +52,7 @@ no-op.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -132,6 +134,11 @@ class ConnectionTable(Generic[LinkT]):
         self._nextIndex = rng.randrange(SLOT_COUNT)
         self._byNodeId: dict[bytes, _Entry[LinkT]] = {}
         self._byLink: dict[int, _Entry[LinkT]] = {}  # id(link) -> entry; links need not be hashable
+        #: Eviction policy: given the newcomer, the link a full table drops
+        #: for it (None: refuse the newcomer).
+        self.victim: Callable[[LinkT], LinkT | None] | None = None
+        #: Links dropped by the eviction policy so far.
+        self.evicted = 0
 
     # -- queries -------------------------------------------------------------
 
@@ -202,6 +209,13 @@ class ConnectionTable(Generic[LinkT]):
             )
             self._close(existing.link, closeLater)
             return True
+        if self.full and self.victim is not None:
+            victim = self.victim(link)
+            entry = None if victim is None else self._byLink.get(id(victim))
+            if entry is not None and entry.link is victim:
+                self._drop(entry)
+                self.evicted += 1
+                self._close(victim, closeLater)
         if self.full:
             self.log.warn(
                 "Refusing a link to {nodeId}: the connection table is full ({maxLinks} links)",

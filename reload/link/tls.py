@@ -161,8 +161,10 @@ class LinkSettings:
     maxMessageSize: int = DEFAULT_MAX_MESSAGE_SIZE
     #: TCP connect (outbound links only).
     connectTimeout: float = 10.0
-    #: From TCP connection to a verified peer.
-    handshakeTimeout: float = 10.0
+    #: From TCP connection to a verified peer: the handshake deadline.  A
+    #: TLS handshake on a LAN or the Internet takes a few round trips; a
+    #: connection that sends nothing holds a handshake slot this long.
+    handshakeTimeout: float = 5.0
     #: No frame either way for this long closes the link; None: never.
     #: The default is three chord-update-intervals (600 s each).
     # Twice CHORD-RELOAD's chord-ping-interval (3600 s, section 10.7.4.3),
@@ -182,13 +184,40 @@ class LinkSettings:
     sendWindow: int = 1024
     #: A graceful close (close(), idle) aborts the connection after this.
     closeTimeout: float = 5.0
-    #: Listener: connections still in their handshake at a time.
+    #: Listener: connections still in their handshake at a time.  When all
+    #: are taken, a new connection replaces the one that has been in its
+    #: handshake longest (a silent connection, as a real handshake takes
+    #: milliseconds), so silent connections cannot lock peers out.
     maxHandshakes: int = 64
+    #: Listener: handshakes in progress from one IP address; one more aborts
+    #: the oldest of them.
+    maxHandshakesPerSource: int = 8
+    #: Listener: inbound links from one IP address that are verified but
+    #: have not carried a message yet ("unproven"); one more closes the
+    #: oldest of them.
+    #: Links that carry messages do not count, so a lab of many peers on
+    #: one address is not limited by it.
+    maxUnprovenLinksPerSource: int = 16
+    #: Received bytes of an incomplete frame with nothing more for this
+    #: long close the link (a stalled partial frame).
+    partialFrameTimeout: float = 30.0
+    #: Malformed messages one link may deliver in ``malformedInterval``
+    #: seconds; one more closes it (enforced by the transport).
+    maxMalformed: int = 10
+    malformedInterval: float = 10.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.maxMessageSize <= 0xFFFFFF:
             raise ValueError(f"maxMessageSize must be within 0..2^24-1, not {self.maxMessageSize}")
-        for name in ("connectTimeout", "handshakeTimeout", "initialRto", "maxRto", "closeTimeout"):
+        for name in (
+            "connectTimeout",
+            "handshakeTimeout",
+            "initialRto",
+            "maxRto",
+            "closeTimeout",
+            "partialFrameTimeout",
+            "malformedInterval",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
         for name in ("minRto", "clockGranularity", "failureGrace"):
@@ -196,8 +225,15 @@ class LinkSettings:
                 raise ValueError(f"{name} must not be negative, not {getattr(self, name)!r}")
         if self.idleTimeout is not None and not self.idleTimeout > 0:
             raise ValueError(f"idleTimeout must be positive or None, not {self.idleTimeout!r}")
-        if self.sendWindow < 1 or self.maxHandshakes < 1:
-            raise ValueError("sendWindow and maxHandshakes must be at least 1")
+        for name in (
+            "sendWindow",
+            "maxHandshakes",
+            "maxHandshakesPerSource",
+            "maxUnprovenLinksPerSource",
+            "maxMalformed",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
 
     @property
     def maxFrameSize(self) -> int:
@@ -223,6 +259,11 @@ class LinkOwner(TypingProtocol):
 
     def linkResumed(self, link: TLSLink) -> None:
         """An ACK arrived on a stalled link."""
+
+    def refused(self, reason: str, link: TLSLink, format: str, **kwargs: object) -> None:
+        """Log that ``link`` is closed for bad input, rate-limited per
+        ``reason`` and source address (:class:`reload.link.logs.RefusalLog`);
+        ``format`` may use ``{link}`` and ``{address}``."""
 
 
 # -- the lifecycle -------------------------------------------------------------
@@ -353,11 +394,19 @@ class TLSLink(Protocol):
         self._ackDue = 0.0
         self._idleTimer: IDelayedCall | None = None
         self._closeTimer: IDelayedCall | None = None
+        self._partialTimer: IDelayedCall | None = None
+        self._lastInputAt = 0.0
         self._windowWaiters: list[Deferred[None]] = []
         self._lostConnection = False
         #: Counters for metrics and tests.
         self.framesSent = 0
         self.framesReceived = 0
+        #: RELOAD messages handed to the handler: a link that carried none
+        #: is "unproven" (the listener may evict it when the table is full).
+        self.messagesReceived = 0
+        #: When the connection was made and when the peer was verified.
+        self.connectedAt = 0.0
+        self.upSince = 0.0
         self.acksReceived = 0
         self.strayAcks = 0
         self._machine = _newLifecycle(self)
@@ -403,6 +452,17 @@ class TLSLink(Protocol):
     @property
     def isOpen(self) -> bool:
         return self._open
+
+    @property
+    def lastActivity(self) -> float:
+        """When the last frame was sent or received (the clock's time)."""
+        return self._lastActivity
+
+    @property
+    def sourceHost(self) -> str:
+        """The peer's IP address as text ("?" before the connection)."""
+        address = self.peerAddress
+        return str(getattr(address, "host", "?"))
 
     @property
     def peerAddress(self) -> IAddress | None:
@@ -468,6 +528,7 @@ class TLSLink(Protocol):
         tcp = getattr(self.transport, "transport", None)
         if tcp is not None and hasattr(tcp, "setTcpNoDelay"):
             tcp.setTcpNoDelay(True)
+        self.connectedAt = self.clock.seconds()
         self._handshakeTimer = self.clock.callLater(
             self.settings.handshakeTimeout, self._handshakeTimedOut
         )
@@ -502,7 +563,7 @@ class TLSLink(Protocol):
         except DeframingError as e:
             frames, error = e.frames, e
         now = self.clock.seconds()
-        self._lastActivity = now
+        self._lastActivity = self._lastInputAt = now
         acks: list[bytes] = []
         messages: list[bytes] = []
         for frame in frames:
@@ -514,6 +575,11 @@ class TLSLink(Protocol):
                 assert isinstance(frame, AckFrame)
                 self._onAck(frame.ack_sequence, now)
         self.framesReceived += len(frames)
+        self.messagesReceived += len(messages)
+        if self._deframer.buffered and self._partialTimer is None:
+            self._partialTimer = self.clock.callLater(
+                self.settings.partialFrameTimeout, self._checkPartialFrame
+            )
         if acks:
             self._write(b"".join(acks))
         for message in messages:
@@ -524,14 +590,37 @@ class TLSLink(Protocol):
             except Exception:
                 self.log.failure("Handler failed on a message from {link}", link=self)
         if error is not None and self._open:
-            self.log.warn(
+            self._owner.refused(
+                "framing error",
+                self,
                 "Closing the link {link} from {address}: it sent bytes that are not "
                 "RELOAD framing ({error})",
-                link=self,
-                address=self.peerAddress,
                 error=str(error),
             )
             self._machine.fail(f"framing error: {error}")
+
+    def _checkPartialFrame(self) -> None:
+        """A frame started arriving and stopped: after
+        ``partialFrameTimeout`` without a byte, close the link (its peer
+        holds our buffer and a table entry for nothing)."""
+        self._partialTimer = None
+        if not self._open or not self._deframer.buffered:
+            return
+        now = self.clock.seconds()
+        waited = now - self._lastInputAt + _EPSILON
+        timeout = self.settings.partialFrameTimeout
+        if waited >= timeout:
+            self._owner.refused(
+                "stalled frame",
+                self,
+                "Closing the link {link} from {address}: {size} bytes of a frame, "
+                "nothing more for {waited:.1f} s",
+                size=self._deframer.buffered,
+                waited=waited,
+            )
+            self._machine.fail(f"a partial frame stalled for {waited:.1f} s")
+            return
+        self._partialTimer = self.clock.callLater(timeout - waited, self._checkPartialFrame)
 
     # -- output ------------------------------------------------------------------------
 
@@ -721,7 +810,7 @@ class TLSLink(Protocol):
         if self.nodeId is None:
             self.nodeId = peer.nodeIds[0]
         self._open = True
-        self._lastActivity = self.clock.seconds()
+        self._lastActivity = self.upSince = self.clock.seconds()
         if self.settings.idleTimeout is not None:
             self._idleTimer = self.clock.callLater(self.settings.idleTimeout, self._checkIdle)
         self._owner.linkVerified(self)
@@ -729,7 +818,7 @@ class TLSLink(Protocol):
     def _enterClosed(self, reason: str) -> None:
         self._open = False
         self.closeReason = reason
-        for name in ("_handshakeTimer", "_ackTimer", "_idleTimer"):
+        for name in ("_handshakeTimer", "_ackTimer", "_idleTimer", "_partialTimer"):
             self._cancel(name)
         waiters, self._windowWaiters = self._windowWaiters, []
         for d in waiters:

@@ -187,6 +187,11 @@ class _Owner:
         if id(link) in self._announced and ILinkStallHandler.providedBy(self.handler):
             self.handler.linkResumed(link)
 
+    def refused(self, reason: str, link: TLSLink, format: str, **kwargs: object) -> None:
+        """Bad input on a simulated link: logged (a simulation has no
+        abusers to rate-limit)."""
+        self.log.warn(format, link=link, address=link.peerAddress, **kwargs)
+
 
 class TlsLinkFactory:
     """Opens real TLS links between simulated hosts; ``pki`` issues the

@@ -52,6 +52,7 @@ from reload.config.sequence import ANY_SEQUENCE, compareSequence
 from reload.errors import LinkTimeout, ReloadError
 from reload.link.errors import LinkBusy, LinkClosed
 from reload.link.interfaces import ILink, ILinkHandler
+from reload.link.logs import RefusalLog
 from reload.transport.dispatcher import Dispatcher, Reply, Request, errorReply
 from reload.transport.routing import (
     Decision,
@@ -254,6 +255,15 @@ class Transport:
         self.onConfigurationTooOld: Callable[[bytes], object] | None = None
         #: Log every message sent, received and forwarded (--trace-messages).
         self.trace = False
+        #: Lines about what others sent that was refused or dropped, rate-
+        #: limited per reason and sender (reload.link.logs).
+        self.refusals = RefusalLog(self.log, clock)
+        #: Malformed messages a link may deliver in ``malformedInterval``
+        #: seconds; one more closes that link (the peer set these from
+        #: LinkSettings).
+        self.maxMalformed = 10
+        self.malformedInterval = 10.0
+        self._malformed: dict[bytes, tuple[float, int]] = {}
         self._self = TrustedSigner(nodeId)
         self._links: dict[bytes, Any] = {}
         self._linkNodeIds: dict[int, tuple[bytes, Any]] = {}
@@ -326,6 +336,7 @@ class Transport:
         if entry is None or entry[1] is not link:
             return
         nodeId = entry[0]
+        self._malformed.pop(nodeId, None)
         if self._links.get(nodeId) is link:
             del self._links[nodeId]
             self._hops.pop(nodeId, None)
@@ -383,7 +394,9 @@ class Transport:
         entry = self._linkNodeIds.get(id(link))
         if entry is None or entry[1] is not link:
             self.counters["dropped"] += 1
-            self.log.warn("a message on a link that is not up: dropped")
+            self.refusals.warn(
+                "message on a link not up", "?", "a message on a link that is not up: dropped"
+            )
             return
         previousHop = entry[0]
         self.counters["received"] += 1
@@ -410,10 +423,12 @@ class Transport:
 
     def _drop(self, view: HeaderView, reason: str) -> None:
         self.counters["dropped"] += 1
-        self.log.info(
-            "dropped transaction {transactionId:#018x}: {reason}",
+        self.refusals.info(
+            "dropped",
+            "-",
+            "dropped transaction {transactionId:#018x}: {why}",
             transactionId=view.transaction_id,
-            reason=reason,
+            why=reason,
         )
 
     def _malformedHeader(self, data: bytes, previousHop: bytes, exc: DecodeError) -> None:
@@ -434,11 +449,39 @@ class Transport:
                     f"{len(data)} bytes exceed max-message-size {self.settings.maxMessageSize}",
                 )
                 return
-        self.log.warn(
-            "discarded a malformed message from {nodeId}: {error}",
-            nodeId=previousHop.hex(),
+        self.refusals.warn(
+            "malformed message",
+            previousHop.hex(),
+            "discarded a malformed message from {source}: {error}",
             error=str(exc),
         )
+        self._noteMalformed(previousHop)
+
+    def _noteMalformed(self, previousHop: bytes) -> None:
+        """Count a malformed message against the link it came on; more
+        than ``maxMalformed`` in ``malformedInterval`` seconds close it
+        (the peer goes on serving everyone else, DESIGN.md)."""
+        now = self.clock.seconds()
+        start, count = self._malformed.get(previousHop, (now, 0))
+        if now - start >= self.malformedInterval:
+            start, count = now, 0
+        count += 1
+        self._malformed[previousHop] = (start, count)
+        if count <= self.maxMalformed:
+            return
+        link = self._links.get(previousHop)
+        self._malformed.pop(previousHop, None)
+        if link is None:
+            return
+        self.counters["linksClosedMalformed"] += 1
+        self.refusals.warn(
+            "closing link: malformed messages",
+            previousHop.hex(),
+            "closing the link to {source}: more than {limit} malformed messages in {interval:g} s",
+            limit=self.maxMalformed,
+            interval=self.malformedInterval,
+        )
+        link.close()
 
     def _forward(self, view: HeaderView, decision: Forward, previousHop: bytes) -> None:
         link = self._links.get(decision.nextHop)
@@ -478,7 +521,13 @@ class Transport:
                 whole = self.reassembler.feed(data, self.clock.seconds())
             except DecodeError as exc:
                 self.counters["malformed"] += 1
-                self.log.warn("dropped fragments: {error}", error=str(exc))
+                self.refusals.warn(
+                    "bad fragments",
+                    previousHop.hex(),
+                    "dropped fragments from {source}: {error}",
+                    error=str(exc),
+                )
+                self._noteMalformed(previousHop)
                 return
             if whole is None:
                 return
@@ -492,10 +541,14 @@ class Transport:
             message = Message.decode(data, self.settings.maxMessageSize, view)
         except DecodeError as exc:
             self.counters["malformed"] += 1
-            self.log.warn(
-                "malformed message from {nodeId}: {error}", nodeId=previousHop.hex(), error=str(exc)
+            self.refusals.warn(
+                "malformed message",
+                previousHop.hex(),
+                "malformed message from {source}: {error}",
+                error=str(exc),
             )
             self._reject(view, previousHop, ErrorCode.INVALID_MESSAGE, str(exc))
+            self._noteMalformed(previousHop)
             return
         try:
             signer = self.security.verify(message, previousHop)
@@ -503,9 +556,10 @@ class Transport:
             # Section 6.3.4: "SHOULD simply drop the message and MUST NOT
             # process it".
             self.counters["badSignature"] += 1
-            self.log.warn(
-                "dropped a message from {nodeId} whose signature was rejected: {error}",
-                nodeId=previousHop.hex(),
+            self.refusals.warn(
+                "signature rejected",
+                previousHop.hex(),
+                "dropped a message from {source} whose signature was rejected: {error}",
                 error=str(exc),
             )
             return
@@ -539,9 +593,34 @@ class Transport:
             self._answer(refused, message, previousHop, entry)
             return
         request = Request(message, signer, previousHop)
-        self.dispatcher.dispatch(request).addCallback(
-            self._answer, message, previousHop, entry
-        ).addErrback(lambda f: self.log.failure("answering a request failed", f))
+        answering = self.dispatcher.dispatch(request)
+        answering.addCallback(self._logRefusal, message, signer)
+        answering.addCallback(self._answer, message, previousHop, entry)
+        answering.addErrback(lambda f: self.log.failure("answering a request failed", f))
+
+    def _logRefusal(self, reply: Reply, message: Message, signer: Signer) -> Reply:
+        """A request this node answers with an Error (a Store refused as
+        Forbidden, Unknown Kind, Data_Too_Large...; section 6.3.3.1) gets a
+        log line, rate-limited per error code and signer."""
+        if reply.isError:
+            try:
+                error = ErrorResponse.decode(reply.body)
+                code, info = error.error_code, error.error_info.decode(errors="replace")
+            except DecodeError:
+                code, info = -1, "?"
+            try:
+                name = ErrorCode(code).name
+            except ValueError:
+                name = str(code)
+            self.refusals.info(
+                f"refused {name}",
+                signer.nodeId.hex(),
+                "refused a request {method:#06x} from {source}: {code} {info}",
+                method=message.contents.message_code,
+                code=name,
+                info=info[:200],
+            )
+        return reply
 
     def _checkConfiguration(self, message: Message, signer: Signer) -> Reply | None:
         """Section 6.3.2.1: a request's configuration_sequence must equal
@@ -646,11 +725,12 @@ class Transport:
     def _reject(self, view: HeaderView, previousHop: bytes, code: int, reason: str) -> None:
         """Answer the request in ``view`` with an Error without decoding
         its contents; drop anything else."""
-        self.log.info(
-            "refusing transaction {transactionId:#018x} from {nodeId}: {reason}",
+        self.refusals.info(
+            "refusing transaction",
+            previousHop.hex(),
+            "refusing transaction {transactionId:#018x} from {source}: {why}",
             transactionId=view.transaction_id,
-            nodeId=previousHop.hex(),
-            reason=reason,
+            why=reason,
         )
         if not isRequestView(view):
             self.counters["dropped"] += 1
@@ -910,6 +990,7 @@ class Transport:
     def stop(self) -> None:
         """Fail every pending request and link wait; answer nothing more."""
         self._stopped = True
+        self.refusals.stop()
         self.transactions.failAll(CancelledError("the transport stopped"))
         for waiters in list(self._linkWaiters.values()):
             for waiter in list(waiters):

@@ -215,10 +215,11 @@ async def test_unackedFramesFailTheLink(tlsPeers: Peers) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_linkLimitClosesLinksBeyondIt(tlsPeers: Peers) -> None:
+    """A table full of links this node opened refuses a newcomer."""
     table: ConnectionTable[TLSLink] = ConnectionTable(None, maxLinks=1)
     server = await tlsPeers.make(table=table)
     first, second = await tlsPeers.make(), await tlsPeers.make()
-    await first.listener.connect("127.0.0.1", server.port, server.nodeId)
+    await server.listener.connect("127.0.0.1", first.port, first.nodeId)
     await until(lambda: server.handler.up)
     # TLS 1.3: the second client finishes its handshake before the server
     # refuses the link, so it may see linkUp; it then sees the link close.
@@ -227,6 +228,23 @@ async def test_linkLimitClosesLinksBeyondIt(tlsPeers: Peers) -> None:
     await sleep(0.1)
     assert len(server.handler.up) == 1 and len(table) == 1
     assert server.handler.up[0].peer.nodeIds == first.identity.nodeIds
+
+
+@pytest_twisted.ensureDeferred
+async def test_fullTableEvictsAnInboundLinkThatCarriedNothingForANewcomer(
+    tlsPeers: Peers,
+) -> None:
+    table: ConnectionTable[TLSLink] = ConnectionTable(None, maxLinks=1)
+    server = await tlsPeers.make(table=table)
+    first, second = await tlsPeers.make(), await tlsPeers.make()
+    silent = await first.listener.connect("127.0.0.1", server.port, server.nodeId)
+    await until(lambda: server.handler.up)
+    admitted = await second.listener.connect("127.0.0.1", server.port, server.nodeId)
+    await until(lambda: not silent.isOpen)
+    await sleep(0.1)
+    assert admitted.isOpen and len(table) == 1 and table.evicted == 1
+    kept = table.linkFor(second.nodeId)
+    assert kept is not None and kept.peer.nodeIds == second.identity.nodeIds
 
 
 @pytest_twisted.ensureDeferred
