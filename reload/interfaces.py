@@ -57,6 +57,7 @@ __all__ = [
     "ITopology",
     "ITopologyPlugin",
     "IUsage",
+    "IUsageOperations",
 ]
 
 
@@ -386,6 +387,25 @@ class ITopologyPlugin(IPlugin):
         topology may give it up to ``directLinks`` direct connections to
         the peers responsible for the Resource-IDs it uses (section 6.5.1);
         0 means none."""
+
+
+class IUsageOperations(Interface):
+    """What a usage's service offers operators, besides running: named
+    operations the admin API exposes as ``POST /usage/NAME/OPERATION?KEY=VALUE``
+    and ``reloadctl usage NAME OPERATION KEY=VALUE`` calls (``reloadctl
+    service`` is the same for the REDIR usage).
+
+    A service that provides this interface (``@implementer``) is found by
+    the node; nothing else of the usage is called from outside.
+    """
+
+    def operations() -> Mapping[str, Any]:
+        """Operation name -> ``call(arguments: dict[str, str])`` returning a
+        Deferred of a JSON-able dict.  ``call`` raises (or fails the
+        Deferred with) :class:`ValueError` for bad arguments (answered 400),
+        :class:`LookupError` when nothing was found (404),
+        :class:`reload.errors.ReloadError` for the overlay's Error (502); a
+        timeout is answered 504."""
 
 
 class IUsage(IPlugin):

@@ -155,14 +155,16 @@ class Node(MultiService):
         """The HTTP admin API on ``endpoint`` (``--admin``).  Imported here:
         Twisted's web server costs a peer without ``--admin`` (the default)
         a few megabytes for nothing."""
+        from twisted.web.resource import Resource
         from twisted.web.server import Site
 
         from reload.admin import storage as adminStorage
         from reload.admin.overlay import OverlayOperation, ping, routeQuery
         from reload.admin.status import adminRoot
+        from reload.admin.usages import UsageOperationsResource
 
         settings = self.settings
-        operations = {
+        operations: dict[bytes, Resource] = {
             b"ping": OverlayOperation(self._joinedNode, ping(reactor)),
             b"route-query": OverlayOperation(
                 self._joinedNode, routeQuery(lambda: settings.topology.name)
@@ -177,6 +179,9 @@ class Node(MultiService):
             (b"held", adminStorage.held),
         ):
             operations[name] = OverlayOperation(self._joinedNode, make(storage))
+        operations[b"usage"] = UsageOperationsResource(
+            lambda: self.peer.state == "joined", self.peer.usages.operations
+        )
         site = Site(adminRoot(self.status, operations))
         site.displayTracebacks = False
         strports.service(endpoint, site).setServiceParent(self)

@@ -24,7 +24,7 @@ from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
 from reload.config import KindConfig
-from reload.interfaces import IKind, INode, IUsage
+from reload.interfaces import IKind, INode, IUsage, IUsageOperations
 from reload.storage.kinds import KindTable
 from reload.storage.policies import PolicyRegistry
 
@@ -228,6 +228,19 @@ class UsageRunner:
             if entry.usage.name == name:
                 return entry.service
         raise KeyError(f"no usage {name!r} here")
+
+    def operations(self, name: str) -> Mapping[str, Any]:
+        """The operator operations of usage ``name``'s running service
+        (:class:`IUsageOperations`); KeyError when the usage is not run here
+        or its service is not running or offers none."""
+        for entry in self._running:
+            if entry.usage.name != name:
+                continue
+            service = entry.service
+            if entry.state != "running" or not IUsageOperations.providedBy(service):
+                raise KeyError(f"usage {name} is {entry.state} and offers no operations")
+            return dict(IUsageOperations(service).operations())
+        raise KeyError(f"usage {name} is not run by this peer")
 
     def status(self) -> list[dict[str, Any]]:
         """Each usage and its state, for the admin API and ``reloadctl

@@ -74,7 +74,15 @@ from reload.api.data import (
 )
 from reload.api.topology import ErrorCode
 from reload.errors import ReloadError
-from reload.interfaces import AccessRequest, DataModel, IAccessPolicy, IKind, INode, IUsage
+from reload.interfaces import (
+    AccessRequest,
+    DataModel,
+    IAccessPolicy,
+    IKind,
+    INode,
+    IUsage,
+    IUsageOperations,
+)
 
 __all__ = [
     "DEFAULT_LIFETIME",
@@ -143,7 +151,7 @@ class BadKey(RedirError, ValueError):
     """A lookup key that is not a Node-ID of this overlay's length."""
 
 
-class NoProvider(RedirError):
+class NoProvider(RedirError, LookupError):
     """Section 4.5: the tree of ``namespace`` holds no provider at all."""
 
     def __init__(self, namespace: bytes, key: bytes) -> None:
@@ -927,12 +935,14 @@ def _chain(d: Deferred[Any]) -> Deferred[Any]:
 # -- the service and the plugin ---------------------------------------------------
 
 
+@implementer(IUsageOperations)
 class RedirService(Service):
     """``--usage REDIR`` beside a node: registers the namespaces of the
     ``provide`` option once the node has joined, refreshes them, and
     withdraws them when it stops (before the node leaves).  The Python API
     is :attr:`client` (also as :meth:`register`, :meth:`unregister`,
-    :meth:`lookup`)."""
+    :meth:`lookup`); operators reach the same through the admin API
+    (:meth:`operations`: ``reloadctl service register|unregister|lookup|list``)."""
 
     log = Logger()
 
@@ -958,6 +968,77 @@ class RedirService(Service):
 
     def lookup(self, namespace: str | bytes, key: bytes | None = None) -> Deferred[LookupResult]:
         return self.client.lookup(namespace, key)
+
+    # -- operator operations (IUsageOperations) ----------------------------------
+
+    def operations(self) -> Mapping[str, Callable[[Mapping[str, str]], Deferred[dict[str, Any]]]]:
+        """``register``, ``unregister`` and ``lookup`` (``namespace=``, and
+        ``key=HEX`` for a lookup: default this node's Node-ID), and
+        ``list``: what this node provides."""
+        return {
+            "register": self._registerOperation,
+            "unregister": self._unregisterOperation,
+            "lookup": self._lookupOperation,
+            "list": self._listOperation,
+        }
+
+    def _registerOperation(self, arguments: Mapping[str, str]) -> Deferred[dict[str, Any]]:
+        namespace = _namespaceArgument(arguments)
+        d = self.client.register(namespace)
+        return d.addCallback(lambda r: {"namespace": _text(namespace), **_registration(r)})
+
+    def _unregisterOperation(self, arguments: Mapping[str, str]) -> Deferred[dict[str, Any]]:
+        namespace = _namespaceArgument(arguments)
+        d = self.client.unregister(namespace)
+        return d.addCallback(lambda _: {"namespace": _text(namespace), "registered": False})
+
+    def _lookupOperation(self, arguments: Mapping[str, str]) -> Deferred[dict[str, Any]]:
+        namespace = _namespaceArgument(arguments)
+        key = None
+        if arguments.get("key"):
+            try:
+                key = bytes.fromhex(arguments["key"])
+            except ValueError:
+                raise BadKey(f"key: {arguments['key']!r} is not hexadecimal") from None
+
+        def found(result: LookupResult) -> dict[str, Any]:
+            return {
+                "namespace": _text(namespace),
+                "key": (key if key is not None else self.client.node.nodeId).hex(),
+                "provider": result.nodeId.hex(),
+                "destinations": [d.encode().hex() for d in result.record.destinations],
+                "level": result.level,
+                "fetches": result.fetches,
+                "fromCache": result.fromCache,
+            }
+
+        return self.client.lookup(namespace, key).addCallback(found)
+
+    def _listOperation(self, arguments: Mapping[str, str]) -> Deferred[dict[str, Any]]:
+        registrations = {}
+        for namespace in self.client.provides():
+            last = self.client.registration(namespace)
+            registrations[_text(namespace)] = None if last is None else _registration(last)
+        return succeed({"provides": sorted(registrations), "registrations": registrations})
+
+
+def _namespaceArgument(arguments: Mapping[str, str]) -> bytes:
+    raw = arguments.get("namespace")
+    if raw is None:
+        raise BadNamespace("namespace: missing")
+    return namespaceBytes(raw)
+
+
+def _text(namespace: bytes) -> str:
+    return namespace.decode("utf-8", "replace")
+
+
+def _registration(registration: Registration) -> dict[str, Any]:
+    return {
+        "stored": [list(levelNode) for levelNode in registration.stored],
+        "endLevel": registration.endLevel,
+        "fetches": registration.fetches,
+    }
 
 
 def _positive(options: Mapping[str, str], key: str) -> int | None:

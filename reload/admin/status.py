@@ -56,4 +56,5 @@ class _Index(Resource):
             b"  POST /store?kind=ID&(name=TEXT|resource=HEX|node=HEX)&value=TEXT[&index=N|&key=K]\n"
             b"  POST /fetch|/stat?kind=ID&(name=|resource=|node=)[&index=A-B|&key=K]\n"
             b"  POST /find?kind=ID&(name=|resource=|node=)\n"
+            b"  POST /usage/NAME/OPERATION?KEY=VALUE...   a usage's operations\n"
         )

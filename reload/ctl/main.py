@@ -19,6 +19,7 @@ from typing import Any
 from reload import __version__
 from reload.ctl.lab import addLabCommands
 from reload.ctl.options import OneLineParser, intRange, seconds
+from reload.ctl.usages import addUsageCommands
 from reload.plugins import PluginError, installedTopologies, installedUsages
 
 
@@ -266,6 +267,7 @@ def buildParser() -> argparse.ArgumentParser:
     _addStorage(sub, "held", "show what one peer itself holds at a Resource-ID")
 
     addLabCommands(sub)
+    addUsageCommands(sub, _addAdmin, _admin, _emit)
     return parser
 
 
@@ -274,6 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "ping" and (args.destination is None) == (args.name is None):
         parser.error("ping needs a destination or --name, not both")
+    if args.command == "service" and (args.operation == "list") != (args.namespace is None):
+        parser.error(f"service {args.operation}: " + (
+            "takes no namespace" if args.operation == "list" else "needs a NAMESPACE"
+        ))  # fmt: skip
     try:
         status: int = args.func(args)
     except AdminError as exc:

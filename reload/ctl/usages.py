@@ -1,0 +1,85 @@
+"""``reloadctl usage`` and ``reloadctl service``: the operations usages
+offer operators (:class:`reload.interfaces.IUsageOperations`), through a
+peer's admin API (``POST /usage/NAME/OPERATION``).
+
+``reloadctl service register|unregister|lookup|list`` are the REDIR usage's
+(ReDiR service discovery, RFC 7374): the peer must run ``--usage REDIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["addUsageCommands"]
+
+#: The usage ``reloadctl service`` talks to (RFC 7374's REDIR Kind).
+SERVICE_USAGE = "REDIR"
+
+Admin = Callable[[argparse.Namespace, str, dict[str, str]], Any]
+Emit = Callable[[argparse.Namespace, Any, str], None]
+
+
+def _pair(text: str) -> tuple[str, str]:
+    """One ``KEY=VALUE`` argument of an operation."""
+    key, equals, value = text.partition("=")
+    if not (key and equals):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE")
+    return key, value
+
+
+def _serviceText(operation: str, result: dict[str, Any]) -> str:
+    """What ``reloadctl service`` prints for a person."""
+    if operation == "lookup":
+        via = "the level cache" if result.get("fromCache") else f"level {result['level']}"
+        return (
+            f"{result['namespace']}: provider {result['provider']} for key {result['key']}"
+            f" ({result['fetches']} Fetch(es), found at {via})"
+        )
+    if operation == "register":
+        nodes = ", ".join(f"({level},{node})" for level, node in result["stored"])
+        return (
+            f"registered in {result['namespace']}: stored in tree node(s) {nodes}; "
+            f"{result['fetches']} Fetch(es)"
+        )
+    if operation == "unregister":
+        return f"unregistered from {result['namespace']}"
+    lines = [f"{ns}  (last stored at level {(r or {}).get('endLevel', '-')})"
+             for ns, r in result["registrations"].items()]  # fmt: skip
+    return "\n".join(lines) or "this peer provides nothing"
+
+
+def addUsageCommands(sub: Any, addAdmin: Callable[[Any], None], admin: Admin, emit: Emit) -> None:
+    """``usage`` and ``service`` on the ``reloadctl`` subparsers ``sub``."""
+
+    def cmdUsage(args: argparse.Namespace) -> int:
+        result = admin(args, f"/usage/{args.usage}/{args.operation}", dict(args.arguments))
+        emit(args, result, "\n".join(f"{k}: {v}" for k, v in sorted(result.items())))
+        return 0
+
+    usage = sub.add_parser("usage", help="run an operation a usage offers (see its docs)")
+    usage.add_argument("usage", help="usage name, e.g. REDIR")
+    usage.add_argument("operation", help="operation name, e.g. lookup")
+    usage.add_argument(
+        "arguments", nargs="*", type=_pair, metavar="KEY=VALUE", help="its arguments"
+    )
+    addAdmin(usage)
+    usage.set_defaults(func=cmdUsage)
+
+    def cmdService(args: argparse.Namespace) -> int:
+        query = {} if args.namespace is None else {"namespace": args.namespace}
+        if args.key is not None:
+            query["key"] = args.key
+        result = admin(args, f"/usage/{SERVICE_USAGE}/{args.operation}", query)
+        emit(args, result, _serviceText(args.operation, result))
+        return 0
+
+    service = sub.add_parser(
+        "service", help="ReDiR service discovery (RFC 7374) through a peer running --usage REDIR"
+    )
+    service.add_argument("operation", choices=("register", "unregister", "lookup", "list"))
+    service.add_argument("namespace", nargs="?", help="the service's namespace, e.g. voice-mail")
+    service.add_argument("--key", help="lookup: the key (hex Node-ID; default the peer's own)")
+    addAdmin(service)
+    service.set_defaults(func=cmdService)
