@@ -234,3 +234,20 @@ def test_reloadctl_lab_runs_a_usage_on_every_peer(tmp_path: Path, greeterSite: P
             [commandPath("reloadctl"), "lab", "stop", "--dir", str(labDir)],
             capture_output=True, env=env, timeout=120,
         )  # fmt: skip
+
+
+def test_reloadctl_usage_names_what_a_usage_does_not_offer(greeterLab: Any) -> None:
+    """``POST /usage/NAME/OPERATION`` (``reloadctl usage``): a usage that is
+    not run, or whose service offers no operations, is a one-line 404."""
+    lab, _ = greeterLab
+    admin = lab.peers[0].admin
+    for args, message in (
+        (["usage", "GREETER", "lookup"], "usage GREETER is running and offers no operations"),
+        (["usage", "NOPE", "lookup", "a=b"], "usage NOPE is not run by this peer"),
+    ):
+        result = subprocess.run(
+            [commandPath("reloadctl"), *args, "--admin", admin],
+            capture_output=True, text=True, env=sourceEnv(), timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr.strip().endswith(message), result.stderr
