@@ -111,11 +111,16 @@ def _responsible(ring: list[str], resourceId: str) -> str:
     return next((n for n in ring if n >= resourceId), ring[0])
 
 
+def _cmdline(peer: LabPeer) -> str:
+    assert peer.pid is not None
+    return Path(f"/proc/{peer.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
 def _held(peer: LabPeer, resourceId: str) -> Any:
     return _reloadctl("held", "--admin", peer.admin, "--resource", resourceId)
 
 
-def _waitRegistered(lab: Lab, holder: LabPeer, root: str, timeout: float = 60) -> None:
+def _waitRegistered(holder: LabPeer, root: str, timeout: float = 60) -> None:
     """Until the peer responsible for the root holds a REDIR record there."""
     deadline = time.monotonic() + timeout
     while True:
@@ -157,7 +162,9 @@ def registration(tmp_path_factory: pytest.TempPathFactory) -> CapturedRegistrati
         lab.restartPeer(provider, ["--usage-option", f"REDIR:provide={NAMESPACE.decode()}"])
         lab.waitConverged(60)
         assert lab.status(provider)["nodeId"] == nodeIds[provider.index]
-        _waitRegistered(lab, holder, root)
+        # One provider: only the restarted peer runs with the option.
+        assert [p.index for p in lab.peers if "REDIR:provide=" in _cmdline(p)] == [provider.index]
+        _waitRegistered(holder, root)
     finally:
         lab.stopOneByOne()
         capture.finish()
