@@ -237,12 +237,28 @@ class Lab:
             str(dataDir),
         )
         through = bootstrap if bootstrap is not None else (self.peers[0] if self.peers else None)
+        self._launch(peer, through, self.extraArgs)
+        return peer
+
+    def restartPeer(self, peer: LabPeer, extraArgs: Sequence[str] = ()) -> LabPeer:
+        """Stop ``peer`` (it leaves the overlay) and start it again in its
+        data directory -- so with its identity and Node-ID -- on its ports,
+        joining through the first other peer, with ``extraArgs`` after the
+        lab's: one peer of a lab can so run with options the others do not
+        (a ReDiR provider placed where a test needs it)."""
+        self.stopPeer(peer)
+        through = self.peers[0] if self.peers else None
+        self._launch(peer, through, [*self.extraArgs, *extraArgs])
+        return peer
+
+    def _launch(self, peer: LabPeer, through: LabPeer | None, extraArgs: Sequence[str]) -> None:
+        dataDir = Path(peer.dataDir)
         args = [
             *self._twistd(), "-n", "--pidfile=", f"--logfile={dataDir / 'twistd.log'}", "reload",
             "--config", str(self.configPath), "--data-dir", str(dataDir),
             "--listen", f"tcp:{peer.port}:interface={HOST}",
             "--admin", f"tcp:{peer.adminPort}:interface={HOST}",
-            *self.extraArgs,
+            *extraArgs,
         ]  # fmt: skip
         if through is not None:
             args += ["--bootstrap", through.address]
@@ -257,10 +273,9 @@ class Lab:
         )
         peer.pid = process.pid
         self.lastStarted = time.monotonic()
-        self._processes[index] = process
+        self._processes[peer.index] = process
         self.peers.append(peer)
         self.save()
-        return peer
 
     def start(
         self,
