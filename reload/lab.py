@@ -237,6 +237,22 @@ class Lab:
             str(dataDir),
         )
         through = bootstrap if bootstrap is not None else (self.peers[0] if self.peers else None)
+        self._launch(peer, through)
+        return peer
+
+    def restartPeer(self, peer: LabPeer, bootstrap: LabPeer) -> LabPeer:
+        """Start a stopped (or killed) ``peer`` again on its data directory
+        and ports: the same Node-ID and stored data, a new incarnation
+        (what an operator's restart after a crash does).  It joins through
+        ``bootstrap``."""
+        if self.alive(peer):
+            raise RuntimeError(f"peer {peer.index} is still running")
+        again = dataclasses.replace(peer, pid=None)
+        self._launch(again, bootstrap)
+        return again
+
+    def _launch(self, peer: LabPeer, through: LabPeer | None) -> None:
+        dataDir = Path(peer.dataDir)
         args = [
             *self._twistd(), "-n", "--pidfile=", f"--logfile={dataDir / 'twistd.log'}", "reload",
             "--config", str(self.configPath), "--data-dir", str(dataDir),
@@ -257,10 +273,9 @@ class Lab:
         )
         peer.pid = process.pid
         self.lastStarted = time.monotonic()
-        self._processes[index] = process
+        self._processes[peer.index] = process
         self.peers.append(peer)
         self.save()
-        return peer
 
     def start(
         self,
