@@ -38,6 +38,12 @@ from wedging that join or looping messages through the joining node:
   removed as a failed neighbour (section 10.7.1) before the admitting
   peer decides whether it is responsible, so the restarted peer is
   admitted at once instead of being told to "join through" itself.
+
+A neighbour whose failure went unnoticed (half-open links) still lists the
+restarted peer and so sees no change when it joins: it learns of the
+restart from the uptime in the new incarnation's Updates (section 10.7),
+and answers with its neighbours, which the new incarnation's empty tables
+need (section 10.7.3).
 """
 
 from __future__ import annotations
@@ -111,6 +117,10 @@ _IN_RING = (_Phase.JOINED, _Phase.LEAVING)
 _UINT32_MAX = 0xFFFFFFFF
 #: How many times a join locates its admitting peer and sends the JoinReq.
 JOIN_ATTEMPTS = 4
+#: Seconds a peer's start time, estimated from the uptime in its Updates
+#: (section 10.7, whole seconds, plus delivery delays), may move forward
+#: before it counts as restarted.
+RESTART_SLACK = 5.0
 
 
 @implementer(ITopology)
@@ -153,6 +163,8 @@ class ChordTopology:
         #: Failed peers (section 10.7.1) and until when hearsay about them
         #: is ignored (see the module docstring).
         self._suspects: dict[bytes, float] = {}
+        #: When each peer started, from the uptime of its last Update.
+        self._peerStarts: dict[bytes, float] = {}
         self._attaching: set[bytes] = set()
         self._pendingAttaches = 0
         self._settleWaiters: list[Deferred[None]] = []
@@ -287,6 +299,7 @@ class ChordTopology:
         if nodeId in self._knownPeers or nodeId in self.ring:
             self._suspectFailed(nodeId)
         self._departed.discard(nodeId)
+        self._peerStarts.pop(nodeId, None)
         self._lose(nodeId)
 
     # -- failed peers and new incarnations (sections 10.5, 10.7.1) ------------------
@@ -461,6 +474,7 @@ class ChordTopology:
             return UpdateAns().encode()
         if len(sender) != self.ring.length:
             raise ChordError("the sender's Node-ID has the wrong length")
+        restarted = self._noteUptime(sender, update.uptime)
         if sender not in self._departed:
             self._vouched(sender)
             self._knownPeers.add(sender)
@@ -468,9 +482,26 @@ class ChordTopology:
                 self._addPeer(sender)
         for candidate in (*update.predecessors, *update.successors, *update.fingers):
             self._consider(candidate, via=sender)
-        if self._knowsCloserNeighbour(sender, update):
+        if restarted or self._knowsCloserNeighbour(sender, update):
             self.clock.callLater(0, self.sendUpdate, sender, ChordUpdateType.NEIGHBORS)
         return UpdateAns().encode()
+
+    def _noteUptime(self, sender: bytes, uptime: int) -> bool:
+        """Whether ``sender`` restarted since its previous Update: it
+        reports less uptime (section 10.7) than it had.  A neighbour that
+        missed the failure sees no other change when the new incarnation
+        joins, so it answers with its neighbours (section 10.7.3)."""
+        started = self.clock.seconds() - uptime
+        previous = self._peerStarts.get(sender)
+        self._peerStarts[sender] = started
+        if previous is None or started <= previous + RESTART_SLACK:
+            return False
+        self.log.info(
+            "CHORD-RELOAD: {peer} restarted (uptime {uptime} s); sending it this node's neighbours",
+            peer=sender.hex(),
+            uptime=uptime,
+        )
+        return self._phase is _Phase.JOINED
 
     def _knowsCloserNeighbour(self, sender: bytes, update: ChordUpdate) -> bool:
         """Chord's notify step (section 10.7.3, "each member of its Connection
