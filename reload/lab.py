@@ -240,16 +240,28 @@ class Lab:
         self._launch(peer, through, self.extraArgs)
         return peer
 
-    def restartPeer(self, peer: LabPeer, extraArgs: Sequence[str] = ()) -> LabPeer:
-        """Stop ``peer`` (it leaves the overlay) and start it again in its
-        data directory -- so with its identity and Node-ID -- on its ports,
-        joining through the first other peer, with ``extraArgs`` after the
-        lab's: one peer of a lab can so run with options the others do not
-        (a ReDiR provider placed where a test needs it)."""
-        self.stopPeer(peer)
-        through = self.peers[0] if self.peers else None
-        self._launch(peer, through, [*self.extraArgs, *extraArgs])
-        return peer
+    def restartPeer(
+        self,
+        peer: LabPeer,
+        bootstrap: LabPeer | None = None,
+        extraArgs: Sequence[str] = (),
+    ) -> LabPeer:
+        """Start ``peer`` again on its data directory and ports: the same
+        Node-ID and stored data, a new incarnation -- what an operator's
+        restart does.  A running peer is stopped first (it leaves the
+        overlay); a killed one just comes back (a restart after a crash).
+        It joins through ``bootstrap`` (default: the first other peer),
+        with ``extraArgs`` after the lab's: one peer of a lab can so run
+        with options the others do not (a ReDiR provider placed where a test
+        needs it).  Returns the restarted peer."""
+        if self.alive(peer):
+            self.stopPeer(peer)
+        elif peer in self.peers:
+            self.peers.remove(peer)
+        again = dataclasses.replace(peer, pid=None)
+        through = bootstrap if bootstrap is not None else (self.peers[0] if self.peers else None)
+        self._launch(again, through, [*self.extraArgs, *extraArgs])
+        return again
 
     def _launch(self, peer: LabPeer, through: LabPeer | None, extraArgs: Sequence[str]) -> None:
         dataDir = Path(peer.dataDir)

@@ -159,7 +159,9 @@ def registration(tmp_path_factory: pytest.TempPathFactory) -> CapturedRegistrati
         assert _held(holder, root)["responsible"], "the lab's hash is not CHORD-RELOAD's"
         # Not the first peer: the restarted one joins through it.
         provider = next(p for p in lab.peers[1:] if p is not holder)
-        lab.restartPeer(provider, ["--usage-option", f"REDIR:provide={NAMESPACE.decode()}"])
+        lab.restartPeer(
+            provider, extraArgs=["--usage-option", f"REDIR:provide={NAMESPACE.decode()}"]
+        )
         lab.waitConverged(60)
         assert lab.status(provider)["nodeId"] == nodeIds[provider.index]
         # One provider: only the restarted peer runs with the option.

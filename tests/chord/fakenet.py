@@ -161,6 +161,13 @@ class FakeNetwork:
             if self.nodes[other].alive:
                 self.nodes[other].topology.linkDown(node.nodeId)
 
+    def crashUnnoticed(self, node: FakeNode) -> None:
+        """``node`` crashes and its links die without its peers noticing
+        (half-open connections): they learn of it only when a request to
+        it fails (section 10.7.1)."""
+        node.alive = False
+        self.links = {k for k in self.links if node.nodeId not in k}
+
     # -- delivery ----------------------------------------------------------------
 
     def later(self, node: FakeNode, f: Any, *args: Any) -> None:

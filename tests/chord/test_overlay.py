@@ -115,6 +115,34 @@ def test_leaves_and_failures_keep_the_ring_correct() -> None:
     assert len(net.joined()) == 10
 
 
+@pytest.mark.parametrize("noticed", [True, False], ids=["link-lost", "half-open"])
+def test_a_crashed_peer_restarted_with_its_node_id_rejoins_at_once(noticed: bool) -> None:
+    """A peer killed and restarted on its data directory keeps its Node-ID
+    (sections 10.5, 10.7.1).  Whether its neighbours saw its links go down
+    or still list the dead incarnation, the new one is admitted by its
+    successor within a second, and the ring is right again."""
+    net, rnd = buildOverlay(12, 21)
+    for round in range(4):
+        ring = net.joined()
+        victim = ring[rnd.randrange(len(ring))]
+        successor = ring[(ring.index(victim) + 1) % len(ring)]
+        if noticed:
+            net.disconnect(victim)
+        else:
+            net.crashUnnoticed(victim)
+        net.clock.advance(rnd.uniform(1, 10))
+        started = net.clock.seconds()
+        node, outcome = net.joinNode(victim.nodeId, successor)
+        assert outcome == [None], (round, outcome)
+        assert node.topology.phase == "joined"
+        net.settle()
+        assert net.clock.seconds() - started < 35  # settle's horizon included
+        # Half-open, a far peer may still hold the dead incarnation as a
+        # finger until its connectivity check (section 10.7.4.2): lookups
+        # are checked where the links were seen to go down.
+        assertCorrectRing(net, lookups=50 if noticed else 0, seed=round)
+
+
 def test_three_consecutive_failures_are_survived() -> None:
     """Section 10.1: several successors let the ring survive consecutive
     failures."""

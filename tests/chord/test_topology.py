@@ -361,6 +361,118 @@ def test_join_is_refused_by_a_node_not_in_the_ring() -> None:
         topology.handleJoin(nid(5), b"")
 
 
+# -- a failed peer restarted with the same Node-ID (sections 10.5, 10.7.1) ---------
+
+RESTARTED = (1 << 100) - 3  # ME's first predecessor
+
+
+def test_a_join_from_a_node_still_listed_replaces_its_stale_incarnation() -> None:
+    """Section 10.5: a peer in the ring never Joins again, so a JoinReq
+    from a Node-ID still in the Routing Table is a restarted peer whose
+    failure went unnoticed (its old link looked open).  The stale entry
+    goes (section 10.7.1) and the Join is admitted -- not refused with
+    "join through" the joining node itself."""
+    topology, node = joinedWith(1 << 90, RESTARTED, 1 << 120)
+    restarted = nid(RESTARTED)
+    assert topology.ring.predecessors[0] == restarted
+    seen: list[tuple[IdRange, ...]] = []
+    topology.onResponsibilityChange(seen.append)
+    assert topology.handleJoin(restarted, b"") == b""
+    assert topology.ring.predecessors[0] == restarted
+    # Storage heard the range go back to this node and move to the new
+    # incarnation again, so it Stores the data there (step 6).
+    assert IdRange(nid(1 << 90), restarted) in seen[-1]
+    node.clock.advance(0)
+    assert dict(node.updates())[restarted].predecessors[0] == restarted
+
+
+def test_a_join_from_a_stale_entry_elsewhere_names_another_peer() -> None:
+    """Dropping the stale entry first, the refusal names the peer to join
+    through, never the joining node itself."""
+    topology, _ = joinedWith(1 << 90, 1 << 110, 1 << 120)
+    stale = nid(1 << 110)
+    with pytest.raises(ChordError, match="not responsible") as info:
+        topology.handleJoin(stale, b"")
+    assert stale.hex() not in str(info.value).split("join through")[1]
+    assert stale not in topology.ring
+
+
+def test_hearsay_does_not_bring_back_a_failed_peer() -> None:
+    """Section 10.7.1: after a neighbour failed, another peer's Update that
+    still lists it (stale) does not make its new incarnation -- connected
+    again to join -- a peer: this node keeps answering for its range
+    instead of routing there (and back: a routing loop)."""
+    topology, node = joinedWith(1 << 90, RESTARTED, 1 << 120)
+    restarted = nid(RESTARTED)
+    topology.linkDown(restarted)
+    topology.linkUp(restarted)  # the new incarnation connects to join
+    topology.handleUpdate(nid(1 << 90), update(ChordUpdateType.NEIGHBORS, (), (RESTARTED,)))
+    assert restarted not in topology.ring
+    assert node.attaches == []
+    assert topology.isResponsible(nid(RESTARTED - 1))
+    assert topology.nextHop(nid(RESTARTED - 1)) is None
+
+
+def test_an_attach_to_a_failed_peers_node_id_does_not_make_it_a_peer() -> None:
+    """An Attach routed to the Node-ID a stale Update named may reach the
+    restarted node, which answers it while joining: that is no sign it is a
+    peer (section 10.5 step 3)."""
+    topology, node = joinedWith(1 << 90, 1 << 120)
+    restarted = nid(RESTARTED)
+    topology.handleUpdate(nid(1 << 90), update(ChordUpdateType.NEIGHBORS, (), (RESTARTED,)))
+    assert [a[0] for a in node.attaches] == [restarted]
+    node.attaches[0][3].callback(restarted)
+    assert restarted in topology.ring
+    topology.linkDown(restarted)  # it crashes...
+    topology.handleUpdate(nid(1 << 90), update(ChordUpdateType.NEIGHBORS, (), (RESTARTED,)))
+    assert len(node.attaches) == 1, "no Attach on stale hearsay"
+    topology._attachPeer(restarted, via=None)  # one started before the crash
+    node.attaches[1][3].callback(restarted)  # ...and its new incarnation answers
+    assert restarted not in topology.ring
+    assert topology.isResponsible(nid(RESTARTED - 1))
+
+
+def test_a_failed_peer_is_a_peer_again_once_it_says_so() -> None:
+    """Its own Update (section 10.7: peer_ready, "can be routed through")
+    ends the suspicion at once."""
+    topology, _ = joinedWith(1 << 90, RESTARTED, 1 << 120)
+    restarted = nid(RESTARTED)
+    topology.linkDown(restarted)
+    topology.linkUp(restarted)
+    topology.handleUpdate(restarted, update(ChordUpdateType.PEER_READY))
+    assert topology.ring.predecessors[0] == restarted
+
+
+def test_hearsay_about_a_failed_peer_counts_again_after_the_hold_down() -> None:
+    """The suspicion lasts the successor replacement hold-down time
+    (section 10.7.1), the time stale Updates take to die out."""
+    topology, node = joinedWith(1 << 90, RESTARTED, 1 << 120)
+    restarted = nid(RESTARTED)
+    topology.linkDown(restarted)
+    node.clock.advance(topology.settings.successorHoldDown + 1)
+    topology.handleUpdate(nid(1 << 90), update(ChordUpdateType.NEIGHBORS, (), (RESTARTED,)))
+    assert [a[0] for a in node.attaches] == [restarted]
+
+
+def test_a_neighbour_that_restarted_unnoticed_gets_this_nodes_neighbours() -> None:
+    """Section 10.7: the uptime in an Update going back says the sender
+    restarted; this node, which missed the failure and so sees no change,
+    answers with its neighbours (section 10.7.3) to fill the new
+    incarnation's tables."""
+    topology, node = joinedWith(1 << 90, RESTARTED, 1 << 120)
+    restarted = nid(RESTARTED)
+    node.clock.advance(100)
+    topology.handleUpdate(restarted, ChordUpdate(100, ChordUpdateType.PEER_READY).encode())
+    node.clock.advance(0)
+    assert node.updates() == [], "the same incarnation, 100 s up"
+    node.clock.advance(60)
+    topology.handleUpdate(restarted, ChordUpdate(3, ChordUpdateType.NEIGHBORS).encode())
+    node.clock.advance(0)
+    [(dest, sent)] = node.updates()
+    assert dest == restarted and sent.type is ChordUpdateType.NEIGHBORS
+    assert sent.predecessors[0] == restarted
+
+
 def test_join_sequence_of_the_joining_node() -> None:
     """Section 10.5: Attach to n+1 through the bootstrap with send_update,
     find the successors, then JoinReq to the admitting peer; Updates to the

@@ -20,6 +20,30 @@ an Update (any type; peer_ready says exactly this, section 10.7), when a
 peer lists it in an Update or Leave, when it answers an Attach routed to a
 Resource-ID (only a peer can be responsible for one), or when it Joins
 through this node.
+
+A peer that failed (section 10.7.1) may come back as a new incarnation
+with the same Node-ID -- a restart on the same data directory -- and join
+again (section 10.5).  Two rules keep a stale entry for the old incarnation
+from wedging that join or looping messages through the joining node:
+
+* a failed peer is *suspect* for the successor replacement hold-down time
+  (section 10.7.1: the time "to allow a triggered update to inform it"):
+  hearsay about it (other peers' Updates and Leaves, an Attach this node
+  routed to its Node-ID, which a Joining Node answers too) does not make
+  it a peer again; only what it says itself does (an Update it sends, or
+  its JoinReq), because a Joining Node sends neither before its Join
+  (section 10.5 steps 5 and 9);
+* a JoinReq from a Node-ID still in the Routing Table comes from a new
+  incarnation: a peer in the ring never joins again.  The stale entry is
+  removed as a failed neighbour (section 10.7.1) before the admitting
+  peer decides whether it is responsible, so the restarted peer is
+  admitted at once instead of being told to "join through" itself.
+
+A neighbour whose failure went unnoticed (half-open links) still lists the
+restarted peer and so sees no change when it joins: it learns of the
+restart from the uptime in the new incarnation's Updates (section 10.7),
+and answers with its neighbours, which the new incarnation's empty tables
+need (section 10.7.3).
 """
 
 from __future__ import annotations
@@ -93,6 +117,10 @@ _IN_RING = (_Phase.JOINED, _Phase.LEAVING)
 _UINT32_MAX = 0xFFFFFFFF
 #: How many times a join locates its admitting peer and sends the JoinReq.
 JOIN_ATTEMPTS = 4
+#: Seconds a peer's start time, estimated from the uptime in its Updates
+#: (section 10.7, whole seconds, plus delivery delays), may move forward
+#: before it counts as restarted.
+RESTART_SLACK = 5.0
 
 
 @implementer(ITopology)
@@ -132,6 +160,11 @@ class ChordTopology:
         self._knownPeers: set[bytes] = set()
         #: Peers that sent a Leave; ignored until their link goes down.
         self._departed: set[bytes] = set()
+        #: Failed peers (section 10.7.1) and until when hearsay about them
+        #: is ignored (see the module docstring).
+        self._suspects: dict[bytes, float] = {}
+        #: When each peer started, from the uptime of its last Update.
+        self._peerStarts: dict[bytes, float] = {}
         self._attaching: set[bytes] = set()
         self._pendingAttaches = 0
         self._settleWaiters: list[Deferred[None]] = []
@@ -257,14 +290,44 @@ class ChordTopology:
         if nodeId == self.nodeId or len(nodeId) != self.ring.length:
             return
         self._connected.add(nodeId)
-        if nodeId in self._knownPeers:
+        if nodeId in self._knownPeers and not self._suspect(nodeId):
             self._addPeer(nodeId)
 
     def linkDown(self, nodeId: bytes) -> None:
         """Sections 10.7.1 and 10.7.2: a lost connection is a failed peer."""
         self._connected.discard(nodeId)
+        if nodeId in self._knownPeers or nodeId in self.ring:
+            self._suspectFailed(nodeId)
         self._departed.discard(nodeId)
+        self._peerStarts.pop(nodeId, None)
         self._lose(nodeId)
+
+    # -- failed peers and new incarnations (sections 10.5, 10.7.1) ------------------
+
+    def _suspectFailed(self, peer: bytes) -> None:
+        """``peer`` failed: hearsay about it is ignored for the successor
+        replacement hold-down time (section 10.7.1), until it speaks for
+        itself (:meth:`_vouched`)."""
+        now = self.clock.seconds()
+        for old in [p for p, until in self._suspects.items() if until <= now]:
+            del self._suspects[old]
+        self._suspects[peer] = now + self.settings.successorHoldDown
+
+    def _suspect(self, peer: bytes) -> bool:
+        """Whether ``peer`` failed recently and has not spoken since."""
+        until = self._suspects.get(peer)
+        if until is None:
+            return False
+        if until <= self.clock.seconds():
+            del self._suspects[peer]
+            return False
+        return True
+
+    def _vouched(self, peer: bytes) -> None:
+        """``peer`` itself said it is a peer (an Update it sent, section
+        10.7) or is joining (its JoinReq, section 10.5): whatever failed
+        before, this incarnation is live."""
+        self._suspects.pop(peer, None)
 
     # -- Join (sections 6.4.2.1, 10.5) ------------------------------------------
 
@@ -375,6 +438,19 @@ class ChordTopology:
         if joiningPeer not in self._connected:
             # Section 6.4.2.1: joins happen only between adjacent nodes.
             raise ChordError("a JoinReq must come over a direct connection", ErrorCode.FORBIDDEN)
+        self._vouched(joiningPeer)
+        if joiningPeer in self.ring:
+            # A peer in the ring never joins again (section 10.5): this is a
+            # new incarnation of a peer whose failure this node has not
+            # detected yet (a restart after a crash, its old link still
+            # looking open).  The entry is stale: remove it as a failed
+            # neighbour (section 10.7.1), then decide on the Join.
+            self.log.info(
+                "CHORD-RELOAD: {peer} joins again: dropping the entry of its previous incarnation",
+                peer=joiningPeer.hex(),
+            )
+            self._knownPeers.discard(joiningPeer)
+            self._lose(joiningPeer)
         if not self.ring.isResponsible(joiningPeer):
             raise ChordError(
                 f"not responsible for {joiningPeer.hex()}: join through "
@@ -398,15 +474,34 @@ class ChordTopology:
             return UpdateAns().encode()
         if len(sender) != self.ring.length:
             raise ChordError("the sender's Node-ID has the wrong length")
+        restarted = self._noteUptime(sender, update.uptime)
         if sender not in self._departed:
+            self._vouched(sender)
             self._knownPeers.add(sender)
             if sender in self._connected:
                 self._addPeer(sender)
         for candidate in (*update.predecessors, *update.successors, *update.fingers):
             self._consider(candidate, via=sender)
-        if self._knowsCloserNeighbour(sender, update):
+        if restarted or self._knowsCloserNeighbour(sender, update):
             self.clock.callLater(0, self.sendUpdate, sender, ChordUpdateType.NEIGHBORS)
         return UpdateAns().encode()
+
+    def _noteUptime(self, sender: bytes, uptime: int) -> bool:
+        """Whether ``sender`` restarted since its previous Update: it
+        reports less uptime (section 10.7) than it had.  A neighbour that
+        missed the failure sees no other change when the new incarnation
+        joins, so it answers with its neighbours (section 10.7.3)."""
+        started = self.clock.seconds() - uptime
+        previous = self._peerStarts.get(sender)
+        self._peerStarts[sender] = started
+        if previous is None or started <= previous + RESTART_SLACK:
+            return False
+        self.log.info(
+            "CHORD-RELOAD: {peer} restarted (uptime {uptime} s); sending it this node's neighbours",
+            peer=sender.hex(),
+            uptime=uptime,
+        )
+        return self._phase is _Phase.JOINED
 
     def _knowsCloserNeighbour(self, sender: bytes, update: ChordUpdate) -> bool:
         """Chord's notify step (section 10.7.3, "each member of its Connection
@@ -443,6 +538,7 @@ class ChordTopology:
                     peer=peer.hex(),
                     why=failure.getErrorMessage(),
                 )
+                self._suspectFailed(peer)
                 self._lose(peer)
 
         return d.addCallbacks(lambda _: None, failed)
@@ -556,6 +652,7 @@ class ChordTopology:
             or len(candidate) != self.ring.length
             or candidate in self.ring
             or candidate in self._departed
+            or self._suspect(candidate)
         ):
             return
         if candidate in self._connected:
@@ -646,14 +743,24 @@ class ChordTopology:
             return result
 
         d.addBoth(done)
-        return d.addCallback(self._attached)
+        return d.addCallback(self._attached, destination)
 
-    def _attached(self, peer: object) -> tuple[bytes, bool]:
+    def _attached(self, peer: object, destination: bytes) -> tuple[bytes, bool]:
+        """The Attach to ``destination`` connected ``peer``.
+
+        Answering an Attach routed to a Resource-ID makes ``peer`` known as
+        a peer: only a peer is responsible for one.  So does answering one
+        routed to its own Node-ID, unless ``peer`` failed recently: a
+        Joining Node answers those too, and the Node-ID came from hearsay
+        about its previous incarnation (module docstring)."""
         if not isinstance(peer, bytes) or len(peer) != self.ring.length or peer == self.nodeId:
             raise ChordError(f"attach answered with an invalid Node-ID {peer!r}")
         new = peer not in self.ring
         self._departed.discard(peer)
-        self._knownPeers.add(peer)
+        if peer != destination:
+            self._vouched(peer)
+        if not self._suspect(peer):
+            self._knownPeers.add(peer)
         self.linkUp(peer)
         return peer, new and peer in self.ring
 
