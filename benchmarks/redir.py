@@ -383,9 +383,11 @@ def configuration(
     default plus the usage's Kinds), with another max-message-size or
     REDIR max-count when given."""
     base = MemoryOverlay(0, usages=[redir], seed=seed).configuration
+    # REDIR is an IANA Kind: the configuration may name it rather than number it.
+    current = base.kind(REDIR_KIND_ID)
     kinds = tuple(
         dataclasses.replace(kind, maxCount=maxCount)
-        if maxCount is not None and kind.kindId == REDIR_KIND_ID
+        if maxCount is not None and kind is current
         else kind
         for kind in base.kinds
     )
