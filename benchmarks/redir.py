@@ -5,7 +5,9 @@ against the naive design that keeps every provider under one Resource-ID.
 Run by hand, not by the test suite:
 
     python3 benchmarks/redir.py [--peers 1000] [--providers 1,10,100,1000]
-        [--keys 200] [--seed 1] [--json redir.json] [--plot docs/redir-sim.png]
+        [--keys 200] [--seed 1] [--max-message-size BYTES] [--max-count N]
+        [--json redir.json] [--plot docs/redir-sim.png]
+    python3 benchmarks/redir.py --from-json redir.json [--plot FILE]
 
 One :class:`reload.testing.MemoryOverlay` of ``--peers`` real nodes
 (CHORD-RELOAD, every message and value signed and verified) runs the REDIR
@@ -28,26 +30,43 @@ the providers' Node-IDs, with the definition ``usages/redir.py`` documents
 lowest of all.  ``provider``, ``before`` and ``after`` use at most
 ``--keys`` providers (sampled), ``random`` and ``wrap`` ``--keys`` keys.
 
-Each key is looked up twice: *cold*, by a fresh :class:`RedirClient` whose
+The keys are looked up once, cold, right after the first registrations
+(``correct before refresh``: a provider that registered alone in its
+interval is not in the deeper tree node that later ones of that interval
+stored in, until it refreshes); then every provider
+registers again, as its refresh does (section 4.4: "repeat the entire
+registration process", starting at the level its last one ended at); then
+each key is looked up twice: *cold*, by a fresh :class:`RedirClient` whose
 level cache is empty (it starts at Lstart = 2, section 4.2), and *warm*, by
-a client that has made ``LOOKUP_HISTORY`` (16) lookups of random keys first,
-so that it starts at the mode of the levels its last lookups ended at.
-"Fetches" is the number of tree nodes the walk fetched (``LookupResult.fetches``,
-the count RFC 7374 reasons about); "requests" counts every FetchReq and
-StatReq the client sent, which is more when a tree node is too large for
-one answer (Error_Response_Too_Large: the client Stats it and fetches its
-records a few at a time, ``RedirClient._fetchInParts``).  A registration's
-Stores and Fetches are its ``Registration``'s.
+a client that has made ``LOOKUP_HISTORY`` (16) lookups of random keys
+first, so that it starts at the mode of the levels its last lookups ended
+at.  "Fetches" is the number of tree nodes the walk fetched
+(``LookupResult.fetches``, the count RFC 7374 reasons about); "requests"
+counts every FetchReq and StatReq the client sent, which is more when a
+tree node is too large for one answer (Error_Response_Too_Large: the
+client Stats it and fetches its records a few at a time,
+``RedirClient._fetchInParts``).  Stores and Fetches per registration are
+the ``Registration``'s, of the first round and of the refresh.  A
+registration or lookup that fails (an overlay error) is counted as failed
+or wrong and reported, not retried.
 
 Records per peer: the REDIR values (exists = True) each peer holds itself
 (``INode.localData``) at the namespace's tree nodes (the Resource-IDs the
-registrations stored at), replicas included.  The naive design puts all P
-records under one Resource-ID, held by as many peers as each resource has
-copies here (the responsible peer and its replicas): those peers hold P
-records each, every other peer none.
+registrations stored at), replicas included, counting those the refresh
+round stored: the first round's others expire one lifetime later and are
+not part of the steady state.  The naive design puts all P records under
+one Resource-ID, held by as many peers as each tree node has copies here
+(the responsible peer and its 2 replicas): those peers hold P records
+each, every other peer none.
 
-Registrations live for a day (``--usage-option REDIR:lifetime=86400``) so
-no refresh (section 4.4: the same walk again) runs during the measurement.
+``--max-message-size`` and ``--max-count`` replace the overlay
+configuration's max-message-size (RFC 6940 default 5000 bytes) and
+REDIR's max-count (64 in the embedded default) to show which limit a
+namespace runs into.
+
+Registrations live for a day (``--usage-option REDIR:lifetime=86400``):
+no record expires and no refresh timer fires during a run; the one
+refresh round is run explicitly, as above.
 
 ``--plot FILE`` needs matplotlib, a benchmark-only dependency:
 ``python3 -m pip install matplotlib``.
@@ -484,8 +503,9 @@ def table(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: str) -> None:
-    """Two panels: Fetches per lookup, and records per peer against the
-    naive design, by provider count."""
+    """Three panels by provider count: lookups and registrations that
+    succeeded, Fetches per lookup, and records per peer against the naive
+    design."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -493,30 +513,44 @@ def plot(result: dict[str, Any], path: str) -> None:
 
     runs = result["runs"]
     counts = [run["providers"] for run in runs]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=80)
+    figure, (ok, fetches, records) = plt.subplots(1, 3, figsize=(13, 3.8), dpi=72)
+    for key, style, label in (
+        ("beforeRefresh", "o--", "lookups before refresh"),
+        ("warm", "s-", "lookups after (warm)"),
+    ):
+        ok.plot(
+            counts, [100 * r[key]["correct"] / r[key]["lookups"] for r in runs], style, label=label
+        )
+    ok.plot(
+        counts,
+        [100 - 100 * r["registration"]["failed"] / r["providers"] for r in runs],
+        "^:",
+        label="registrations stored",
+    )
+    ok.set_ylabel("% correct / succeeded")
+    ok.set_title("Correctness")
     for mode, style in (("cold", "o--"), ("warm", "s-")):
-        left.plot(counts, [r[mode]["fetchesMean"] for r in runs], style, label=f"{mode} mean")
-        left.plot(
+        fetches.plot(counts, [r[mode]["fetchesMean"] for r in runs], style, label=f"{mode} mean")
+        fetches.plot(
             counts, [r[mode]["fetchesP99"] for r in runs], style, alpha=0.4, label=f"{mode} p99"
         )
-    left.plot(counts, [r["warm"]["requestsMean"] for r in runs], "^:", label="warm requests mean")
-    left.set_xscale("log")
-    left.set_xlabel("providers")
-    left.set_ylabel("per lookup")
-    left.set_title("Fetches per lookup")
-    left.legend(fontsize=8)
-    left.grid(alpha=0.3)
-    right.plot(counts, [r["records"]["maxPerPeer"] for r in runs], "o-", label="ReDiR max")
-    right.plot(counts, [r["records"]["meanPerPeer"] for r in runs], "o--", label="ReDiR mean")
-    right.plot(counts, [r["naive"]["maxPerPeer"] for r in runs], "s-", label="naive max")
-    right.plot(counts, [r["naive"]["meanPerPeer"] for r in runs], "s--", label="naive mean")
-    right.set_xscale("log")
-    right.set_yscale("log")
-    right.set_xlabel("providers")
-    right.set_ylabel("records per peer")
-    right.set_title(f"REDIR records held per peer ({result['peers']:,} peers)")
-    right.legend(fontsize=8)
-    right.grid(alpha=0.3)
+    fetches.plot(
+        counts, [r["warm"]["requestsMean"] for r in runs], "^:", label="warm requests mean"
+    )
+    fetches.set_ylabel("per lookup")
+    fetches.set_title("Tree-node Fetches per lookup")
+    records.plot(counts, [r["records"]["maxPerPeer"] for r in runs], "o-", label="ReDiR max")
+    records.plot(counts, [r["records"]["meanPerPeer"] for r in runs], "o--", label="ReDiR mean")
+    records.plot(counts, [r["naive"]["maxPerPeer"] for r in runs], "s-", label="naive max")
+    records.plot(counts, [r["naive"]["meanPerPeer"] for r in runs], "s--", label="naive mean")
+    records.set_yscale("log")
+    records.set_ylabel("records per peer")
+    records.set_title("REDIR records held per peer")
+    for axes in (ok, fetches, records):
+        axes.set_xscale("log")
+        axes.set_xlabel(f"providers ({result['peers']:,} peers)")
+        axes.legend(fontsize=8)
+        axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -542,7 +576,16 @@ def main() -> None:
     parser.add_argument("--max-count", type=int, help="REDIR's max-count (default 64)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE", help="also draw them (PNG, needs matplotlib)")
+    parser.add_argument(
+        "--from-json", metavar="FILE", help="print and draw the results of an earlier --json run"
+    )
     args = parser.parse_args()
+    if args.from_json:
+        earlier: dict[str, Any] = json.loads(Path(args.from_json).read_text())["redir"]
+        print(table(earlier))
+        if args.plot:
+            plot(earlier, args.plot)
+        return
     counts = [int(c) for c in args.providers.split(",")]
     result = simulate(
         args.peers,
