@@ -1,0 +1,86 @@
+"""The ReDiR simulation of ``benchmarks/redir.py`` (issue 18), small enough
+for CI: 60 peers of the in-memory overlay with 1 and 10 providers of one
+namespace each, every lookup from every kind of key correct once the
+providers have refreshed (RFC 7374 sections 4.3-4.5), and the records
+spread over many peers where the naive design puts them on three."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "redir.py"
+
+
+@pytest.fixture(scope="module")
+def simulation() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("redir_benchmark", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Its dataclasses look their module up in sys.modules.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def result(simulation: ModuleType) -> dict[str, Any]:
+    outcome: dict[str, Any] = simulation.simulate(60, [1, 10], seed=2, keys=12, lookers=3)
+    return outcome
+
+
+def test_the_keys_cover_every_kind(simulation: ModuleType) -> None:
+    from random import Random
+
+    providers = [5, 1 << 100, (1 << 128) - 10]
+    keys = simulation.lookupKeys(providers, 3, Random(1))
+    kinds = {kind for kind, _ in keys}
+    assert kinds == set(simulation.KINDS)
+    assert ("provider", 1 << 100) in keys
+    assert ("before", 4) in keys and ("after", 6) in keys
+    wrap = [key for kind, key in keys if kind == "wrap"]
+    assert 0 in wrap and all(k == 0 or k > (1 << 128) - 10 for k in wrap)
+    # Round the ring: above the highest provider, the lowest one.
+    assert simulation.successorOf((1 << 128) - 1, sorted(providers)) == 5
+    assert simulation.successorOf(5, sorted(providers)) == 1 << 100
+
+
+def test_every_lookup_finds_the_closest_successor_provider(result: dict[str, Any]) -> None:
+    assert [run["providers"] for run in result["runs"]] == [1, 10]
+    for run in result["runs"]:
+        assert run["registration"]["failed"] == run["refresh"]["failed"] == 0
+        for mode in ("cold", "warm"):
+            lookups = run[mode]
+            assert lookups["wrong"] == []
+            assert lookups["lookups"] == lookups["correct"] > 0
+            assert set(lookups["byKind"]) == {"random", "provider", "before", "after", "wrap"}
+        # A warm level cache saves Fetches (section 4.2).
+        assert run["warm"]["fetchesMean"] <= run["cold"]["fetchesMean"]
+        # Section 4.3 with b = 10 and Lstart = 2: levels 2, 1 and 0, and
+        # one more where two providers share a level-2 interval.
+        assert 3 <= run["registration"]["storesMean"] <= 4
+
+
+def test_records_are_spread_over_the_tree_not_piled_on_one_resource(
+    result: dict[str, Any],
+) -> None:
+    """Issue 18 asks that no peer hold more than 3x the mean; with b = 10
+    and Lstart = 2 the root tree node holds every provider extreme in its
+    level-1 interval, nearly all of them below 100 providers, so its three
+    holders hold about as many records as the naive design's three (the
+    README's figures).  What holds at any size is checked here."""
+    for run in result["runs"]:
+        records, naive = run["records"], run["naive"]
+        # Each tree node is stored on the responsible peer and 2 replicas.
+        assert set(records["copiesPerTreeNode"]) == {3} == {naive["peersHolding"]}
+        # Every record a refresh stored is held three times, nothing else.
+        stores = run["refresh"]["storesMean"] * run["providers"]
+        assert records["total"] == round(3 * stores)
+        assert records["maxPerPeer"] <= 2 * naive["maxPerPeer"]
+        if run["providers"] > 1:
+            assert records["peersHolding"] > 3 * naive["peersHolding"]
