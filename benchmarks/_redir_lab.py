@@ -11,6 +11,7 @@ checked against the true closest successor of its key among the providers.
 from __future__ import annotations
 
 import json
+import os
 import random
 import tempfile
 import threading
@@ -23,6 +24,7 @@ from typing import Any
 from reload.lab import Lab
 
 NAMESPACE = "bench-service"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _successor(key: int, providers: list[int]) -> int:
@@ -43,7 +45,9 @@ def measure(
     """Start the lab, wait for the providers' registrations, time the
     lookups; the lab is stopped before returning."""
     with tempfile.TemporaryDirectory(prefix="redir-lab-") as directory:
-        lab = Lab(Path(directory), basePort=None, adminBasePort=None)
+        # The peers run this checkout's reload, whatever is installed.
+        environment = dict(os.environ, PYTHONPATH=str(REPO))
+        lab = Lab(Path(directory), basePort=None, adminBasePort=None, environment=environment)
         lab.create()
         try:
             started = time.monotonic()

@@ -579,7 +579,26 @@ def main() -> None:
     parser.add_argument(
         "--from-json", metavar="FILE", help="print and draw the results of an earlier --json run"
     )
+    parser.add_argument(
+        "--lab",
+        type=int,
+        metavar="PEERS",
+        help="instead: lookups per second through the admin API of a lab of PEERS real peers",
+    )
+    parser.add_argument("--lab-providers", type=int, default=5, help="providers in the lab")
+    parser.add_argument("--lab-lookups", type=int, default=2000, help="lookups to time")
+    parser.add_argument("--lab-clients", type=int, default=8, help="concurrent HTTP clients")
     args = parser.parse_args()
+    if args.lab:
+        from _redir_lab import measure
+
+        lab = measure(
+            args.lab, args.lab_providers, args.lab_lookups, args.lab_clients, seed=args.seed
+        )
+        print(" ".join(f"{key}={value}" for key, value in lab.items()))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"redirLab": lab}, indent=2) + "\n")
+        return
     if args.from_json:
         earlier: dict[str, Any] = json.loads(Path(args.from_json).read_text())["redir"]
         print(table(earlier))
