@@ -682,7 +682,15 @@ class Transport:
             return
         request = message.header
         header = self._answerHeader(request, request.options, previousHop)
-        signed, data = self._signedAnswer(header, reply)
+        try:
+            signed, data = self._signedAnswer(header, reply)
+        except EncodeError as exc:
+            # An answer that cannot be encoded at all: its security block
+            # would carry more than 2^16-1 bytes of certificates (section
+            # 6.3.4), or a field is out of range.  The requester gets the
+            # Error rather than silence and a timeout.
+            reply = errorReply(ErrorCode.RESPONSE_TOO_LARGE, f"the answer cannot be encoded: {exc}")
+            signed, data = self._signedAnswer(header, reply)
         limit = request.max_response_length
         if (limit and len(data) > limit) or len(data) > self.settings.maxMessageSize:
             # Section 6.3.3.1 Error_Response_Too_Large: "A node would have

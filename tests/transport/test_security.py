@@ -10,13 +10,14 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from reload.errors import ReloadTimeout
+from reload.errors import ReloadError, ReloadTimeout
 from reload.security.certificates import PeerIdentity
 from reload.security.signing import CertificateCache, VerifiedSigner
+from reload.transport.dispatcher import Reply, Request
 from reload.transport.security import UNSIGNED, SigningSecurity, TrustingSecurity
 from reload.transport.transport import Response
 from reload.wire.header import Destination, ForwardingHeader, overlay_hash
-from reload.wire.message import Message, MessageContents
+from reload.wire.message import ErrorCode, Message, MessageCode, MessageContents
 from reload.wire.methods import PingReq
 from tests.security.certs import Pki, clockAt
 
@@ -96,3 +97,27 @@ def test_signatures_that_are_not_real_are_refused(pki: Pki, identities: list[Pee
     chain.settle()
     assert isinstance(box[0], Failure) and box[0].check(ReloadTimeout)
     assert chain[1].transport.counters["badSignature"] == 5
+
+
+def test_an_answer_whose_certificates_cannot_be_carried_is_answered_response_too_large(
+    pki: Pki, identities: list[PeerIdentity]
+) -> None:
+    """Section 6.3.4: the security block carries at most 2^16-1 bytes of
+    certificates.  An answer whose signers' certificates do not fit (a
+    FetchAns of many values, each signed by another node) cannot be
+    encoded: the requester gets Error_Response_Too_Large (section 6.3.3.1),
+    not silence and a timeout."""
+    chain = signedChain(pki, identities)
+    c = chain.ids[2]
+    code = MessageCode.EXP_A_REQ
+
+    def manySigners(request: Request) -> Reply:
+        return Reply(code + 1, b"answer", certificates=tuple(bytes([i]) * 1000 for i in range(70)))
+
+    chain[2].dispatcher.register(code, manySigners, decoder=bytes)
+    box = outcome(chain[0].transport.request([Destination.node(c)], code, b"x"))
+    chain.settle()
+    (error,) = box
+    assert isinstance(error, Failure) and isinstance(error.value, ReloadError)
+    assert (error.value.code, error.value.nodeId) == (ErrorCode.RESPONSE_TOO_LARGE, c)
+    assert "cannot be encoded" in error.value.text
