@@ -78,7 +78,9 @@ def _joined(admin: int, process: subprocess.Popen[str], limit: float) -> float:
 @pytest_twisted.ensureDeferred
 async def test_a_legitimate_peer_joins_stores_and_fetches_under_attack(tmp_path: Path) -> None:
     port, admin = freePort(), freePort()
-    target = _peer(tmp_path, "target", port, admin)
+    # Both run the REDIR usage (its Kind is in the default overlay, its
+    # NODE-ID-MATCH policy comes with the usage): what the joiner stores.
+    target = _peer(tmp_path, "target", port, admin, "--usage", "REDIR")
     processes = [target]
     silent: list[socket.socket] = []
     attackers: list[LinkListener] = []
@@ -132,22 +134,29 @@ async def test_a_legitimate_peer_joins_stores_and_fetches_under_attack(tmp_path:
         # The legitimate peer, while the silent connections are still open.
         joinerAdmin = freePort()
         joiner = _peer(tmp_path, "joiner", freePort(), joinerAdmin,
-                       "--bootstrap", f"127.0.0.1:{port}")  # fmt: skip
+                       "--bootstrap", f"127.0.0.1:{port}", "--usage", "REDIR")  # fmt: skip
         processes.append(joiner)
         joinSeconds = await deferToThread(_joined, joinerAdmin, joiner, 30)
-        nodeId = _ctl("status", "--admin", f"127.0.0.1:{joinerAdmin}")["nodeId"]
-        # CERTIFICATE_BY_NODE (section 7.4.1, NODE-MATCH): the joiner's own
-        # resource, a Kind every default overlay has.
-        where = ["--admin", f"127.0.0.1:{joinerAdmin}", "--kind", "3", "--node", nodeId]
-        # The joiner stored its certificate there when it joined (section
-        # 11.3.1); a Kind a default overlay has and a stranger may not write.
+        joinerAt = ["--admin", f"127.0.0.1:{joinerAdmin}"]
+        nodeId = _ctl("status", *joinerAt)["nodeId"]
+        # A store: the joiner registers as a ReDiR provider (RFC 7374
+        # section 4.3: Stores of its record in the tree, checked by the
+        # storing peers' NODE-ID-MATCH).
         t0 = time.monotonic()
-        await deferToThread(_ctl, "stat", *where)
+        registered = await deferToThread(_ctl, "service", "register", "abuse-test", *joinerAt)
         storeSeconds = time.monotonic() - t0
+        assert registered["stored"], registered
+        # A fetch: the lookup Fetches the tree and finds the joiner.
         t0 = time.monotonic()
-        fetched = await deferToThread(_ctl, "fetch", *where)
+        found = await deferToThread(
+            _ctl, "service", "lookup", "abuse-test", "--key", "00" * 16, *joinerAt
+        )
         fetchSeconds = time.monotonic() - t0
-        assert fetched, "the joiner's certificate is fetched"
+        assert found["provider"] == nodeId, found
+        # And the certificate the joiner stored when it joined (section
+        # 11.3.1) is fetched from the overlay.
+        certificate = await deferToThread(_ctl, "fetch", *joinerAt, "--kind", "3", "--node", nodeId)
+        assert certificate["kinds"][0]["values"], certificate
 
         logGrowth = log.stat().st_size - logBefore
         rssGrowth = _rss(target.pid) - rssBefore
