@@ -20,6 +20,7 @@ from reload.interfaces import ITopologyPlugin, IUsage
 
 __all__ = [
     "PluginError",
+    "brokenReason",
     "installedTopologies",
     "installedUsages",
     "loadTopology",
@@ -60,16 +61,25 @@ def installedUsages() -> dict[str, IUsage]:
     return _installed(IUsage, usages)
 
 
+def brokenReason(interface: Any, obj: object) -> str | None:
+    """Why ``obj`` does not provide ``interface``
+    (:func:`~zope.interface.verify.verifyObject`), as one line for an
+    operator, or ``None`` when it does."""
+    try:
+        verifyObject(interface, obj)
+    except Invalid as exc:
+        return " ".join(str(exc).split())
+    return None
+
+
 def _select(kind: str, interface: Any, name: str, installed: dict[str, Any]) -> Any:
     plugin = installed.get(name)
     if plugin is None:
         names = ", ".join(sorted(installed)) or "none"
         raise PluginError(f"unknown {kind} {name!r}; installed: {names}")
-    try:
-        verifyObject(interface, plugin)
-    except Invalid as exc:
-        reason = " ".join(str(exc).split())
-        raise PluginError(f"{kind} plugin {name!r} is broken: {reason}") from None
+    reason = brokenReason(interface, plugin)
+    if reason is not None:
+        raise PluginError(f"{kind} plugin {name!r} is broken: {reason}")
     return plugin
 
 

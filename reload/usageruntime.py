@@ -20,11 +20,10 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface.exceptions import Invalid
-from zope.interface.verify import verifyObject
 
 from reload.config import KindConfig
 from reload.interfaces import IKind, INode, IUsage, IUsageOperations
+from reload.plugins import brokenReason
 from reload.storage.kinds import KindTable
 from reload.storage.policies import PolicyRegistry
 
@@ -57,11 +56,9 @@ def kindElement(kind: Any) -> str:
 def _kindsOf(usage: Any) -> list[Any]:
     kinds = list(usage.kinds())
     for kind in kinds:
-        try:
-            verifyObject(IKind, kind)
-        except Invalid as exc:
-            reason = " ".join(str(exc).split())
-            raise UsageError(f"usage {usage.name}: a Kind is broken: {reason}") from None
+        reason = brokenReason(IKind, kind)
+        if reason is not None:
+            raise UsageError(f"usage {usage.name}: a Kind is broken: {reason}")
     return kinds
 
 

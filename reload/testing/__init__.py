@@ -33,13 +33,11 @@ from types import TracebackType
 from typing import Any
 
 from twisted.python.failure import Failure
-from zope.interface.exceptions import Invalid
-from zope.interface.verify import verifyObject
 
 from reload.config import OverlayConfiguration, defaultConfiguration
 from reload.interfaces import INode, ITopology, ITopologyPlugin, IUsage
 from reload.overlaynode import OverlayNode
-from reload.plugins import loadTopology
+from reload.plugins import brokenReason, loadTopology
 from reload.sim.clock import Scheduler
 from reload.sim.network import SimNetwork
 from reload.sim.node import Security, SimNode, SimPki
@@ -145,12 +143,9 @@ class MemoryOverlay:
         )
         self.usages = list(usages)
         for usage in self.usages:
-            try:
-                verifyObject(IUsage, usage)
-            except Invalid as exc:
-                raise UsageError(
-                    f"{usage!r} is not an IUsage: {' '.join(str(exc).split())}"
-                ) from None
+            reason = brokenReason(IUsage, usage)
+            if reason is not None:
+                raise UsageError(f"{usage!r} is not an IUsage: {reason}")
         self.options = {name: dict(values) for name, values in (options or {}).items()}
         if configuration is None:
             configuration = self._defaultConfiguration(seed)
