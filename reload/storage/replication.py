@@ -387,15 +387,16 @@ class Replicator:
 
         def stored(_: object) -> None:
             self.sent += 1
-            self._retries.pop(resourceId, None)
             placement.busy = False
             placement.acknowledged(chunk.slots)
             if full:
                 placement.cursor = chunk.last
             if placement.obsolete:
                 self._tidy(placement)
-                return
-            self._pump(placement)
+            else:
+                self._pump(placement)
+            if not self._stalled(resourceId):
+                self._retries.pop(resourceId, None)
 
         def failed(failure: Failure) -> None:
             self._failed(placement, failure.getErrorMessage())
@@ -418,6 +419,15 @@ class Replicator:
         if placement.obsolete:
             self._tidy(placement)
         self._retryLater(resourceId)
+
+    def _stalled(self, resourceId: bytes) -> bool:
+        """Whether a copy of ``resourceId`` to some peer stopped on a
+        failure and waits for its retry: an acknowledgement from another
+        peer (the other replica) must not cancel that retry."""
+        return any(
+            not p.busy and not p.obsolete and (p.changes or p.full)
+            for p in self._placements.get(resourceId, {}).values()
+        )
 
     @property
     def unplaced(self) -> int:

@@ -283,3 +283,23 @@ def test_data_nobody_takes_is_deleted_after_the_last_retry_if_not_held() -> None
     network.sent[-1][2].errback(ReloadError(ErrorCode.FORBIDDEN, "not mine"))
     assert setup.service.resources() == []
     assert len(network.sent) == len(RETRY_DELAYS) + 1
+
+
+def test_a_replica_that_refused_is_retried_although_the_other_replica_took_it() -> None:
+    """After a failure one replica may refuse a copy (its view of the ring
+    lags) while the other takes it: the acknowledgement of the second must
+    not cancel the retry of the first, or the resource stays one holder
+    short until the next sweep (minutes)."""
+    clock = Clock()
+    clock.advance(NOW)
+    setup, network, replicator = make(FakeTopology(), clock)
+    rid = storeOne(setup, b"v1")
+    [(first, _, toNext), (second, _, toAfter)] = network.sent
+    assert (first, second) == (NEXT, AFTER)
+    toNext.errback(ReloadError(ErrorCode.FORBIDDEN, "not a node this peer replicates for"))
+    toAfter.callback("stored")
+    clock.advance(RETRY_DELAYS[0])
+    retried = [(peer, r.request.resource) for peer, r, _ in network.sent[2:]]
+    assert (NEXT, rid) in retried
+    answerAll(network)
+    assert replicator.unplaced == 0
