@@ -61,7 +61,7 @@ each, every other peer none.
 
 ``--max-message-size`` and ``--max-count`` replace the overlay
 configuration's max-message-size (RFC 6940 default 5000 bytes) and
-REDIR's max-count (64 in the embedded default) to show which limit a
+REDIR's max-count (256 in the embedded default) to show which limit a
 namespace runs into.
 
 Registrations live for a day (``--usage-option REDIR:lifetime=86400``):
@@ -573,7 +573,7 @@ def main() -> None:
     parser.add_argument(
         "--max-message-size", type=int, help="the overlay's max-message-size (default 5000)"
     )
-    parser.add_argument("--max-count", type=int, help="REDIR's max-count (default 64)")
+    parser.add_argument("--max-count", type=int, help="REDIR's max-count (default 256)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE", help="also draw them (PNG, needs matplotlib)")
     parser.add_argument(

@@ -97,7 +97,8 @@ def test_h_namespace_level_node_is_the_namespace_and_two_uint16() -> None:
 class MemoryTree:
     """A ReDiR tree in a dict, for the walks without an overlay."""
 
-    def __init__(self) -> None:
+    def __init__(self, bits: int = BITS) -> None:
+        self.bits = bits
         self.nodes: dict[tuple[int, int], dict[int, RedirServiceProvider]] = {}
         self.fetched: list[tuple[int, int]] = []
 
@@ -114,7 +115,7 @@ class MemoryTree:
         return store
 
     def register(self, key: int, start: int = 2) -> Any:
-        walk = registerWalk(key, start, B, BITS, self.fetch, self.storer(key))
+        walk = registerWalk(key, start, B, self.bits, self.fetch, self.storer(key))
         return _result(Deferred.fromCoroutine(walk))
 
     def contents(self) -> dict[tuple[int, int], list[int]]:
@@ -155,7 +156,7 @@ def test_registrations_of_2_3_7_4_build_the_tree_of_figure_4() -> None:
 
 
 def _lookup(tree: MemoryTree, key: int, start: int) -> Any:
-    return _result(Deferred.fromCoroutine(lookupWalk(key, start, B, BITS, tree.fetch)))
+    return _result(Deferred.fromCoroutine(lookupWalk(key, start, B, tree.bits, tree.fetch)))
 
 
 def _figure4() -> MemoryTree:
@@ -186,6 +187,25 @@ def test_every_key_finds_its_closest_successor_in_figure_4(start: int) -> None:
         truth = closestSuccessor(key, (2, 3, 4, 7))
         assert truth == min((p for p in (2, 3, 4, 7) if p > key), default=2)
         assert _lookup(tree, key, start)[0] == truth, key
+
+
+def test_a_lookup_answers_a_closer_provider_it_saw_above_before_the_refresh() -> None:
+    """Section 4.3's tree before a refresh: 13 registered alone in its
+    level-2 interval [8, 15] and stopped there; 15 and 9 came later and
+    walked down to level 3, where 13 is not.  A lookup of 10 goes down
+    (Condition 2) and finds 9 and 15 in the level-3 node; the RFC's
+    Condition 3 would answer 15, but 13, fetched on the way, is the closest
+    successor (section 4.5's temporary cache)."""
+    tree = MemoryTree(bits=6)
+    for key in (13, 15, 9):
+        tree.register(key, start=2)
+    contents = tree.contents()
+    assert contents[(2, 0)] == [9, 13, 15]
+    assert contents[(3, 1)] == [9, 15]  # 13 is not at level 3
+    tree.fetched.clear()
+    provider, _, level, fetches, fromCache = _lookup(tree, 10, 2)
+    assert (provider, level, fetches, fromCache) == (13, 3, 2, True)
+    assert tree.fetched == [(2, 0), (3, 1)]
 
 
 def test_an_empty_tree_has_no_provider() -> None:

@@ -5,10 +5,12 @@ expiry of a crashed provider's records (4.4), hostile writers (section 5)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
+from reload.config.defaults import defaultConfiguration
 from reload.errors import ReloadError
 from reload.testing import HarnessNode, MemoryOverlay
 from reload.wire.message import ErrorCode
@@ -17,6 +19,7 @@ from usages.redir import (
     BadNamespace,
     NoProvider,
     RedirServiceProvider,
+    TreeNodeTooLarge,
     closestSuccessor,
     redir,
     resourceName,
@@ -81,14 +84,17 @@ def test_lookups_all_around_the_ring_find_the_closest_successor_provider() -> No
         # records with their signers' certificates exceed the default
         # max-message-size, the wildcard Fetch refused with
         # Error_Response_Too_Large and two Fetches of 4 and 2 keys after a
-        # Stat (RedirClient._fetchInParts).
+        # Stat (RedirClient._fetchInParts).  The client then knows the root
+        # is large (no more wildcard Fetch of it) and learns the batch:
+        # 8 keys are too many (one refused Fetch), then 4 and 2 each time.
         # The first key (0) ends at level 1 after 2 steps; the second starts
         # there (section 4.2, the mode of the last lookups) and goes up to
         # the root; from then on the mode is the root: one step per lookup.
         assert [r.fetches for r in results[:3]] == [2, 2, 1]
         assert [r.level for r in results[:3]] == [1, 0, 0]
         assert all(r.fetches == 1 and r.level == 0 for r in results[2:])
-        assert fetches == [2, 4] + [3] * (len(keys) - 2)
+        assert fetches == [2, 4, 3] + [2] * (len(keys) - 3)
+        assert client.stats == len(keys) - 1
 
 
 def test_a_denser_namespace_walks_down_and_still_finds_the_successor() -> None:
@@ -110,7 +116,7 @@ def test_a_denser_namespace_walks_down_and_still_finds_the_successor() -> None:
 
 #: Measured on seed 8: the Fetches of each registration from level 0 (the
 #: downward walk, section 4.3 step 5), and of the 42 lookups together.
-MEASURED_DENSE = ([1, 1, 1, 1, 2, 2, 1, 1, 2, 2, 1, 2], 173)
+MEASURED_DENSE = ([1, 1, 1, 1, 2, 2, 1, 1, 2, 2, 1, 2], 135)
 
 
 def test_an_empty_namespace_has_no_provider() -> None:
@@ -200,3 +206,22 @@ def test_bad_namespaces_fail_the_api_with_a_clear_error() -> None:
             for call in (service.register, service.unregister, service.lookup):
                 with pytest.raises(BadNamespace):
                     overlay.wait(call(namespace))
+
+
+def test_a_tree_node_too_large_to_list_fails_with_a_clear_error() -> None:
+    """An overlay whose max-message-size is too small for a busy namespace:
+    even the Stat of its root does not fit an answer.  Registration and
+    lookup fail with TreeNodeTooLarge, which names the limit to raise,
+    instead of an answer from part of the tree."""
+    configuration = dataclasses.replace(defaultConfiguration(), maxMessageSize=2000)
+    with MemoryOverlay(24, usages=[redir], seed=3, configuration=configuration) as overlay:
+        failures = []
+        for node in overlay.nodes[1:21]:
+            try:
+                overlay.wait(node.service("REDIR").register("svc"))
+            except TreeNodeTooLarge as exc:
+                failures.append(exc)
+        assert failures, "the root never outgrew one answer"
+        client = overlay.nodes[0].service("REDIR").client
+        with pytest.raises(TreeNodeTooLarge, match="max-message-size is too small"):
+            overlay.wait(client.lookup("svc", b"\xff" * 16))

@@ -53,7 +53,7 @@ the ring, the answer the RFC's definition asks for, and deterministic.
 from __future__ import annotations
 
 import struct
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +99,7 @@ __all__ = [
     "RedirKind",
     "RedirService",
     "RedirServiceProvider",
+    "TreeNodeTooLarge",
     "Registration",
     "aloneInInterval",
     "closestSuccessor",
@@ -130,9 +131,15 @@ LOOKUP_HISTORY = 16
 MAX_NAMESPACE = 0xFFFF
 #: ``uint16 level`` and ``uint16 node`` (section 4.1).
 _UINT16 = 0xFFFF
-#: Records fetched by one Fetch when a tree node is too large for one
-#: answer (:meth:`RedirClient._fetchInParts`).
+#: Records fetched by the first Fetch of a tree node too large for one
+#: answer (:meth:`RedirClient._fetchInParts`), and the most: each record
+#: brings its signer's certificate, and the security block holds at most
+#: 65,535 bytes of them (RFC 6940 section 6.3.4).
 FETCH_BATCH = 4
+FETCH_BATCH_MAX = 64
+#: Tree nodes remembered as too large for one answer (fetched in parts
+#: straight away): the busy top of a few trees.
+LARGE_NODES_KEPT = 64
 #: Section 4.1: ``RedirServiceProviderExtType`` none(0).
 EXT_NONE = 0
 
@@ -149,6 +156,28 @@ class BadNamespace(RedirError, ValueError):
 
 class BadKey(RedirError, ValueError):
     """A lookup key that is not a Node-ID of this overlay's length."""
+
+
+class TreeNodeTooLarge(RedirError, ReloadError):
+    """Even the Stat of a tree node does not fit the overlay's
+    max-message-size: its records cannot be listed.  The overlay's
+    configuration is too small for this namespace (a tree node holds up to
+    2 b^2 records, section 4.3): raise ``max-message-size``.  It is the
+    overlay's Error_Response_Too_Large (RFC 6940 section 6.3.3.1) with
+    that said."""
+
+    def __init__(self, resourceId: bytes, cause: ReloadError) -> None:
+        ReloadError.__init__(
+            self,
+            cause.code,
+            f"ReDiR tree node {resourceId.hex()} has more records than one answer can list"
+            f" ({cause}); the overlay's max-message-size is too small for this namespace",
+            cause.nodeId,
+        )
+        self.resourceId = resourceId
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class NoProvider(RedirError, LookupError):
@@ -544,11 +573,18 @@ async def lookupWalk(
     level up; at the root, the lowest provider there (see the module's
     documentation).  Condition 2 (the key is neither the lowest nor the
     highest of its interval): one level down.  Condition 3: the closest
-    successor in the tree node is the answer.  A walk that would go below
+    successor in the tree node is the answer -- or a closer one among the
+    records the walk fetched on its way (section 4.5's temporary cache).
+    Section 4.3's tree only guarantees that the tree node holds the closest
+    successor once every provider has refreshed: a provider that registered
+    alone in its interval stopped there, and one that came later to that
+    interval stored only further down, so a lookup that went down past the
+    first sees only the second.  Answering from every record seen is never
+    further from the true successor and closes that window for the walks
+    that passed the first provider's tree node.  A walk that would go below
     :func:`maxLevel` or back to a level it has left, which only an
     inconsistent tree (records expiring while refreshed) causes, ends with
-    the closest successor among every record it has seen (section 4.5's
-    temporary cache).
+    the closest successor among every record it has seen.
     """
     top = maxLevel(b, bits)
     level = max(0, min(start, top))
@@ -556,9 +592,15 @@ async def lookupWalk(
     visited: set[int] = set()
     fetches = 0
 
-    def fromSeen() -> tuple[int, RedirServiceProvider, int, int, bool] | None:
+    def fromSeen(
+        current: Mapping[int, RedirServiceProvider] | None = None,
+    ) -> tuple[int, RedirServiceProvider, int, int, bool] | None:
+        """The closest successor among the records seen; ``fromCache``
+        unless it is in the ``current`` tree node."""
         best = closestSuccessor(key, seen)
-        return None if best is None else (best, seen[best], level, fetches, True)
+        if best is None:
+            return None
+        return best, seen[best], level, fetches, current is None or best not in current
 
     while True:
         visited.add(level)
@@ -568,10 +610,9 @@ async def lookupWalk(
         successors = [p for p in providers if p > key]
         if not successors:  # Condition 1
             if level == 0:
-                if not providers:
-                    return fromSeen()
-                lowest = min(providers)
-                return lowest, providers[lowest], level, fetches, False
+                # Nothing above the key anywhere: round the ring to the
+                # lowest provider (the root holds it).
+                return fromSeen(providers)
             if level - 1 in visited:
                 return fromSeen()
             level -= 1
@@ -581,8 +622,7 @@ async def lookupWalk(
                 return fromSeen()
             level += 1
             continue
-        best = min(successors)  # Condition 3
-        return best, providers[best], level, fetches, False
+        return fromSeen(providers)  # Condition 3
 
 
 # -- the client: register, refresh, withdraw, look up through an INode ---------------
@@ -635,6 +675,12 @@ class RedirClient:
         self.fetches = 0
         #: Stats sent for tree nodes too large for one Fetch answer.
         self.stats = 0
+        #: Records per Fetch of such a tree node, and the fewest found too
+        #: many (learnt, see _fetchInParts).
+        self._batch = FETCH_BATCH
+        self._batchLimit = FETCH_BATCH_MAX + 1
+        #: Tree nodes last found too large for one answer (most recent last).
+        self._large: OrderedDict[bytes, None] = OrderedDict()
         self._provided: dict[bytes, _Provided] = {}
         self._lookupLevels: dict[bytes, deque[int]] = {}
 
@@ -660,14 +706,17 @@ class RedirClient:
     def _fetch(self, namespace: bytes) -> FetchTreeNode:
         async def fetch(level: int, node: int) -> dict[int, RedirServiceProvider]:
             resourceId = self.resourceId(namespace, level, node)
-            self.fetches += 1
-            try:
-                # Section 4.3 step 2: "The fetch MUST be a wildcard fetch".
-                kinds = await self.node.fetch(resourceId, [Specifier(REDIR_KIND_ID)])
-            except ReloadError as exc:
-                if exc.code != ErrorCode.RESPONSE_TOO_LARGE:
-                    raise
+            if resourceId in self._large:
                 kinds = await self._fetchInParts(resourceId)
+            else:
+                self.fetches += 1
+                try:
+                    # Section 4.3 step 2: "The fetch MUST be a wildcard fetch".
+                    kinds = await self.node.fetch(resourceId, [Specifier(REDIR_KIND_ID)])
+                except ReloadError as exc:
+                    if exc.code != ErrorCode.RESPONSE_TOO_LARGE:
+                        raise
+                    kinds = await self._fetchInParts(resourceId)
             found: dict[int, RedirServiceProvider] = {}
             for kind in kinds:
                 for value in kind.values:
@@ -683,31 +732,48 @@ class RedirClient:
     async def _fetchInParts(self, resourceId: bytes) -> list[KindValues]:
         """A tree node whose records, with their signers' certificates, do
         not fit one answer (Error_Response_Too_Large, RFC 6940 section
-        6.3.3.1: a root node of a busy namespace in an overlay with the
-        default max-message-size): Stat it for its keys (section 7.4.3),
-        then Fetch the keys a few at a time, halving the batch when an
-        answer is still too large."""
+        6.3.3.1: the root of a busy namespace): Stat it for its keys
+        (section 7.4.3), then Fetch the keys in batches.  The batch size is
+        learnt: halved when an answer is still too large, doubled after a
+        batch that fitted (up to FETCH_BATCH_MAX, which keeps the signers'
+        certificates under the security block's 65,535 bytes, section
+        6.3.4) but never to a size that was too large, and remembered for
+        the next tree node."""
         self.stats += 1
-        metadata = await self.node.stat(resourceId, [Specifier(REDIR_KIND_ID)])
+        try:
+            metadata = await self.node.stat(resourceId, [Specifier(REDIR_KIND_ID)])
+        except ReloadError as exc:
+            if exc.code != ErrorCode.RESPONSE_TOO_LARGE:
+                raise
+            raise TreeNodeTooLarge(resourceId, exc) from exc
         keys = [
             entry.entry
             for kind in metadata
             for entry in kind.entries
             if entry.exists and isinstance(entry.entry, bytes)
         ]
+        # Fetch it this way again while it stays large: the wildcard Fetch
+        # would only be refused again.
+        self._large.pop(resourceId, None)
+        if len(keys) > FETCH_BATCH:
+            self._large[resourceId] = None
+            while len(self._large) > LARGE_NODES_KEPT:
+                self._large.popitem(last=False)
         out: list[KindValues] = []
-        batch = FETCH_BATCH
         while keys:
-            part = tuple(keys[:batch])
+            part = tuple(keys[: self._batch])
             self.fetches += 1
             try:
                 out += await self.node.fetch(resourceId, [Specifier(REDIR_KIND_ID, keys=part)])
             except ReloadError as exc:
-                if exc.code != ErrorCode.RESPONSE_TOO_LARGE or batch == 1:
+                if exc.code != ErrorCode.RESPONSE_TOO_LARGE or len(part) == 1:
                     raise
-                batch = max(1, batch // 2)
+                self._batchLimit = len(part)
+                self._batch = max(1, len(part) // 2)
                 continue
             del keys[: len(part)]
+            if len(part) == self._batch:
+                self._batch = min(FETCH_BATCH_MAX, self._batchLimit - 1, self._batch * 2)
         return out
 
     # -- registration (sections 4.3, 4.4, 4.6) ------------------------------------------
