@@ -27,7 +27,7 @@ from the system.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -58,6 +58,7 @@ __all__ = [
     "ITopologyPlugin",
     "IUsage",
     "IUsageOperations",
+    "IUsageSimulation",
 ]
 
 
@@ -406,6 +407,19 @@ class IUsageOperations(Interface):
         :class:`LookupError` when nothing was found (404),
         :class:`reload.errors.ReloadError` for the overlay's Error (502); a
         timeout is answered 504."""
+
+
+class IUsageSimulation(Interface):
+    """A usage plugin object that also provides this has scenarios for the
+    overlay simulator: ``python -m reload.sim usage NAME ARGUMENTS...``
+    hands it the arguments after the name.  A simulation builds its overlay
+    with :class:`reload.testing.MemoryOverlay` (real nodes, in memory, on a
+    simulated clock), so a usage's scaling figures come from the same code
+    that runs in peers."""
+
+    def simulate(arguments: Sequence[str]) -> int:
+        """Parse ``arguments`` (``--help`` included), run, print the results;
+        the exit status (0 when every check of the scenario held)."""
 
 
 class IUsage(IPlugin):

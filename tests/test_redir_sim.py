@@ -1,12 +1,15 @@
-"""The ReDiR simulation of ``benchmarks/redir.py`` (issue 18), small enough
-for CI: 60 peers of the in-memory overlay with 1 and 10 providers of one
-namespace each, every lookup from every kind of key correct once the
-providers have refreshed (RFC 7374 sections 4.3-4.5), and the records
-spread over many peers where the naive design puts them on three."""
+"""The REDIR usage's simulation (``usages/redirsim.py``, run by
+``python -m reload.sim usage REDIR`` and ``benchmarks/redir.py``; issue 18),
+small enough for CI: 60 peers of the in-memory overlay with 1 and 10
+providers of one namespace each, every lookup from every kind of key
+correct once the providers have refreshed (RFC 7374 sections 4.3-4.5), and
+the records spread over many peers where the naive design puts them on
+three."""
 
 from __future__ import annotations
 
-import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -14,18 +17,14 @@ from typing import Any
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "redir.py"
+from .conftest import sourceEnv
 
 
 @pytest.fixture(scope="module")
 def simulation() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("redir_benchmark", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Its dataclasses look their module up in sys.modules.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    from usages import redirsim
+
+    return redirsim
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +83,36 @@ def test_records_are_spread_over_the_tree_not_piled_on_one_resource(
         assert records["maxPerPeer"] <= 2 * naive["maxPerPeer"]
         if run["providers"] > 1:
             assert records["peersHolding"] > 3 * naive["peersHolding"]
+
+
+def test_the_overlay_simulator_runs_the_usages_scenario(tmp_path: Path) -> None:
+    """``python -m reload.sim usage REDIR``: the simulator finds the usage's
+    scenarios through the plugin (IUsageSimulation), prints the table,
+    writes the JSON and exits 0 when every lookup was right."""
+    out = tmp_path / "redir.json"
+    scenario = ["--peers", "24", "--providers", "1,4", "--keys", "4", "--seed", "3"]
+    done = subprocess.run(
+        [sys.executable, "-m", "reload.sim", "usage", "REDIR", *scenario, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=sourceEnv(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| providers |" in done.stdout
+    runs = json.loads(out.read_text())["redir"]["runs"]
+    assert [run["providers"] for run in runs] == [1, 4]
+    assert all(run["warm"]["correct"] == run["warm"]["lookups"] > 0 for run in runs)
+
+
+def test_the_simulator_says_which_usages_exist_and_which_have_no_simulation() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "reload.sim", "usage", "NO-SUCH-USAGE"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=sourceEnv(),
+    )
+    assert done.returncode == 2
+    assert "unknown usage 'NO-SUCH-USAGE'; installed:" in done.stderr
+    assert "REDIR" in done.stderr

@@ -82,6 +82,7 @@ from reload.interfaces import (
     INode,
     IUsage,
     IUsageOperations,
+    IUsageSimulation,
 )
 
 __all__ = [
@@ -99,8 +100,8 @@ __all__ = [
     "RedirKind",
     "RedirService",
     "RedirServiceProvider",
-    "TreeNodeTooLarge",
     "Registration",
+    "TreeNodeTooLarge",
     "aloneInInterval",
     "closestSuccessor",
     "intervalIndex",
@@ -1146,9 +1147,10 @@ def _parse(options: Mapping[str, str]) -> dict[str, Any]:
     return {"provide": provide, "lifetime": lifetime, "refresh": refresh, "startLevel": startLevel}
 
 
-@implementer(IUsage)
+@implementer(IUsage, IUsageSimulation)
 class Redir:
-    """The plugin object ``getPlugins(IUsage, usages)`` finds."""
+    """The plugin object ``getPlugins(IUsage, usages)`` finds; its
+    simulation is ``python -m reload.sim usage REDIR`` (:mod:`usages.redirsim`)."""
 
     name = "REDIR"
     description = "ReDiR service discovery (RFC 7374): register as a provider, find providers."
@@ -1177,6 +1179,12 @@ class Redir:
             startLevel=parsed["startLevel"],
         )
         return RedirService(client, parsed["provide"])
+
+    def simulate(self, arguments: Sequence[str]) -> int:
+        # Imported here: the simulation needs the harness, a peer does not.
+        from usages.redirsim import main
+
+        return main(arguments)
 
 
 redir = Redir()

@@ -6,6 +6,11 @@
     python -m reload.sim churn --peers 500 --duration 1200 --join-rate 0.2 \\
         --leave-rate 0.1 --fail-rate 0.1 --lookup-rate 5 --lookups 5000 --settle 1800
     python -m reload.sim failure --peers 1000 --fraction 0.2 --lookups 10000 --settle 1800
+    python -m reload.sim usage REDIR --peers 1000 --providers 1,10,100,1000
+
+``usage NAME ARGUMENTS...`` runs the scenarios of an installed usage plugin
+that has some (:class:`reload.interfaces.IUsageSimulation`);
+``usage NAME --help`` lists its arguments.
 
 It prints the hop-count histograms and success rates; ``--json FILE``
 writes the full result.  The JSON depends on the arguments only (same seed,
@@ -22,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reload.interfaces import IUsageSimulation
+from reload.plugins import PluginError, loadUsages
 from reload.sim.network import DEFAULT_LATENCY
 from reload.sim.report import render, writeJson
 from reload.sim.scenarios import (
@@ -86,7 +93,29 @@ def parser() -> argparse.ArgumentParser:
     common(failure)
     failure.add_argument("--fraction", type=float, default=0.2, help="share that fails")
     failure.add_argument("--settle", type=float, default=1800.0, help="seconds of repair")
+
+    usage = sub.add_parser(
+        "usage",
+        help="a usage plugin's own scenarios (usage NAME --help)",
+        add_help=False,
+    )
+    usage.add_argument("name", metavar="NAME", help="the usage, e.g. REDIR")
+    usage.add_argument("arguments", nargs=argparse.REMAINDER, help="the usage's arguments")
     return top
+
+
+def runUsage(name: str, arguments: Sequence[str]) -> int:
+    """``usage NAME ARGUMENTS...``: the installed usage's simulation."""
+    try:
+        [plugin] = loadUsages([name])
+    except PluginError as exc:
+        print(f"python -m reload.sim usage: {exc}", file=sys.stderr)
+        return 2
+    if not IUsageSimulation.providedBy(plugin):
+        print(f"python -m reload.sim usage: the usage {name} has no simulation", file=sys.stderr)
+        return 2
+    status: int = IUsageSimulation(plugin).simulate(list(arguments))
+    return status
 
 
 def settingsOf(args: argparse.Namespace) -> SimSettings:
@@ -156,6 +185,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.scenario == "usage":
+        return runUsage(args.name, args.arguments)
     result = run(args)
     print(render(result))
     if args.json is not None:
