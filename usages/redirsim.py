@@ -63,7 +63,7 @@ each, every other peer none.
 
 ``--max-message-size`` and ``--max-count`` replace the overlay
 configuration's max-message-size (RFC 6940 default 5000 bytes) and
-REDIR's max-count (256 in the embedded default) to show which limit a
+REDIR's max-count (1,024 in the embedded default) to show which limit a
 namespace runs into.
 
 Registrations live for a day (``--usage-option REDIR:lifetime=86400``):
@@ -519,7 +519,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-message-size", type=int, help="the overlay's max-message-size (default 5000)"
     )
-    p.add_argument("--max-count", type=int, help="REDIR's max-count (default 256)")
+    p.add_argument("--max-count", type=int, help="REDIR's max-count (default 1024)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     return p
 
