@@ -58,6 +58,7 @@ __all__ = [
     "ITopologyPlugin",
     "IUsage",
     "IUsageOperations",
+    "IUsageStatus",
 ]
 
 
@@ -406,6 +407,16 @@ class IUsageOperations(Interface):
         :class:`LookupError` when nothing was found (404),
         :class:`reload.errors.ReloadError` for the overlay's Error (502); a
         timeout is answered 504."""
+
+
+class IUsageStatus(Interface):
+    """What a usage's service reports about itself on the peer's status
+    (``reloadctl status``, the admin API's ``GET /status``): a service that
+    provides this interface has its :meth:`status` shown under its usage."""
+
+    def status() -> Mapping[str, Any]:
+        """A JSON-able mapping, cheap to compute (no overlay traffic): what
+        an operator watches, e.g. a TURN server's allocations and refusals."""
 
 
 class IUsage(IPlugin):
