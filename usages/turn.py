@@ -52,6 +52,7 @@ from reload.interfaces import (
     IUsageStatus,
 )
 from usages.redir import RedirClient
+from usages.turnserver.probe import bindingCheck
 from usages.turnusage.addresses import whyNotPublic
 from usages.turnusage.advertiser import TurnAdvertiser
 from usages.turnusage.discovery import (
@@ -222,7 +223,6 @@ class TurnService(MultiService):
 
 def _bindingChecker(node: INode, timeout: float) -> Check:
     """The liveness check of discovery: a STUN Binding over UDP."""
-    from usages.turnserver.probe import bindingCheck
 
     def check(host: str, port: int) -> Deferred[tuple[str, int] | None]:
         return bindingCheck(host, port, timeout, reactor=node.reactor)

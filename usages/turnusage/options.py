@@ -138,7 +138,7 @@ def parseOptions(options: Mapping[str, str]) -> TurnOptions:
     advertise = _choice(options, "advertise", ("auto", "always", "never"), "auto")
     discovery = _choice(options, "discovery", ("find", "redir"), "find")
     allow = _choice(options, "allow-loopback", ("yes", "no"), "no")
-    tcpPort: int | None = TurnOptions.tcpPort
+    tcpPort: int | None = DEFAULT_PORT
     if "tcp-port" in options:
         tcpPort = (
             None
@@ -179,7 +179,7 @@ def parseOptions(options: Mapping[str, str]) -> TurnOptions:
         external=external,
         address=None if "address" not in options else _ip(options["address"], "address"),
         host=_ip(get("host", "0.0.0.0"), "host"),
-        udpPort=_int(get("udp-port", str(TurnOptions.udpPort)), "udp-port", 0, 65535, "a port"),
+        udpPort=_int(get("udp-port", str(DEFAULT_PORT)), "udp-port", 0, 65535, "a port"),
         tcpPort=tcpPort,
         realm=realm,
         users=users,
