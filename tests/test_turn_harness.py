@@ -176,7 +176,7 @@ def test_servers_are_handed_out_in_rotation(memoryOverlay: Any) -> None:
 
 
 def test_a_dead_server_is_never_handed_out_and_is_forgotten(memoryOverlay: Any) -> None:
-    overlay, services, alive = _discoveryLab(memoryOverlay)
+    overlay, _, alive = _discoveryLab(memoryOverlay)
     alive.live = {(f"1.2.3.{i}", 3478) for i in SERVERS}
     discovery = TurnDiscovery(overlay.nodes[0].api, alive, rng=Random(7), maxSearches=64)
     overlay.wait(discovery.findTurnServers(3))

@@ -30,7 +30,7 @@ def test_the_kind_is_section_9s() -> None:
 def test_the_rfc_example_address_encodes_as_section_6_3_1_1_shows() -> None:
     # Section 6.3.1.1: 192.0.2.1 port 6084 is 01 06 c0000201 17c4.
     value = TurnServer(3, "192.0.2.1", 6084).encode()
-    assert value == bytes.fromhex("03" "0106" "c0000201" "17c4")
+    assert value == bytes.fromhex("030106c000020117c4")
     assert TurnServer.decode(value) == TurnServer(3, "192.0.2.1", 6084)
     assert TURN_SERVICE.decode(value).address == ("192.0.2.1", 6084)
 
@@ -55,13 +55,13 @@ def test_an_unknown_address_type_is_kept_and_has_no_address() -> None:
     [
         (b"", "0 bytes, at least 3"),
         (bytes.fromhex("0101"), "2 bytes, at least 3"),
-        (bytes.fromhex("00" "0106" "c0000201" "17c4"), "iteration: 0"),
-        (bytes.fromhex("01" "0006"), "length says 6 bytes, 0 follow"),
-        (bytes.fromhex("01" "0000"), "invalidAddressType(0)"),
-        (bytes.fromhex("01" "0106" "c0000201"), "length says 6 bytes, 4 follow"),
-        (bytes.fromhex("01" "0106" "c0000201" "17c4" "00"), "length says 6 bytes, 7 follow"),
-        (bytes.fromhex("01" "0104" "c0000201"), "ipv4_address has length 6, not 4"),
-        (bytes.fromhex("01" "0206" "c0000201" "17c4"), "ipv6_address has length 18, not 6"),
+        (bytes.fromhex("000106c000020117c4"), "iteration: 0"),
+        (bytes.fromhex("010006"), "length says 6 bytes, 0 follow"),
+        (bytes.fromhex("010000"), "invalidAddressType(0)"),
+        (bytes.fromhex("010106c0000201"), "length says 6 bytes, 4 follow"),
+        (bytes.fromhex("010106c000020117c400"), "length says 6 bytes, 7 follow"),
+        (bytes.fromhex("010104c0000201"), "ipv4_address has length 6, not 4"),
+        (bytes.fromhex("010206c000020117c4"), "ipv6_address has length 18, not 6"),
     ],
 )
 def test_bad_values_are_refused_with_the_reason(data: bytes, reason: str) -> None:
@@ -152,6 +152,8 @@ def test_public_addresses_are_candidates() -> None:
         ({"host": "127.0.0.1", "lifetime": "5"}, "lifetime: 5 is not between 10"),
         ({"host": "127.0.0.1", "check-timeout": "soon"}, "check-timeout: 'soon' is not seconds"),
         ({}, "address: the built-in server listens on 0.0.0.0"),
+        ({"serve": "no", "external": "192.0.2.1:3478"}, "external: configures a server, but"),
+        ({"serve": "maybe"}, "serve: 'maybe' is not one of yes, no"),
     ],
 )
 def test_bad_options_are_refused_with_one_line(options: dict[str, str], message: str) -> None:
@@ -167,3 +169,4 @@ def test_good_options_parse() -> None:
     parsed = parseOptions({"host": "0.0.0.0", "address": "192.0.2.9", "tcp-port": "off"})
     assert parsed.advertisedHost == "192.0.2.9" and parsed.tcpPort is None
     assert parseOptions({"advertise": "never"}).advertisedHost is None
+    assert not parseOptions({"serve": "no"}).serve

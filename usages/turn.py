@@ -94,7 +94,7 @@ class TurnService(MultiService):
         server: IService | None = None,
         redir: RedirClient | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.node = node
         self.options = options
         self.discovery = discovery
@@ -122,6 +122,9 @@ class TurnService(MultiService):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         options = self.options
+        if not options.serve:
+            self.notAdvertising = "serve=no"
+            return
         if options.advertise == "never":
             self.notAdvertising = "advertise=never"
             return
@@ -152,9 +155,7 @@ class TurnService(MultiService):
             withdrawing.append(self.redir.close())
         done = DeferredList(withdrawing, consumeErrors=True)
         # The server stops after its advertisement is withdrawn.
-        stopped: Deferred[None] = done.addCallback(
-            lambda _: MultiService.stopService(self)  # type: ignore[no-untyped-call]
-        )
+        stopped: Deferred[None] = done.addCallback(lambda _: MultiService.stopService(self))
         return stopped
 
     # -- the Python API ---------------------------------------------------------------
@@ -201,9 +202,11 @@ class TurnService(MultiService):
         return succeed(self.status())
 
     def status(self) -> dict[str, Any]:
-        if self.options.external is not None:
+        if not self.options.serve:
+            server: dict[str, Any] = {"none": "serve=no"}
+        elif self.options.external is not None:
             host, port = self.options.external
-            server: dict[str, Any] = {"external": f"{host}:{port}"}
+            server = {"external": f"{host}:{port}"}
         else:
             statusOf = getattr(self.server, "status", None)
             server = dict(statusOf()) if callable(statusOf) else {}
@@ -281,7 +284,8 @@ class Turn:
             cacheSize=parsed.cache,
             redir=redir,
         )
-        server = None if parsed.external is not None else _builtInServer(node, parsed)
+        builtIn = parsed.serve and parsed.external is None
+        server = _builtInServer(node, parsed) if builtIn else None
         return TurnService(node, parsed, discovery, server, redir)
 
 

@@ -99,7 +99,7 @@ class TurnAdvertiser:
         for d, resourceId in self.resourceIds():
             value = TurnServer(d, host, port).encode()
             stored = self.node.store(resourceId, TURN_SERVICE_KIND_ID, value, self.lifetime)
-            stored.addCallbacks(self._stored, self._notStored, (d,), None, (d,))
+            stored.addCallbacks(self._stored, self._notStored, callbackArgs=(d,), errbackArgs=(d,))
             pending.append(stored)
         done = DeferredList(pending, consumeErrors=True)
         self._pending = done

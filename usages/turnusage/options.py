@@ -19,6 +19,7 @@ DEFAULT_PORT = 3478
 DEFAULT_RELAY_PORTS = (49152, 65535)
 
 OPTIONS = {
+    "serve": "yes (default): run or stand for a TURN server; no: only find them",
     "advertise": "auto (only a public address, RFC 6940 section 9), always, or never",
     "external": "HOST:PORT of a TURN server already running (coturn) to advertise instead"
     " of running the built-in one",
@@ -62,6 +63,7 @@ BUILT_IN_ONLY = (
 class TurnOptions:
     """The options, parsed."""
 
+    serve: bool = True
     advertise: str = "auto"
     external: tuple[str, int] | None = None
     address: str | None = None
@@ -135,6 +137,11 @@ def parseOptions(options: Mapping[str, str]) -> TurnOptions:
         for key in BUILT_IN_ONLY:
             if key in options:
                 raise ValueError(f"{key}: configures the built-in server, not an external one")
+    serve = _choice(options, "serve", ("yes", "no"), "yes") == "yes"
+    if not serve:
+        for key in (*BUILT_IN_ONLY, "external", "advertise", "lifetime"):
+            if key in options:
+                raise ValueError(f"{key}: configures a server, but serve=no")
     advertise = _choice(options, "advertise", ("auto", "always", "never"), "auto")
     discovery = _choice(options, "discovery", ("find", "redir"), "find")
     allow = _choice(options, "allow-loopback", ("yes", "no"), "no")
@@ -175,6 +182,7 @@ def parseOptions(options: Mapping[str, str]) -> TurnOptions:
     if realm is not None and not realm:
         raise ValueError("realm: empty")
     parsed = TurnOptions(
+        serve=serve,
         advertise=advertise,
         external=external,
         address=None if "address" not in options else _ip(options["address"], "address"),
@@ -194,7 +202,12 @@ def parseOptions(options: Mapping[str, str]) -> TurnOptions:
         cache=_int(get("cache", "8"), "cache", 1, 1000),
         checkTimeout=checkTimeout,
     )
-    if parsed.external is None and parsed.advertise != "never" and parsed.advertisedHost is None:
+    if (
+        serve
+        and parsed.external is None
+        and parsed.advertise != "never"
+        and parsed.advertisedHost is None
+    ):
         raise ValueError(
             f"address: the built-in server listens on {parsed.host}, so say which address"
             " it is advertised at (or advertise=never)"
