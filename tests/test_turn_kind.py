@@ -153,6 +153,11 @@ def test_public_addresses_are_candidates() -> None:
         ({"host": "127.0.0.1", "check-timeout": "soon"}, "check-timeout: 'soon' is not seconds"),
         ({}, "address: the built-in server listens on 0.0.0.0"),
         ({"serve": "no", "external": "192.0.2.1:3478"}, "external: configures a server, but"),
+        ({"host": "127.0.0.1", "deny": "10.0.0.0/8,nowhere"}, "deny: 'nowhere' is not"),
+        (
+            {"host": "127.0.0.1", "users": "/nonexistent/turn-users"},
+            "users: /nonexistent/turn-users: cannot read",
+        ),
         ({"serve": "maybe"}, "serve: 'maybe' is not one of yes, no"),
     ],
 )
@@ -170,3 +175,7 @@ def test_good_options_parse() -> None:
     assert parsed.advertisedHost == "192.0.2.9" and parsed.tcpPort is None
     assert parseOptions({"advertise": "never"}).advertisedHost is None
     assert not parseOptions({"serve": "no"}).serve
+    assert parseOptions({"host": "127.0.0.1", "deny": "10.1.0.0/16, 192.0.2.1"}).deny == (
+        "10.1.0.0/16",
+        "192.0.2.1/32",
+    )

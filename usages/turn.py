@@ -53,6 +53,7 @@ from reload.interfaces import (
 )
 from usages.redir import RedirClient
 from usages.turnserver.probe import bindingCheck
+from usages.turnserver.service import TurnServerConfig, TurnServerService, loadUsers
 from usages.turnusage.addresses import whyNotPublic
 from usages.turnusage.advertiser import TurnAdvertiser
 from usages.turnusage.discovery import (
@@ -233,10 +234,8 @@ def _bindingChecker(node: INode, timeout: float) -> Check:
     return check
 
 
-def _builtInServer(node: INode, options: TurnOptions) -> IService:
+def _builtInServer(node: INode, options: TurnOptions) -> TurnServerService:
     """The built-in TURN server (``usages.turnserver``) the options describe."""
-    from usages.turnserver.service import TurnServerConfig, TurnServerService, loadUsers
-
     users = loadUsers(options.users) if options.users is not None else {}
     settings: dict[str, Any] = {
         "host": options.host,
@@ -244,9 +243,10 @@ def _builtInServer(node: INode, options: TurnOptions) -> IService:
         "tcpPort": options.tcpPort,
         "realm": options.realm or str(node.overlayName),
         "users": users,
-        "relayHost": options.relayHost or options.advertisedHost or options.host,
+        "relayHost": options.relayHost or options.advertisedHost,
         "relayPorts": options.relayPorts,
         "allowLoopbackPeers": options.allowLoopback,
+        "deniedPeers": options.deny,
     }
     for key, value in (
         ("maxAllocations", options.maxAllocations),
@@ -255,7 +255,12 @@ def _builtInServer(node: INode, options: TurnOptions) -> IService:
     ):
         if value is not None:
             settings[key] = value
-    return TurnServerService(TurnServerConfig(**settings), reactor=node.reactor)
+    config = TurnServerConfig(**settings)
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix("TURN: ")) from None
+    return TurnServerService(config, reactor=node.reactor)
 
 
 @implementer(IUsage)
@@ -273,7 +278,12 @@ class Turn:
         return []
 
     def checkOptions(self, options: Mapping[str, str]) -> None:
-        parseOptions(options)
+        parsed = parseOptions(options)
+        if parsed.users is not None:
+            try:
+                loadUsers(parsed.users)
+            except ValueError as exc:
+                raise ValueError(f"users: {exc}") from None
 
     def makeService(self, node: INode, options: dict[str, str]) -> IService:
         parsed = parseOptions(options)

@@ -32,6 +32,7 @@ OPTIONS = {
     "relay-ports": "LO-HI: the ports relayed addresses use (default 49152-65535)",
     "relay-host": "IP address relayed addresses use (default: address)",
     "allow-loopback": "yes: relay to loopback peers too (labs only; default no)",
+    "deny": "comma-separated CIDRs the built-in server never relays to (besides its own)",
     "max-allocations": "most allocations at once (default the server's)",
     "max-allocations-per-user": "most allocations of one user (486 beyond, default the server's)",
     "max-relay-rate": "most relayed bytes per second in all (default the server's)",
@@ -53,6 +54,7 @@ BUILT_IN_ONLY = (
     "relay-ports",
     "relay-host",
     "allow-loopback",
+    "deny",
     "max-allocations",
     "max-allocations-per-user",
     "max-relay-rate",
@@ -75,6 +77,7 @@ class TurnOptions:
     relayPorts: tuple[int, int] = DEFAULT_RELAY_PORTS
     relayHost: str | None = None
     allowLoopback: bool = False
+    deny: tuple[str, ...] = ()
     maxAllocations: int | None = None
     maxAllocationsPerUser: int | None = None
     maxRelayRate: int | None = None
@@ -165,6 +168,13 @@ def parseOptions(options: Mapping[str, str]) -> TurnOptions:
     def optionalInt(key: str, low: int = 1, high: int = 2**31 - 1) -> int | None:
         return None if key not in options else _int(options[key], key, low, high)
 
+    deny = []
+    for part in options.get("deny", "").split(","):
+        if part.strip():
+            try:
+                deny.append(str(ipaddress.ip_network(part.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"deny: {part.strip()!r} is not an address or CIDR") from None
     checkTimeout = 2.0
     if "check-timeout" in options:
         try:
@@ -194,6 +204,7 @@ def parseOptions(options: Mapping[str, str]) -> TurnOptions:
         relayPorts=relayPorts,
         relayHost=None if "relay-host" not in options else _ip(options["relay-host"], "relay-host"),
         allowLoopback=allow == "yes",
+        deny=tuple(deny),
         maxAllocations=optionalInt("max-allocations"),
         maxAllocationsPerUser=optionalInt("max-allocations-per-user"),
         maxRelayRate=optionalInt("max-relay-rate"),
