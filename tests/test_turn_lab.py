@@ -153,6 +153,63 @@ def test_coturn_relays_for_a_client_that_found_it_through_the_overlay(
     assert sent is not None and sent.group(1) == sent.group(2) != "0"
 
 
+def test_a_peer_running_the_built_in_server_is_found_and_relays(
+    turnLab: TurnLab, tmp_path: Path
+) -> None:
+    """``--usage TURN`` alone: the built-in server (usages/turnserver),
+    advertised, found by the client, and relaying for turnutils_uclient;
+    its allocations show in ``reloadctl status``.  Stopped (SIGTERM), it
+    withdraws its advertisement."""
+    requireTool("turnutils_uclient", "coturn")
+    users = tmp_path / "turn-users"
+    users.write_text(f"{USER}:{PASSWORD}\n")
+    lab = turnLab.lab
+    lab.extraArgs = ["--usage", "TURN"] + [
+        arg for option in (
+            "host=127.0.0.1", "udp-port=0", "tcp-port=0", f"users={users}",
+            "allow-loopback=yes", "advertise=always", "relay-ports=32100-32199",
+        ) for arg in ("--usage-option", f"TURN:{option}")
+    ]  # fmt: skip
+    peer = lab.startPeer()
+    lab.waitConverged(90)
+    server = lab.status(peer)["usages"][0]["status"]["server"]
+    host, port = server["addresses"]["udp"]
+    admin = turnLab.client.lab.admin
+
+    def found() -> Any:
+        code, result, _ = reloadctl(admin, "turn", "find", "--count", "4")
+        return code == 0 and port in {s["port"] for s in result["servers"]}
+
+    assert eventually(found, 60, interval=2), "the built-in server was never found"
+    peerPort = freeTurnPort()
+    farEnd = subprocess.Popen(
+        ["turnutils_peer", "-L", HOST, "-p", str(peerPort)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        run = subprocess.run(
+            ["turnutils_uclient", "-u", USER, "-w", PASSWORD, "-e", HOST, "-r", str(peerPort),
+             "-n", "20", "-l", "100", "-p", str(port), host],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        farEnd.terminate()
+        farEnd.wait(5)
+    assert run.returncode == 0, run.stdout[-2000:]
+    lost = re.search(r"Total lost packets (\d+)", run.stdout)
+    assert lost is not None and lost.group(1) == "0", run.stdout[-2000:]
+    status = lab.status(peer)["usages"][0]["status"]
+    assert status["server"]["bytesRelayed"] > 0
+    assert status["advertising"]["stored"] == [1]
+    lab.stopPeer(peer)
+
+    def gone() -> bool:
+        code, result, _ = reloadctl(admin, "turn", "find", "--count", "4")
+        return code == 0 and port not in {s["port"] for s in result["servers"]}
+
+    assert eventually(gone, 30, interval=2)
+
+
 def test_a_killed_server_stops_being_handed_out(turnLab: TurnLab) -> None:
     admin = turnLab.client.lab.admin
     victimPort = list(turnLab.servers)[1]
