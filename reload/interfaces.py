@@ -59,6 +59,7 @@ __all__ = [
     "IUsage",
     "IUsageOperations",
     "IUsageSimulation",
+    "IUsageStatus",
 ]
 
 
@@ -420,6 +421,16 @@ class IUsageSimulation(Interface):
     def simulate(arguments: Sequence[str]) -> int:
         """Parse ``arguments`` (``--help`` included), run, print the results;
         the exit status (0 when every check of the scenario held)."""
+
+
+class IUsageStatus(Interface):
+    """What a usage's service reports about itself on the peer's status
+    (``reloadctl status``, the admin API's ``GET /status``): a service that
+    provides this interface has its :meth:`status` shown under its usage."""
+
+    def status() -> Mapping[str, Any]:
+        """A JSON-able mapping, cheap to compute (no overlay traffic): what
+        an operator watches, e.g. a TURN server's allocations and refusals."""
 
 
 class IUsage(IPlugin):

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from reload.config import KindConfig
-from reload.interfaces import IKind, INode, IUsage, IUsageOperations
+from reload.interfaces import IKind, INode, IUsage, IUsageOperations, IUsageStatus
 from reload.plugins import brokenReason
 from reload.storage.kinds import KindTable
 from reload.storage.policies import PolicyRegistry
@@ -239,8 +239,19 @@ class UsageRunner:
             return dict(IUsageOperations(service).operations())
         raise KeyError(f"usage {name} is not run by this peer")
 
+    def _serviceStatus(self, entry: _Running) -> dict[str, Any]:
+        """The service's own status (:class:`IUsageStatus`); a service whose
+        ``status`` raises shows the error instead of breaking the page."""
+        try:
+            return dict(IUsageStatus(entry.service).status())
+        except Exception:
+            failure = Failure()
+            self.log.failure("Status of usage {usage} failed", failure, usage=entry.usage.name)
+            return {"error": f"{type(failure.value).__name__}: {failure.getErrorMessage()}"}
+
     def status(self) -> list[dict[str, Any]]:
-        """Each usage and its state, for the admin API and ``reloadctl
+        """Each usage and its state (and its service's own status,
+        :class:`IUsageStatus`), for the admin API and ``reloadctl
         status``."""
         out = []
         for entry in self._running:
@@ -251,5 +262,7 @@ class UsageRunner:
             }
             if entry.error:
                 item["error"] = entry.error
+            if entry.state == "running" and IUsageStatus.providedBy(entry.service):
+                item["status"] = self._serviceStatus(entry)
             out.append(item)
         return out

@@ -8,7 +8,9 @@ accessors here, so a plugin never parses XML or imports the configuration
 package itself:
 
 - :func:`redirBranchingFactor`: ``redir:branching-factor`` of the REDIR
-  Kind (RFC 7374 section 8), :data:`DEFAULT_BRANCHING_FACTOR` when absent.
+  Kind (RFC 7374 section 8), :data:`DEFAULT_BRANCHING_FACTOR` when absent;
+- :func:`turnDensity`: the base document's ``turn-density`` (RFC 6940
+  sections 9 and 11.1), 1 when absent.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from reload.config.usages import DEFAULT_BRANCHING_FACTOR
 from reload.config.usages import redirBranchingFactor as _redirBranchingFactor
 
-__all__ = ["DEFAULT_BRANCHING_FACTOR", "redirBranchingFactor"]
+__all__ = ["DEFAULT_BRANCHING_FACTOR", "redirBranchingFactor", "turnDensity"]
 
 
 def redirBranchingFactor(configuration: Any) -> int:
@@ -27,3 +29,14 @@ def redirBranchingFactor(configuration: Any) -> int:
     :class:`reload.config.ConfigError` (a ValueError) for a bad value (a
     configuration that was read has been checked already)."""
     return _redirBranchingFactor(configuration)
+
+
+def turnDensity(configuration: Any) -> int:
+    """``turn-density`` (RFC 6940 section 11.1): how many times each TURN
+    server records itself in the overlay (section 9), 0 to 255; 1 when the
+    configuration does not say (``DEFAULT_TURN_DENSITY``).  ValueError
+    for something that is not an overlay configuration."""
+    density = getattr(configuration, "effectiveTurnDensity", None)
+    if not isinstance(density, int) or isinstance(density, bool) or not 0 <= density <= 255:
+        raise ValueError(f"no turn-density in {type(configuration).__name__}")
+    return density

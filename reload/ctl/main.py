@@ -81,8 +81,23 @@ def cmdStatus(args: argparse.Namespace) -> int:
     width = max(map(len, status), default=0)
     shown = {**status, "usages": _usagesLine(status.get("usages", []))}
     human = "\n".join(f"{key:{width}}  {value}" for key, value in sorted(shown.items()))
+    for usage in status.get("usages", []):
+        if isinstance(usage.get("status"), dict):
+            human += f"\n{usage.get('name')}:\n" + "\n".join(_flatten(usage["status"], "  "))
     _emit(args, status, human)
     return 0
+
+
+def _flatten(data: dict[str, Any], indent: str, prefix: str = "") -> list[str]:
+    """``key.sub  value`` lines of a usage's nested status, sorted."""
+    lines = []
+    for key, value in sorted(data.items()):
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            lines += _flatten(value, indent, f"{name}.")
+        else:
+            lines.append(f"{indent}{name}  {value}")
+    return lines
 
 
 def _usagesLine(usages: list[dict[str, Any]]) -> str:

@@ -4,6 +4,8 @@ peer's admin API (``POST /usage/NAME/OPERATION``).
 
 ``reloadctl service register|unregister|lookup|list`` are the REDIR usage's
 (ReDiR service discovery, RFC 7374): the peer must run ``--usage REDIR``.
+``reloadctl turn find|status`` are the TURN usage's (RFC 6940 section 9):
+the peer must run ``--usage TURN``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ __all__ = ["addUsageCommands"]
 
 #: The usage ``reloadctl service`` talks to (RFC 7374's REDIR Kind).
 SERVICE_USAGE = "REDIR"
+#: The usage ``reloadctl turn`` talks to.
+TURN_USAGE = "TURN"
 
 Admin = Callable[[argparse.Namespace, str, dict[str, str]], Any]
 Emit = Callable[[argparse.Namespace, Any, str], None]
@@ -48,6 +52,28 @@ def _serviceText(operation: str, result: dict[str, Any]) -> str:
     lines = [f"{ns}  (last stored at level {(r or {}).get('endLevel', '-')})"
              for ns, r in result["registrations"].items()]  # fmt: skip
     return "\n".join(lines) or "this peer provides nothing"
+
+
+def _turnText(operation: str, result: dict[str, Any]) -> str:
+    """What ``reloadctl turn`` prints for a person."""
+    if operation == "status":
+        return "\n".join(f"{key}: {value}" for key, value in sorted(result.items()))
+    lines = []
+    for server in result["servers"]:
+        lines.append(
+            f"{server['host']}:{server['port']}  advertised by {server['nodeId']}"
+            f" (d={server['iteration']}), answered a STUN Binding, saw us at {server['mapped']}"
+        )
+    how = (
+        f"{result['lookups']} ReDiR lookup(s)" if result["method"] == "redir"
+        else f"{result['finds']} Find(s)"
+    )  # fmt: skip
+    lines.append(
+        f"{len(result['servers'])} live TURN server(s): {result['fromCache']} from the cache,"
+        f" {how}, {result['fetches']} Fetch(es), {result['checks']} check(s),"
+        f" {result['dead']} not answering"
+    )
+    return "\n".join(lines)
 
 
 def addUsageCommands(sub: Any, addAdmin: Callable[[Any], None], admin: Admin, emit: Emit) -> None:
@@ -83,3 +109,19 @@ def addUsageCommands(sub: Any, addAdmin: Callable[[Any], None], admin: Admin, em
     service.add_argument("--key", help="lookup: the key (hex Node-ID; default the peer's own)")
     addAdmin(service)
     service.set_defaults(func=cmdService)
+
+    def cmdTurn(args: argparse.Namespace) -> int:
+        query = {"count": str(args.count)} if args.operation == "find" else {}
+        result = admin(args, f"/usage/{TURN_USAGE}/{args.operation}", query)
+        emit(args, result, _turnText(args.operation, result))
+        return 0
+
+    turn = sub.add_parser(
+        "turn", help="find TURN servers through a peer running --usage TURN (RFC 6940 section 9)"
+    )
+    turn.add_argument("operation", choices=("find", "status"))
+    turn.add_argument(
+        "--count", type=int, default=1, help="find: how many live servers (1 to 20, default 1)"
+    )
+    addAdmin(turn)
+    turn.set_defaults(func=cmdTurn)
