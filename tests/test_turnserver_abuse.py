@@ -256,4 +256,3 @@ async def test_tcpGarbageClosesThatConnectionOnly(server: TurnServerService) -> 
     # Its allocation goes with its connection (RFC 8656 section 3.1).
     await deferLater(reactor, 0.05, lambda: None)
     assert server.status()["allocations"] == 0
-

@@ -30,9 +30,7 @@ async def main(host: str, port: int, user: str, password: str, transport: str) -
         _Collect, (host, port), user, password, transport=transport
     )
     relayed = turn.get_extra_info("sockname")
-    peerTransport, peer = await loop.create_datagram_endpoint(
-        _Collect, local_addr=("127.0.0.1", 0)
-    )
+    peerTransport, peer = await loop.create_datagram_endpoint(_Collect, local_addr=("127.0.0.1", 0))
     peerAddress = peerTransport.get_extra_info("sockname")
     turn.sendto(b"ping", peerAddress)
     data, source = await asyncio.wait_for(peer.received.get(), 5)

@@ -257,10 +257,17 @@ async def udpClient(port: int, username: str = "", password: str = "") -> TurnTe
     return client
 
 
-async def tcpClient(port: int, username: str = "", password: str = "") -> TurnTestClient:
+async def tcpClient(
+    port: int, username: str = "", password: str = "", tls: Any = None
+) -> TurnTestClient:
+    """A client over TCP, or over TLS with ``tls`` (client TLS options)."""
     from twisted.internet import reactor
     from twisted.internet.defer import Deferred
-    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+    from twisted.internet.endpoints import (
+        SSL4ClientEndpoint,
+        TCP4ClientEndpoint,
+        connectProtocol,
+    )
     from twisted.internet.protocol import Protocol
 
     client = TurnTestClient(username, password)
@@ -276,8 +283,66 @@ async def tcpClient(port: int, username: str = "", password: str = "") -> TurnTe
         def connectionLost(self, reason: Any = None) -> None:
             lost.callback(None)
 
-    protocol = await connectProtocol(TCP4ClientEndpoint(reactor, HOST, port), _Tcp())
+    endpoint = (
+        TCP4ClientEndpoint(reactor, HOST, port)
+        if tls is None
+        else SSL4ClientEndpoint(reactor, HOST, port, tls)
+    )
+    protocol = await connectProtocol(endpoint, _Tcp())
     client.write = protocol.transport.write
     client.closed = lost
     client.transport = protocol.transport  # type: ignore[attr-defined]
     return client
+
+
+# -- certificates for the TLS listener -------------------------------------------
+
+
+def makeCertificate(
+    name: str, issuer: tuple[Any, Any] | None = None, *, ca: bool = False
+) -> tuple[Any, Any]:
+    """(key, certificate) with the common name ``name``, signed by
+    ``issuer`` (key, certificate) or self-signed; SAN 127.0.0.1."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    signerKey, signer = issuer if issuer is not None else (key, None)
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(signer.subject if signer is not None else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
+            ),
+            critical=False,
+        )
+    return key, builder.sign(signerKey, hashes.SHA256())
+
+
+def twistedCertificate(key: Any, certificate: Any) -> Any:
+    """A twisted.internet.ssl.PrivateCertificate of a cryptography pair."""
+    from cryptography.hazmat.primitives import serialization
+    from twisted.internet import ssl
+
+    pem = certificate.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return ssl.PrivateCertificate.loadPEM(pem)
