@@ -7,12 +7,14 @@ allowed, no quotas in the way; stops on SIGTERM or when stdin closes.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from twisted.internet import reactor, stdio
+from twisted.internet.error import ReactorNotRunning
 from twisted.protocols.basic import LineReceiver
 
 from usages.turnserver.service import TurnServerConfig, TurnServerService
@@ -20,7 +22,7 @@ from usages.turnserver.service import TurnServerConfig, TurnServerService
 
 class _StopOnEof(LineReceiver):
     def connectionLost(self, reason: object = None) -> None:
-        if reactor.running:  # type: ignore[attr-defined]
+        with contextlib.suppress(ReactorNotRunning):
             reactor.stop()  # type: ignore[attr-defined]
 
 

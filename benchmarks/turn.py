@@ -115,9 +115,12 @@ def builtinServer(port: int, relayPorts: tuple[int, int]) -> Iterator[int]:
         yield process.pid
     finally:
         assert process.stdin is not None
-        process.stdin.close()
-        process.terminate()
-        process.wait(10)
+        process.stdin.close()  # it stops when its stdin closes
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            process.wait(10)
 
 
 @contextmanager

@@ -168,6 +168,17 @@ async def test_aioiceAllocatesAndRelays(server: TurnServerService, transport: st
     assert server.status()["packetsRelayed"] >= 2
 
 
+@pytest_twisted.ensureDeferred
+async def test_bindingCheckFindsTheServerAlive(server: TurnServerService) -> None:
+    """The discovery probe (usages/turnserver/probe.py) on the built-in
+    server: Binding needs no credentials (RFC 8489 section 7.3)."""
+    from usages.turnserver.probe import bindingCheck
+
+    answer = await bindingCheck(HOST, server.addresses["udp"][1], timeout=2.0, reactor=reactor)
+    assert answer is not None and answer[0] == HOST
+    assert server.status()["refusals"] == {}
+
+
 # -- refusals, with our own client ---------------------------------------------
 
 
