@@ -7,12 +7,13 @@ through this module, and the decoder is the one place hostile bytes meet
 
 **Why our own layer and not a library.**  We looked at what is packaged:
 
-- aioice's ``stun`` module is a client's codec tied to asyncio's
-  transaction machinery, knows none of the TURN attributes a server must
-  parse strictly (EVEN-PORT, RESERVATION-TOKEN, REQUESTED-ADDRESS-FAMILY,
-  DONT-FRAGMENT), has no MESSAGE-INTEGRITY-SHA256 and raises assorted
-  exceptions (``ValueError``, ``struct.error``, ``IndexError``) on bad
-  input, so a server would have to wrap it in a catch-all;
+- aioice's ``stun`` module is a client's codec (its transactions run on
+  asyncio), knows none of the TURN attributes a server must parse strictly
+  (EVEN-PORT, RESERVATION-TOKEN, REQUESTED-ADDRESS-FAMILY, DONT-FRAGMENT),
+  has no MESSAGE-INTEGRITY-SHA256, and on mutated input raises assorted
+  exceptions (``ValueError``, ``UnicodeDecodeError``, ``struct.error``: we
+  fuzzed its ``parse_message``), so a server would have to wrap it in a
+  catch-all;
 - pystun3 and similar are Binding-only clients;
 - coturn's codec is C, not importable.
 
@@ -21,7 +22,7 @@ type on any hostile input (so the I/O edge can refuse it and go on), the
 exact received bytes kept beside every attribute offset (MESSAGE-INTEGRITY
 and FINGERPRINT are computed over a prefix of the message *with a rewritten
 length field*, RFC 8489 sections 14.5 to 14.7), and ChannelData framing with
-a TCP stream splitter (RFC 8656 section 12.5).  Those are about 400 lines
+a TCP stream splitter (RFC 8656 section 12.5).  Those are a few hundred lines
 that we can fuzz with Hypothesis and check against the RFC 5769 test
 vectors, which is less risk than an extra runtime dependency we would have
 to wrap anyway.  Following DESIGN.md (sans-I/O core, like h11 and h2), the
