@@ -427,8 +427,9 @@ class RedirKind:
     kindId = REDIR_KIND_ID
     dataModel = DataModel.DICTIONARY
     accessPolicy = NODE_ID_MATCH
-    #: As the embedded default configuration lists them (reload.config.defaults).
-    maxCount = 64
+    #: As the embedded default configuration lists them (reload.config.defaults):
+    #: 1,024 holds the root of a busy namespace (2b^2 records, and a burst).
+    maxCount = 1024
     maxSize = 512
 
     def validate(self, value: bytes) -> None:
