@@ -124,9 +124,7 @@ def _creator(overlay: Overlay, identity: PeerIdentity) -> Any:
     """A member's TLS client side: its certificate, and the server's
     checked as an overlay link checks it (the server's Node-ID)."""
     assert overlay.server.identity is not None
-    return clientConnectionCreator(
-        identity, overlay.trust, overlay.server.identity.nodeId, reactor
-    )
+    return clientConnectionCreator(identity, overlay.trust, overlay.server.identity.nodeId, reactor)
 
 
 @pytest_twisted.ensureDeferred

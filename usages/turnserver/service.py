@@ -95,11 +95,11 @@ class TurnServerConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the setting that cannot work."""
-        if self.tlsPort is not None:
-            if (self.tlsContextFactory is None) == (self.tlsConnectionCreator is None):
-                raise ValueError(
-                    "TURN: tlsPort needs one of tlsContextFactory and tlsConnectionCreator"
-                )
+        oneWay = (self.tlsContextFactory is None) != (self.tlsConnectionCreator is None)
+        if self.tlsPort is not None and not oneWay:
+            raise ValueError(
+                "TURN: tlsPort needs one of tlsContextFactory and tlsConnectionCreator"
+            )
         if self.authorizePeerCertificate is not None and self.authorizePeerConnection is not None:
             raise ValueError(
                 "TURN: give authorizePeerCertificate or authorizePeerConnection, not both"
