@@ -34,7 +34,7 @@ from typing import Any
 
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IProtocolFactory
 from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
 
@@ -247,6 +247,24 @@ class INode(Interface):
         """Accept AppAttach connections for ``application`` (section 6.5.2)
         with ``factory``; its protocols see only connections whose overlay
         certificate is the requesting node's."""
+
+    def tlsServerConnectionCreator() -> IOpenSSLServerConnectionCreator:
+        """A TLS server side for a usage's own listener that overlay members
+        connect to (e.g. TURN over TLS, RFC 6940 section 9): this node's
+        overlay certificate, a client certificate required and verified
+        exactly as on overlay links (section 13.6.3, the trust policy of
+        this node's links).  Use it as ``TLSMemoryBIOFactory(creator,
+        False, factory)`` over a TCP listener; read who connected with
+        :meth:`verifiedNodeIds`.  A client whose certificate fails is
+        refused in the handshake.  :class:`~reload.errors.AppAttachFailed`
+        on a node without sockets (the in-memory harness)."""
+
+    def verifiedNodeIds(transport: object) -> tuple[bytes, ...]:
+        """The Node-IDs (section 11.3) of the certificate verified on the
+        connection whose protocol has ``transport`` (made with
+        :meth:`tlsServerConnectionCreator`, or an AppAttach connection).
+        Fails closed: empty for a connection whose certificate was not
+        verified (rejected, not yet, or not TLS at all)."""
 
 
 class ITopology(Interface):

@@ -17,7 +17,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IProtocol, IProtocolFactory
+from twisted.internet.interfaces import (
+    IOpenSSLServerConnectionCreator,
+    IProtocol,
+    IProtocolFactory,
+)
 from zope.interface import implementer
 
 from reload.api.data import (
@@ -34,6 +38,8 @@ from reload.appattach import AppAttachService
 from reload.errors import AppAttachFailed, ReloadError
 from reload.interfaces import DataModel as PublicDataModel
 from reload.interfaces import IKind, INode
+from reload.security.tls import serverConnectionCreator, verifiedPeerOf
+from reload.security.trust import CertificateRejected
 from reload.storage.kinds import KindEntry, unknownKindError
 from reload.storage.model import dataValueOf, slotOf
 from reload.storageclient import FetchedKind, StorageClient
@@ -56,6 +62,7 @@ from reload.wire.storage import (
 __all__ = ["ConfiguredKind", "OverlayNode"]
 
 _NO_APPLICATIONS = "this node makes no direct connections (AppAttach needs sockets)"
+_NO_TLS = "this node serves no TLS (it has no sockets and no link identity)"
 
 
 @implementer(IKind)
@@ -186,6 +193,27 @@ class OverlayNode:
         if self._applications is None:
             raise AppAttachFailed(_NO_APPLICATIONS)
         self._applications.listenApplication(application, factory)
+
+    # -- TLS for usages' own listeners ---------------------------------------------------
+
+    def tlsServerConnectionCreator(self) -> IOpenSSLServerConnectionCreator:
+        """Section 13.6.3: the server side of an overlay link (this node's
+        certificate, the client's required and checked against the trust
+        policy of this node's links) for a usage's own TLS listener."""
+        if self._applications is None:
+            raise AppAttachFailed(_NO_TLS)
+        applications = self._applications
+        return serverConnectionCreator(
+            applications.identity, applications.trust, applications.clock
+        )
+
+    def verifiedNodeIds(self, transport: object) -> tuple[bytes, ...]:
+        """The Node-IDs the verify callback accepted on this connection;
+        empty unless its certificate was verified (fails closed)."""
+        try:
+            return tuple(verifiedPeerOf(transport).nodeIds)
+        except CertificateRejected:
+            return ()
 
     # -- storage (section 7.4) ----------------------------------------------------------
 

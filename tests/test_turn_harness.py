@@ -253,3 +253,18 @@ def test_discovery_through_redir_finds_the_registered_servers(memoryOverlay: Any
     stats = turnService.discovery.lastSearch
     assert stats.finds == 0 and stats.lookups >= 3
     overlay.wait(services[1].stopService())
+
+
+def test_a_harness_node_serves_no_tls_and_says_so(memoryOverlay: Any) -> None:
+    """The harness has no sockets and no link identity: asking for
+    TURN:tls-port fails with a clear error, and no connection has a
+    verified Node-ID there (fail closed)."""
+    import pytest
+
+    from reload.errors import AppAttachFailed
+
+    overlay = _overlay(memoryOverlay, density=1)
+    node = overlay.alive[0]
+    with pytest.raises(AppAttachFailed, match="serves no TLS"):
+        turn.makeService(node.api, {"host": "127.0.0.1", "advertise": "never", "tls-port": "0"})
+    assert node.api.verifiedNodeIds(object()) == ()

@@ -159,6 +159,9 @@ def test_public_addresses_are_candidates() -> None:
             "users: /nonexistent/turn-users: cannot read",
         ),
         ({"serve": "maybe"}, "serve: 'maybe' is not one of yes, no"),
+        ({"host": "127.0.0.1", "tls-port": "on"}, "tls-port: 'on' is not a port or off"),
+        ({"host": "127.0.0.1", "tls-port": "70000"}, "tls-port: 70000 is not between 0"),
+        ({"external": "192.0.2.1:3478", "tls-port": "5349"}, "tls-port: configures the built-in"),
     ],
 )
 def test_bad_options_are_refused_with_one_line(options: dict[str, str], message: str) -> None:
@@ -173,6 +176,9 @@ def test_good_options_parse() -> None:
     assert parsed.external == ("2001:db8::1", 3478) and parsed.advertise == "always"
     parsed = parseOptions({"host": "0.0.0.0", "address": "192.0.2.9", "tcp-port": "off"})
     assert parsed.advertisedHost == "192.0.2.9" and parsed.tcpPort is None
+    assert parsed.tlsPort is None
+    assert parseOptions({"host": "127.0.0.1", "tls-port": "5349"}).tlsPort == 5349
+    assert parseOptions({"host": "127.0.0.1", "tls-port": "off"}).tlsPort is None
     assert parseOptions({"advertise": "never"}).advertisedHost is None
     assert not parseOptions({"serve": "no"}).serve
     assert parseOptions({"host": "127.0.0.1", "deny": "10.1.0.0/16, 192.0.2.1"}).deny == (

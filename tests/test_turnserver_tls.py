@@ -127,3 +127,21 @@ async def test_failingAuthorizerFailsClosed() -> None:
         await client.closed
     finally:
         await service.stopService()
+
+
+def test_tlsNeedsExactlyOneWayToMakeConnections() -> None:
+    import pytest
+
+    context = ssl.CertificateOptions(privateKey=SERVER.privateKey.original,
+                                     certificate=SERVER.original)  # fmt: skip
+    with pytest.raises(ValueError, match="one of tlsContextFactory and tlsConnectionCreator"):
+        TurnServerConfig(tlsPort=0).validate()
+    with pytest.raises(ValueError, match="one of tlsContextFactory and tlsConnectionCreator"):
+        TurnServerConfig(
+            tlsPort=0, tlsContextFactory=context, tlsConnectionCreator=object()
+        ).validate()
+    with pytest.raises(ValueError, match="not both"):
+        TurnServerConfig(
+            authorizePeerCertificate=byCommonName, authorizePeerConnection=byCommonName
+        ).validate()
+    TurnServerConfig(tlsPort=0, tlsConnectionCreator=object()).validate()

@@ -27,6 +27,20 @@ from the overlay configuration (:func:`reload.api.config.turnDensity`, 1
 when absent); a provider found through ReDiR is Fetched at d = 1, so in
 that mode d = 1 is stored even when turn-density is 0.
 
+**Who may allocate.**  Long-term credential users from ``TURN:users=FILE``
+(standard clients), and, with ``TURN:tls-port=PORT`` (default off), overlay
+members over TURN-over-TLS (RFC 8656 section 3.1): that listener presents
+this node's overlay certificate and requires the client's, verified exactly
+as on overlay links (RFC 6940 section 13.6.3, through
+:meth:`~reload.interfaces.INode.tlsServerConnectionCreator`); a client with
+no certificate or one the overlay does not accept is refused in the
+handshake.  A verified member allocates without a password as the user
+``node:<Node-ID hex>`` (the first Node-ID of its certificate,
+:meth:`~reload.interfaces.INode.verifiedNodeIds`), and the per-user quota
+(``max-allocations-per-user``) applies to each member as to each user.
+Configured user names cannot contain ``:``, so they never collide with a
+member's.
+
 Status (:class:`~reload.interfaces.IUsageStatus`): the server's own
 status (allocations, bytes relayed, refusals), the advertising and the
 discovery state, under ``TURN`` in ``reloadctl status``.
@@ -234,6 +248,21 @@ def _bindingChecker(node: INode, timeout: float) -> Check:
     return check
 
 
+#: The user name prefix of overlay members allocating over TLS.
+MEMBER_PREFIX = "node:"
+
+
+def _memberUser(node: INode) -> Callable[[Any], str | None]:
+    """The TLS authorizer: a connection whose overlay certificate was
+    verified allocates as ``node:<first Node-ID hex>``; any other, none."""
+
+    def user(transport: Any) -> str | None:
+        nodeIds = node.verifiedNodeIds(transport)
+        return MEMBER_PREFIX + nodeIds[0].hex() if nodeIds else None
+
+    return user
+
+
 def _builtInServer(node: INode, options: TurnOptions) -> TurnServerService:
     """The built-in TURN server (``usages.turnserver``) the options describe."""
     users = loadUsers(options.users) if options.users is not None else {}
@@ -255,6 +284,10 @@ def _builtInServer(node: INode, options: TurnOptions) -> TurnServerService:
     ):
         if value is not None:
             settings[key] = value
+    if options.tlsPort is not None:
+        settings["tlsPort"] = options.tlsPort
+        settings["tlsConnectionCreator"] = node.tlsServerConnectionCreator()
+        settings["authorizePeerConnection"] = _memberUser(node)
     config = TurnServerConfig(**settings)
     try:
         config.validate()

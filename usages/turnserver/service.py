@@ -21,6 +21,15 @@ allocations to (the overlay member's Node-ID, say), or None.  None, an
 exception, or no certificate at all means the password rules apply: the
 client gets the 401 challenge like any other.  With no users and no
 certificate authorizer nobody can allocate.
+
+Instead of a context factory, ``tlsConnectionCreator`` takes a Twisted
+``IOpenSSLServerConnectionCreator`` (the TLS listener is then a
+``TLSMemoryBIOFactory`` over TCP, so the creator sees every connection it
+makes -- what the overlay's own verify callback needs, see
+``INode.tlsServerConnectionCreator``), and ``authorizePeerConnection(
+transport)`` may replace ``authorizePeerCertificate``: it gets the TLS
+transport of the connection and returns the user name or None, under the
+same fail-closed rules.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from usages.turnserver.credentials import UserKeys, UsersFileError, loadUsers
 from usages.turnserver.policy import PeerPolicy
@@ -69,6 +79,8 @@ class TurnServerConfig:
     tlsPort: int | None = None
     tlsContextFactory: Any = None
     authorizePeerCertificate: Callable[[Any], str | None] | None = None
+    tlsConnectionCreator: Any = None
+    authorizePeerConnection: Callable[[Any], str | None] | None = None
     realm: str = "reload"
     users: Mapping[str, str] = field(default_factory=dict)
     relayHost: str | None = None
@@ -83,8 +95,15 @@ class TurnServerConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the setting that cannot work."""
-        if self.tlsPort is not None and self.tlsContextFactory is None:
-            raise ValueError("TURN: tlsPort needs a tlsContextFactory")
+        oneWay = (self.tlsContextFactory is None) != (self.tlsConnectionCreator is None)
+        if self.tlsPort is not None and not oneWay:
+            raise ValueError(
+                "TURN: tlsPort needs one of tlsContextFactory and tlsConnectionCreator"
+            )
+        if self.authorizePeerCertificate is not None and self.authorizePeerConnection is not None:
+            raise ValueError(
+                "TURN: give authorizePeerCertificate or authorizePeerConnection, not both"
+            )
         low, high = self.relayPorts
         if not 1 <= low <= high <= 65535:
             raise ValueError(f"TURN: bad relay port range {low}-{high}")
@@ -167,17 +186,23 @@ class _StreamConnection(Protocol, TimeoutMixin):
 
     def _checkCertificate(self) -> None:
         self._certificateChecked = True
-        authorize = self.service.config.authorizePeerCertificate
-        if authorize is None:
+        config = self.service.config
+        subject: Any
+        if config.authorizePeerConnection is not None:
+            authorize = config.authorizePeerConnection
+            subject = self.transport
+        elif config.authorizePeerCertificate is not None:
+            authorize = config.authorizePeerCertificate
+            try:
+                subject = self.transport.getPeerCertificate()  # type: ignore[union-attr]
+            except Exception:
+                subject = None
+        else:
+            return
+        if subject is None:
             return
         try:
-            certificate = self.transport.getPeerCertificate()  # type: ignore[union-attr]
-        except Exception:
-            certificate = None
-        if certificate is None:
-            return
-        try:
-            user = authorize(certificate)
+            user = authorize(subject)
         except Exception:
             log.failure("TURN: authorizePeerCertificate failed; treated as not authorized")
             user = None
@@ -337,12 +362,14 @@ class TurnServerService(Service):
             self._ports.append(port)
             self.addresses["tcp"] = (host, port.getHost().port)
         if config.tlsPort is not None:
-            port = self.reactor.listenSSL(
-                config.tlsPort,
-                _StreamFactory(self, "tls"),
-                config.tlsContextFactory,
-                interface=host,
-            )
+            streams = _StreamFactory(self, "tls")
+            if config.tlsConnectionCreator is not None:
+                wrapped = TLSMemoryBIOFactory(config.tlsConnectionCreator, False, streams)
+                port = self.reactor.listenTCP(config.tlsPort, wrapped, interface=host)
+            else:
+                port = self.reactor.listenSSL(
+                    config.tlsPort, streams, config.tlsContextFactory, interface=host
+                )
             self._ports.append(port)
             self.addresses["tls"] = (host, port.getHost().port)
         for address in self.addresses.values():

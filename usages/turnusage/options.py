@@ -27,6 +27,8 @@ OPTIONS = {
     "host": "IP address the built-in server listens on (default 0.0.0.0: then give address)",
     "udp-port": f"UDP port of the built-in server (default {DEFAULT_PORT}; 0 any free port)",
     "tcp-port": f"TCP port of the built-in server (default {DEFAULT_PORT}; 0 any; off)",
+    "tls-port": "TLS port of the built-in server (default off; 0 any free port): overlay"
+    " members allocate with their overlay certificate, no password, as user node:NODE-ID",
     "realm": "REALM of long-term credentials (default the overlay name)",
     "users": "file of USER:PASSWORD lines: the long-term credential users of standard clients",
     "relay-ports": "LO-HI: the ports relayed addresses use (default 49152-65535)",
@@ -49,6 +51,7 @@ BUILT_IN_ONLY = (
     "host",
     "udp-port",
     "tcp-port",
+    "tls-port",
     "realm",
     "users",
     "relay-ports",
@@ -72,6 +75,7 @@ class TurnOptions:
     host: str = "0.0.0.0"
     udpPort: int = DEFAULT_PORT
     tcpPort: int | None = DEFAULT_PORT
+    tlsPort: int | None = None
     realm: str | None = None
     users: str | None = None
     relayPorts: tuple[int, int] = DEFAULT_RELAY_PORTS
@@ -155,6 +159,9 @@ def parseOptions(options: Mapping[str, str]) -> TurnOptions:
             if options["tcp-port"] == "off"
             else _int(options["tcp-port"], "tcp-port", 0, 65535, "a port")
         )
+    tlsPort: int | None = None
+    if options.get("tls-port", "off") != "off":
+        tlsPort = _int(options["tls-port"], "tls-port", 0, 65535, "a port or off")
     relayPorts = DEFAULT_RELAY_PORTS
     if "relay-ports" in options:
         low, dash, high = options["relay-ports"].partition("-")
@@ -199,6 +206,7 @@ def parseOptions(options: Mapping[str, str]) -> TurnOptions:
         host=_ip(get("host", "0.0.0.0"), "host"),
         udpPort=_int(get("udp-port", str(DEFAULT_PORT)), "udp-port", 0, 65535, "a port"),
         tcpPort=tcpPort,
+        tlsPort=tlsPort,
         realm=realm,
         users=users,
         relayPorts=relayPorts,
