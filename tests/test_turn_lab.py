@@ -50,6 +50,31 @@ class TurnLab:
         self.servers = servers
 
 
+def relaysWithoutLoss(host: str, port: int) -> None:
+    """turnutils_uclient relays 20 packets through the TURN server at
+    ``host:port`` to a turnutils_peer on loopback: it exits 0, loses none
+    and got back as many as it sent."""
+    peerPort = freeTurnPort()
+    farEnd = subprocess.Popen(
+        ["turnutils_peer", "-L", HOST, "-p", str(peerPort)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        run = subprocess.run(
+            ["turnutils_uclient", "-u", USER, "-w", PASSWORD, "-e", HOST, "-r", str(peerPort),
+             "-n", "20", "-l", "100", "-p", str(port), host],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        farEnd.terminate()
+        farEnd.wait(5)
+    assert run.returncode == 0, run.stdout[-2000:]
+    lost = re.search(r"Total lost packets (\d+)", run.stdout)
+    assert lost is not None and lost.group(1) == "0", run.stdout[-2000:]
+    sent = re.search(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\n", run.stdout)
+    assert sent is not None and sent.group(1) == sent.group(2) != "0", run.stdout[-2000:]
+
+
 @pytest.fixture(scope="module")
 def turnLab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TurnLab]:
     requireTool("turnserver", "coturn")
@@ -132,25 +157,7 @@ def test_coturn_relays_for_a_client_that_found_it_through_the_overlay(
     code, result, err = reloadctl(turnLab.client.lab.admin, "turn", "find")
     assert code == 0, err
     [server] = result["servers"]
-    peerPort = freeTurnPort()
-    farEnd = subprocess.Popen(
-        ["turnutils_peer", "-L", HOST, "-p", str(peerPort)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        run = subprocess.run(
-            ["turnutils_uclient", "-u", USER, "-w", PASSWORD, "-e", HOST, "-r", str(peerPort),
-             "-n", "20", "-l", "100", "-p", str(server["port"]), server["host"]],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    finally:
-        farEnd.terminate()
-        farEnd.wait(5)
-    assert run.returncode == 0, run.stdout[-2000:]
-    lost = re.search(r"Total lost packets (\d+)", run.stdout)
-    assert lost is not None and lost.group(1) == "0", run.stdout[-2000:]
-    sent = re.search(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\n", run.stdout)
-    assert sent is not None and sent.group(1) == sent.group(2) != "0"
+    relaysWithoutLoss(server["host"], server["port"])
 
 
 def test_a_peer_running_the_built_in_server_is_found_and_relays(
@@ -181,23 +188,7 @@ def test_a_peer_running_the_built_in_server_is_found_and_relays(
         return code == 0 and port in {s["port"] for s in result["servers"]}
 
     assert eventually(found, 60, interval=2), "the built-in server was never found"
-    peerPort = freeTurnPort()
-    farEnd = subprocess.Popen(
-        ["turnutils_peer", "-L", HOST, "-p", str(peerPort)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        run = subprocess.run(
-            ["turnutils_uclient", "-u", USER, "-w", PASSWORD, "-e", HOST, "-r", str(peerPort),
-             "-n", "20", "-l", "100", "-p", str(port), host],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    finally:
-        farEnd.terminate()
-        farEnd.wait(5)
-    assert run.returncode == 0, run.stdout[-2000:]
-    lost = re.search(r"Total lost packets (\d+)", run.stdout)
-    assert lost is not None and lost.group(1) == "0", run.stdout[-2000:]
+    relaysWithoutLoss(host, port)
     status = lab.status(peer)["usages"][0]["status"]
     assert status["server"]["bytesRelayed"] > 0
     assert status["advertising"]["stored"] == [1]
