@@ -134,6 +134,20 @@ def parseQuota(value: str) -> int | None:
     return int(number) * _SIZE_SUFFIXES[suffix]
 
 
+def loopbackByDefault(endpoint: str) -> str:
+    """``--admin``: a tcp endpoint that names no interface listens on
+    127.0.0.1 (or a bare port number becomes ``tcp:PORT`` there), so the
+    admin API is never reachable from other hosts by accident."""
+    text = endpoint.strip()
+    if text.isdigit():
+        text = f"tcp:{text}"
+    kind, _, rest = text.partition(":")
+    if kind in ("tcp", "tcp6") and "interface=" not in rest:
+        loopback = "127.0.0.1" if kind == "tcp" else "\\:\\:1"
+        return f"{text}:interface={loopback}"
+    return text
+
+
 class Options(usage.Options):
     """``twistd reload`` options."""
 
@@ -184,8 +198,9 @@ class Options(usage.Options):
             "admin",
             "a",
             None,
-            "Twisted endpoint for the HTTP admin API and status page, "
-            "e.g. tcp:8084:interface=127.0.0.1 (off by default).",
+            "Twisted endpoint for the HTTP admin API and status page, e.g. tcp:8084 "
+            "(off by default). A tcp endpoint without interface= binds 127.0.0.1 only; "
+            "give interface=0.0.0.0 to serve other hosts (they then need the token).",
         ],
         [
             "topology",
@@ -296,6 +311,7 @@ class Options(usage.Options):
         self["bootstrap"] = []
         self["usage"] = []
         self["usage-option"] = []
+        self["admin-host"] = []
 
     def opt_bootstrap(self, value: str) -> None:
         """HOST:PORT of a peer to join through (repeatable; IPv6 as [ADDR]:PORT;
@@ -303,6 +319,14 @@ class Options(usage.Options):
         self["bootstrap"].append(parseBootstrap(value))
 
     opt_b = opt_bootstrap
+
+    def opt_admin_host(self, value: str) -> None:
+        """A host name the admin API answers to besides IP addresses and
+        localhost (repeatable): requests naming another Host are refused."""
+        name = value.strip().lower().rstrip(".")
+        if not name or any(c in name for c in "/:@ "):
+            raise usage.UsageError(f"--admin-host {value!r}: expected a host name")
+        self["admin-host"].append(name)
 
     def opt_usage(self, value: str) -> None:
         """Run the usage plugin of this name (repeatable), e.g. --usage SIP."""
@@ -324,6 +348,7 @@ class Options(usage.Options):
         except EndpointSyntaxError as exc:
             raise usage.UsageError(f"--listen {self['listen']!r}: {exc}") from None
         if self["admin"] is not None:
+            self["admin"] = loopbackByDefault(self["admin"])
             try:
                 checkServerEndpoint(self["admin"])
             except EndpointSyntaxError as exc:
@@ -390,6 +415,7 @@ class Options(usage.Options):
             dataDir=dataDir,
             listen=self["listen"],
             admin=self["admin"],
+            adminHosts=tuple(self["admin-host"]),
             bootstrap=tuple(self["bootstrap"]),
             topology=topology,
             usages=tuple(usages),

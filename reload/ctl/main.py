@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reload import __version__
+from reload.admin.token import TokenFileError, authorizationHeader, readToken
 from reload.ctl.lab import addLabCommands
 from reload.ctl.options import OneLineParser, intRange, seconds
 from reload.ctl.usages import addUsageCommands
@@ -52,19 +54,67 @@ class AdminError(Exception):
     """The admin API could not be reached or refused the request."""
 
 
+#: The environment variable ``--token-file`` defaults to.
+TOKEN_FILE_VARIABLE = "RELOAD_ADMIN_TOKEN_FILE"
+
+
+def _baseUrl(args: argparse.Namespace) -> str:
+    base: str = args.admin.rstrip("/")
+    return base if "://" in base else "http://" + base
+
+
+def _request(args: argparse.Namespace, url: str, data: bytes | None, token: str | None) -> Any:
+    """One request; its JSON, or :class:`urllib.error.HTTPError`."""
+    headers = authorizationHeader(token) if token else {}
+    request = urllib.request.Request(url, data=data, headers=headers)
+    with urllib.request.urlopen(request, timeout=args.timeout) as response:
+        return json.load(response)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The admin token: ``--token-file`` (or $RELOAD_ADMIN_TOKEN_FILE), else
+    the file the peer names in its status -- which it tells loopback
+    clients only, and which only its own user (or root) can read."""
+    cached: str | None = getattr(args, "_adminToken", None)
+    if cached is not None:
+        return cached
+    path = getattr(args, "token_file", None) or os.environ.get(TOKEN_FILE_VARIABLE)
+    if not path:
+        try:
+            status = _request(args, _baseUrl(args) + "/status", None, None)
+        except (urllib.error.URLError, OSError, ValueError):
+            return None  # not on loopback, or unreachable: the request says why
+        path = status.get("adminTokenFile") if isinstance(status, dict) else None
+        if not path:
+            return None
+    try:
+        token = readToken(path)
+    except TokenFileError as exc:
+        raise AdminError(f"{exc}; run as the peer's user or give --token-file") from None
+    args._adminToken = token
+    return token
+
+
 def _admin(args: argparse.Namespace, path: str, query: dict[str, str] | None = None) -> Any:
-    """GET (no ``query``) or POST ``path`` on the peer's admin API; its JSON."""
-    base = args.admin.rstrip("/")
-    if "://" not in base:
-        base = "http://" + base
-    url = base + path
+    """GET (no ``query``) or POST ``path`` on the peer's admin API; its JSON.
+    A POST carries the admin token; a GET carries it when refused without."""
+    url = _baseUrl(args) + path
     data = None
     if query is not None:
         url += "?" + urllib.parse.urlencode(query)
         data = b""
+    explicit = getattr(args, "token_file", None) or os.environ.get(TOKEN_FILE_VARIABLE)
+    token = _token(args) if data is not None or explicit else None
     try:
-        with urllib.request.urlopen(url, data=data, timeout=args.timeout) as response:
-            return json.load(response)
+        try:
+            return _request(args, url, data, token)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 401 or token is not None:
+                raise
+            token = _token(args)
+            if token is None:
+                raise
+            return _request(args, url, data, token)
     except urllib.error.HTTPError as exc:
         try:
             reason = json.load(exc).get("error", exc.reason)
@@ -72,7 +122,17 @@ def _admin(args: argparse.Namespace, path: str, query: dict[str, str] | None = N
             reason = exc.reason
         raise AdminError(f"{url}: {reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise AdminError(f"cannot read {url}: {exc}") from None
+        raise AdminError(f"cannot read {url}: {_why(exc)}") from None
+
+
+def _why(exc: Exception) -> str:
+    """A plain reason for a failed request (no exception reprs)."""
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc.reason, str):
+        reason = exc.reason
+        return getattr(reason, "strerror", None) or str(reason)
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def cmdStatus(args: argparse.Namespace) -> int:
@@ -222,6 +282,12 @@ def _addAdmin(parser: argparse.ArgumentParser) -> None:
         "--admin", default="127.0.0.1:8084", help="HOST:PORT or URL of the peer's admin API"
     )
     parser.add_argument("--timeout", type=seconds(86400), default=30.0, help="seconds to wait")
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="the peer's admin token (default: $RELOAD_ADMIN_TOKEN_FILE, else the "
+        "admin-token file of the peer's data directory, found through a loopback peer)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
