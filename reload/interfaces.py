@@ -408,6 +408,16 @@ class IUsageOperations(Interface):
         timeout is answered 504."""
 
 
+class IUsageMetrics(Interface):
+    """Metrics a usage's service adds to the peer's ``/metrics`` (Prometheus
+    text format).  A service that provides this interface is asked each
+    time the peer is scraped; keep it cheap (read counters, do no I/O)."""
+
+    def metrics() -> Iterable[Any]:
+        """:class:`reload.api.metrics.UsageMetric` values; the peer names
+        each ``reload_usage_<usage>_<name>``."""
+
+
 class IUsage(IPlugin):
     """An application of the overlay (RFC 6940 section 5.2)."""
 

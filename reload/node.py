@@ -147,6 +147,8 @@ class Node(MultiService):
         #: The admin API's bearer token and its file (made on start-up).
         self.adminToken: str | None = None
         self.adminTokenFile: str | None = None
+        #: The Prometheus metrics (with --admin; reload.admin.metrics).
+        self.metrics: Any = None
         self.lock = DataDirectoryLock(settings.dataDir.path)
         self.peer = OverlayPeer(settings, reactor)
         self.peer.onFatal = lambda error: failStartup(error, reactor)
@@ -162,6 +164,7 @@ class Node(MultiService):
 
         from reload.admin import storage as adminStorage
         from reload.admin.access import AccessPolicy, GuardedSite
+        from reload.admin.metrics import MetricsResource, PeerMetrics
         from reload.admin.overlay import OverlayOperation, ping, routeQuery
         from reload.admin.status import adminRoot
         from reload.admin.usages import UsageOperationsResource
@@ -182,6 +185,9 @@ class Node(MultiService):
             (b"held", adminStorage.held),
         ):
             operations[name] = OverlayOperation(self._joinedNode, make(storage))
+        self.metrics = PeerMetrics(reactor)
+        self.metrics.watch(self.peer, settings, lambda: self.peer.state == "joined")
+        operations[b"metrics"] = MetricsResource(self.metrics)
         operations[b"usage"] = UsageOperationsResource(
             lambda: self.peer.state == "joined", self.peer.usages.operations
         )

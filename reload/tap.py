@@ -348,11 +348,12 @@ class Options(usage.Options):
         except EndpointSyntaxError as exc:
             raise usage.UsageError(f"--listen {self['listen']!r}: {exc}") from None
         if self["admin"] is not None:
-            self["admin"] = loopbackByDefault(self["admin"])
+            given = self["admin"]
             try:
-                checkServerEndpoint(self["admin"])
+                checkServerEndpoint(given)
             except EndpointSyntaxError as exc:
-                raise usage.UsageError(f"--admin {self['admin']!r}: {exc}") from None
+                raise usage.UsageError(f"--admin {given!r}: {exc}") from None
+            self["admin"] = loopbackByDefault(given)
         if self["link-protocol"] not in ("tls", "dtls"):
             raise usage.UsageError(
                 f"--link-protocol {self['link-protocol']!r}: expected tls or dtls"

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from reload.config import KindConfig
-from reload.interfaces import IKind, INode, IUsage, IUsageOperations
+from reload.interfaces import IKind, INode, IUsage, IUsageMetrics, IUsageOperations
 from reload.plugins import brokenReason
 from reload.storage.kinds import KindTable
 from reload.storage.policies import PolicyRegistry
@@ -238,6 +238,15 @@ class UsageRunner:
                 raise KeyError(f"usage {name} is {entry.state} and offers no operations")
             return dict(IUsageOperations(service).operations())
         raise KeyError(f"usage {name} is not run by this peer")
+
+    def metricSources(self) -> list[tuple[str, Any]]:
+        """(usage name, service) of each running service that adds metrics
+        (:class:`IUsageMetrics`)."""
+        return [
+            (entry.usage.name, IUsageMetrics(entry.service))
+            for entry in self._running
+            if entry.state == "running" and IUsageMetrics.providedBy(entry.service)
+        ]
 
     def status(self) -> list[dict[str, Any]]:
         """Each usage and its state, for the admin API and ``reloadctl
