@@ -21,6 +21,7 @@ from reload import __version__
 from reload.admin.token import TokenFileError, authorizationHeader, readToken
 from reload.ctl.lab import addLabCommands
 from reload.ctl.options import OneLineParser, intRange, seconds
+from reload.ctl.text import fetchText, statText, statusText, table
 from reload.ctl.usages import addUsageCommands
 from reload.plugins import PluginError, installedTopologies, installedUsages
 
@@ -138,22 +139,8 @@ def _why(exc: Exception) -> str:
 def cmdStatus(args: argparse.Namespace) -> int:
     """Show a peer's status from its admin API (``twistd reload --admin``)."""
     status = _admin(args, "/status")
-    width = max(map(len, status), default=0)
-    shown = {**status, "usages": _usagesLine(status.get("usages", []))}
-    human = "\n".join(f"{key:{width}}  {value}" for key, value in sorted(shown.items()))
-    _emit(args, status, human)
+    _emit(args, status, statusText(status))
     return 0
-
-
-def _usagesLine(usages: list[dict[str, Any]]) -> str:
-    """``NAME state`` per usage (with the error of a failed one), or none."""
-    parts = []
-    for usage in usages:
-        part = f"{usage.get('name')} {usage.get('state')}"
-        if usage.get("error"):
-            part += f" ({usage['error']})"
-        parts.append(part)
-    return "; ".join(parts) or "none"
 
 
 def cmdRing(args: argparse.Namespace) -> int:
@@ -220,23 +207,22 @@ def cmdStorage(args: argparse.Namespace) -> int:
     """Store, fetch, stat or find (section 7.4) through a peer."""
     result = _admin(args, f"/{args.command}", _storageQuery(args))
     if args.command == "store":
+        replicas = len(result["replicas"])
         human = (
-            f"stored at {result['resource']} (Kind {result['kind']}), generation "
-            f"{result['generation']}, replicas {len(result['replicas'])}"
+            f"Stored under Kind {result['kind']:#x} at {result['resource']} (generation "
+            f"{result['generation']}); {replicas} replica{'s' if replicas != 1 else ''} placed."
         )
     elif args.command == "find":
-        human = "\n".join(f"Kind {r['kind']}: {r['closest'] or '-'}" for r in result["results"])
+        human = "\n".join(
+            f"Kind {r['kind']:#x}: closest Resource-ID {r['closest']}"
+            if r["closest"]
+            else f"Kind {r['kind']:#x}: none stored near {result['resource']}"
+            for r in result["results"]
+        )
+    elif args.command == "stat":
+        human = statText(result)
     else:
-        lines = []
-        for kind in result["kinds"]:
-            lines.append(f"Kind {kind['kind']} generation {kind['generation']}:")
-            for value in kind["values"]:
-                where = "".join(f"{k}={value[k]} " for k in ("index", "key") if k in value)
-                shown = value.get("value", value.get("valueHex", value.get("metadata", "")))
-                if len(shown) > 72:
-                    shown = shown[:69] + "..."
-                lines.append(f"  {where}{shown}  (lifetime {value['lifetime']} s)")
-        human = "\n".join(lines)
+        human = fetchText(result)
     _emit(args, result, human)
     return 0
 
@@ -244,14 +230,13 @@ def cmdStorage(args: argparse.Namespace) -> int:
 def cmdHeld(args: argparse.Namespace) -> int:
     """What one peer itself holds at a Resource-ID (no overlay traffic)."""
     result = _admin(args, "/held", _storageQuery(args))
-    role = "responsible for" if result["responsible"] else "not responsible for"
-    lines = [f"{role} {result['resource']}"]
-    for kind in result["kinds"]:
-        lines.append(
-            f"  Kind {kind['kind']} generation {kind['generation']}: {kind['values']} value(s)"
-        )
-    if not result["kinds"]:
-        lines.append("  holds nothing there")
+    role = "is responsible for" if result["responsible"] else "is not responsible for"
+    lines = [f"This peer {role} {result['resource']}."]
+    if result["kinds"]:
+        rows = [(f"{k['kind']:#x}", k["generation"], k["values"]) for k in result["kinds"]]
+        lines.append(table(rows, ["Kind", "generation", "values"]))
+    else:
+        lines.append("It holds nothing there.")
     _emit(args, result, "\n".join(lines))
     return 0
 
