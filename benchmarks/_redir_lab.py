@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from reload.lab import Lab
+from reload.lab import Lab, LabPeer
 
 NAMESPACE = "bench-service"
 REPO = Path(__file__).resolve().parent.parent
@@ -32,9 +32,10 @@ def _successor(key: int, providers: list[int]) -> int:
     return min(after) if after else min(providers)
 
 
-def _lookup(admin: str, key: str) -> dict[str, Any]:
+def _lookup(peer: LabPeer, key: str) -> dict[str, Any]:
     query = urllib.parse.urlencode({"namespace": NAMESPACE, "key": key})
-    with urllib.request.urlopen(f"{admin}/usage/REDIR/lookup?{query}", data=b"", timeout=30) as r:
+    request = peer.adminRequest(f"/usage/REDIR/lookup?{query}", b"")
+    with urllib.request.urlopen(request, timeout=30) as r:
         result: dict[str, Any] = json.load(r)
         return result
 
@@ -63,7 +64,7 @@ def measure(
                     providing.append(peer)
                 lab.waitConverged(300)
             deadline = time.monotonic() + 120
-            while not all(_registered(p.admin) for p in providing):
+            while not all(_registered(p) for p in providing):
                 if time.monotonic() > deadline:
                     raise TimeoutError("the providers did not finish registering")
                 time.sleep(1)
@@ -73,7 +74,7 @@ def measure(
             keys = [f"{rng.getrandbits(128):032x}" for _ in range(lookups)]
             # Warm up: every peer's level cache (section 4.5) sees a lookup.
             for peer in lab.peers:
-                _lookup(peer.admin, keys[0])
+                _lookup(peer, keys[0])
             latencies: list[float] = []
             fetches: list[int] = []
             wrong = [0]
@@ -81,14 +82,14 @@ def measure(
             queue = list(enumerate(keys))
 
             def client(number: int) -> None:
-                admin = lab.peers[number % len(lab.peers)].admin
+                peer = lab.peers[number % len(lab.peers)]
                 while True:
                     with lock:
                         if not queue:
                             return
                         _, key = queue.pop()
                     begun = time.monotonic()
-                    result = _lookup(admin, key)
+                    result = _lookup(peer, key)
                     took = time.monotonic() - begun
                     with lock:
                         latencies.append(took)
@@ -120,7 +121,8 @@ def measure(
     }
 
 
-def _registered(admin: str) -> bool:
-    """Whether the peer behind ``admin`` completed its registration."""
-    with urllib.request.urlopen(f"{admin}/usage/REDIR/list", data=b"", timeout=30) as r:
+def _registered(peer: LabPeer) -> bool:
+    """Whether ``peer`` completed its registration."""
+    request = peer.adminRequest("/usage/REDIR/list", b"")
+    with urllib.request.urlopen(request, timeout=30) as r:
         return json.load(r)["registrations"].get(NAMESPACE) is not None

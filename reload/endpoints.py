@@ -20,6 +20,17 @@ class _NoReactor:
     time fails the check rather than touching a real reactor."""
 
 
+def _plainValueError(description: str, exc: ValueError) -> str:
+    """Python's own wording (``invalid literal for int() with base 10``)
+    told as what the user wrote wrong."""
+    reason = (str(exc) or "not a valid endpoint").splitlines()[0]
+    if reason.startswith("invalid literal for int()"):
+        kind, _, rest = description.partition(":")
+        port = rest.split(":")[0].removeprefix("port=")
+        return f"the {kind} port {port!r} is not a number (e.g. {kind}:8084)"
+    return reason
+
+
 def checkServerEndpoint(description: str) -> None:
     """Raise :class:`EndpointSyntaxError` unless ``description`` is a valid
     server endpoint string (``tcp:6084``, ``ssl:...``, ``unix:...``)."""
@@ -27,7 +38,9 @@ def checkServerEndpoint(description: str) -> None:
         endpoint = serverFromString(_NoReactor(), description)
     except TypeError as exc:
         raise EndpointSyntaxError(f"wrong arguments for this endpoint type ({exc})") from None
-    except (ValueError, KeyError, IndexError, OSError) as exc:
+    except ValueError as exc:
+        raise EndpointSyntaxError(_plainValueError(description, exc)) from None
+    except (KeyError, IndexError, OSError) as exc:
         reason = str(exc) or type(exc).__name__
         raise EndpointSyntaxError(reason.splitlines()[0]) from None
     port = getattr(endpoint, "_port", None)

@@ -451,6 +451,16 @@ class IUsageStatus(Interface):
         an operator watches, e.g. a TURN server's allocations and refusals."""
 
 
+class IUsageMetrics(Interface):
+    """Metrics a usage's service adds to the peer's ``/metrics`` (Prometheus
+    text format).  A service that provides this interface is asked each
+    time the peer is scraped; keep it cheap (read counters, do no I/O)."""
+
+    def metrics() -> Iterable[Any]:
+        """:class:`reload.api.metrics.UsageMetric` values; the peer names
+        each ``reload_usage_<usage>_<name>``."""
+
+
 class IUsage(IPlugin):
     """An application of the overlay (RFC 6940 section 5.2)."""
 

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from reload.admin.token import TOKEN_FILE, TokenFileError, authorizationHeader, readToken
 from reload.config import KindConfig, defaultConfiguration, writeConfiguration
 
 __all__ = ["MAX_LAB_PEERS", "Lab", "LabPeer", "freeListenPort", "pidRunning", "ringErrors"]
@@ -64,6 +65,24 @@ class LabPeer:
     @property
     def address(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def tokenFile(self) -> Path:
+        """The admin token the peer made in its data directory."""
+        return Path(self.dataDir) / TOKEN_FILE
+
+    def adminHeaders(self) -> dict[str, str]:
+        """The header that authorizes admin requests (none before the
+        peer made its token)."""
+        try:
+            return authorizationHeader(readToken(str(self.tokenFile)))
+        except TokenFileError:
+            return {}
+
+    def adminRequest(self, path: str, data: bytes | None = None) -> urllib.request.Request:
+        """A request for the admin API's ``path`` (a POST when ``data`` is
+        given), with the token."""
+        return urllib.request.Request(self.admin + path, data=data, headers=self.adminHeaders())
 
 
 def ringErrors(statuses: Sequence[dict[str, Any]]) -> list[str]:
@@ -333,7 +352,7 @@ class Lab:
     def status(self, peer: LabPeer, timeout: float = 2.0) -> dict[str, Any]:
         """A peer's admin status, or ``{"state": "unreachable"}``."""
         try:
-            with urllib.request.urlopen(f"{peer.admin}/status", timeout=timeout) as r:
+            with urllib.request.urlopen(peer.adminRequest("/status"), timeout=timeout) as r:
                 status: dict[str, Any] = json.load(r)
                 return status
         except (OSError, ValueError, urllib.error.URLError):

@@ -144,6 +144,11 @@ class Node(MultiService):
         self.settings = settings
         self.reactor = reactor
         self.startedAt: float | None = None
+        #: The admin API's bearer token and its file (made on start-up).
+        self.adminToken: str | None = None
+        self.adminTokenFile: str | None = None
+        #: The Prometheus metrics (with --admin; reload.admin.metrics).
+        self.metrics: Any = None
         self.lock = DataDirectoryLock(settings.dataDir.path)
         self.peer = OverlayPeer(settings, reactor)
         self.peer.onFatal = lambda error: failStartup(error, reactor)
@@ -156,9 +161,10 @@ class Node(MultiService):
         Twisted's web server costs a peer without ``--admin`` (the default)
         a few megabytes for nothing."""
         from twisted.web.resource import Resource
-        from twisted.web.server import Site
 
         from reload.admin import storage as adminStorage
+        from reload.admin.access import AccessPolicy, GuardedSite
+        from reload.admin.metrics import MetricsResource, PeerMetrics
         from reload.admin.overlay import OverlayOperation, ping, routeQuery
         from reload.admin.status import adminRoot
         from reload.admin.usages import UsageOperationsResource
@@ -179,11 +185,14 @@ class Node(MultiService):
             (b"held", adminStorage.held),
         ):
             operations[name] = OverlayOperation(self._joinedNode, make(storage))
+        self.metrics = PeerMetrics(reactor)
+        self.metrics.watch(self.peer, settings, lambda: self.peer.state == "joined")
+        operations[b"metrics"] = MetricsResource(self.metrics)
         operations[b"usage"] = UsageOperationsResource(
             lambda: self.peer.state == "joined", self.peer.usages.operations
         )
-        site = Site(adminRoot(self.status, operations))
-        site.displayTracebacks = False
+        policy = AccessPolicy(lambda: self.adminToken, settings.adminHosts)
+        site = GuardedSite(adminRoot(self.status, operations), policy)
         strports.service(endpoint, site).setServiceParent(self)
 
     def startService(self) -> None:
@@ -197,6 +206,8 @@ class Node(MultiService):
             failStartup(str(exc), self.reactor)
             return
         capRotatedLogs(settings.logKeep)
+        if settings.admin is not None and not self._makeAdminToken():
+            return
         stored = settings.dataDir.child(DEFAULT_CONFIGURATION_FILE)
         if not stored.exists():
             # The overlay this directory belongs to, kept for later starts
@@ -229,6 +240,19 @@ class Node(MultiService):
 
         return stopping.addBoth(release)
 
+    def _makeAdminToken(self) -> bool:
+        """Read, or make on the first start, the admin API's token
+        (:mod:`reload.admin.token`); False when start-up failed on it."""
+        from reload.admin.token import TokenFileError, loadOrCreate
+
+        try:
+            self.adminToken, self.adminTokenFile = loadOrCreate(self.settings.dataDir.path)
+        except (TokenFileError, OSError) as exc:
+            self.log.critical("Cannot start the peer: {error}", error=str(exc))
+            failStartup(str(exc), self.reactor)
+            return False
+        return True
+
     def _joinedNode(self) -> TransportNode | None:
         return self.peer.node if self.peer.state == "joined" else None
 
@@ -241,7 +265,9 @@ class Node(MultiService):
             "overlay": settings.configuration.instanceName,
             "configurationSequence": settings.configuration.sequence,
             "topology": settings.topology.name,
-            "dataDir": settings.dataDir.path,
+            "dataDir": os.path.abspath(settings.dataDir.path),
+            # Where reloadctl finds the token (readable by the peer's user only).
+            "adminTokenFile": self.adminTokenFile,
             "listen": settings.listen,
             "bootstrap": [str(b) for b in settings.bootstrap],
             "running": bool(self.running),

@@ -48,6 +48,7 @@ from reload.storagestack import StorageStack
 from reload.transport.attach import NoIceAttachHandler, hostCandidate
 from reload.transport.node_api import TransportNode
 from reload.transport.security import SigningSecurity
+from reload.transport.trace import MessageObserver
 from reload.transport.transport import TransportSettings
 from reload.usageruntime import UsageError, UsageRunner, kindTable, usageKinds
 from reload.wire.attach import IceCandidate, OverlayLinkType
@@ -78,6 +79,8 @@ class OverlayPeer(Service):
         self.identity: PeerIdentity | None = None
         self.node: TransportNode | None = None
         self.listener: LinkListener | None = None
+        #: Told of every message and request (set by the admin API's metrics).
+        self.messageObserver: MessageObserver | None = None
         self.dtls: DTLSEndpoint | None = None
         #: AppAttach (section 6.5.2): ``listenApplication`` and ``appAttach``.
         self.applications: AppAttachService | None = None
@@ -169,6 +172,7 @@ class OverlayPeer(Service):
         )
         self.node = node
         node.transport.trace = settings.traceMessages
+        node.transport.observer = self.messageObserver
         links = dataclasses.replace(
             settings.linkSettings, maxMessageSize=configuration.maxMessageSize
         )

@@ -41,6 +41,8 @@ class PeerSettings:
     listen: str
     topology: ITopologyPlugin
     admin: str | None = None
+    #: Host names (besides IP literals and localhost) the admin API answers to.
+    adminHosts: tuple[str, ...] = ()
     bootstrap: tuple[BootstrapAddress, ...] = ()
     usages: tuple[IUsage, ...] = ()
     usageOptions: dict[str, dict[str, str]] = field(default_factory=dict)

@@ -25,6 +25,7 @@ from reload.config import (
 from reload.endpoints import EndpointSyntaxError, checkServerEndpoint
 from reload.link.table import DEFAULT_MAX_LINKS, SLOT_COUNT
 from reload.link.tls import LinkSettings
+from reload.options import OneLineUsageErrors, checkDataDirectory, checkHostName
 from reload.plugins import PluginError, loadTopology, loadUsages
 from reload.settings import (
     DEFAULT_CONFIGURATION_FILE,
@@ -95,12 +96,15 @@ _SIZE_SUFFIXES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 def _storageSync(value: str) -> str:
     mode = value.strip().upper()
     if mode not in ("NORMAL", "FULL"):
-        raise ValueError(f"--storage-sync {value!r}: expected normal or full")
+        raise usage.UsageError(f"--storage-sync {value!r}: expected normal or full")
     return mode
 
 
 def _directLinks(value: int | str) -> int:
-    count = int(value)
+    try:
+        count = int(value)
+    except ValueError:
+        raise usage.UsageError(f"--direct-links {value!r}: expected a whole number") from None
     if count < 0:
         raise usage.UsageError(f"--direct-links must be 0 or more, got {count}")
     if count > SLOT_COUNT:
@@ -130,12 +134,28 @@ def parseQuota(value: str) -> int | None:
         return None
     number, suffix = (text[:-1], text[-1]) if text and text[-1] in "kmg" else (text, "")
     if not number.isdigit():
-        raise ValueError(f"{value!r} is not a size such as 500k, 64M or none")
+        raise usage.UsageError(f"--storage-quota {value!r}: not a size such as 500k, 64M or none")
     return int(number) * _SIZE_SUFFIXES[suffix]
 
 
-class Options(usage.Options):
+def loopbackByDefault(endpoint: str) -> str:
+    """``--admin``: a tcp endpoint that names no interface listens on
+    127.0.0.1 (or a bare port number becomes ``tcp:PORT`` there), so the
+    admin API is never reachable from other hosts by accident."""
+    text = endpoint.strip()
+    if text.isdigit():
+        text = f"tcp:{text}"
+    kind, _, rest = text.partition(":")
+    if kind in ("tcp", "tcp6") and "interface=" not in rest:
+        loopback = "127.0.0.1" if kind == "tcp" else "\\:\\:1"
+        return f"{text}:interface={loopback}"
+    return text
+
+
+class Options(OneLineUsageErrors, usage.Options):
     """``twistd reload`` options."""
+
+    commandName = "twistd reload"
 
     synopsis = "[options]"
     longdesc = (
@@ -184,8 +204,9 @@ class Options(usage.Options):
             "admin",
             "a",
             None,
-            "Twisted endpoint for the HTTP admin API and status page, "
-            "e.g. tcp:8084:interface=127.0.0.1 (off by default).",
+            "Twisted endpoint for the HTTP admin API and status page, e.g. tcp:8084 "
+            "(off by default). A tcp endpoint without interface= binds 127.0.0.1 only; "
+            "give interface=0.0.0.0 to serve other hosts (they then need the token).",
         ],
         [
             "topology",
@@ -222,7 +243,6 @@ class Options(usage.Options):
             "Bytes of values one signer may have on this peer, replicas included (RFC 6940 "
             "section 13.5): a Store that would go beyond is refused; replica Stores are not. "
             "E.g. 500k, 64M, 1G; 0 refuses every Store, 'none' sets no bound.",
-            parseQuota,
         ],
         [
             "storage-sync",
@@ -231,7 +251,6 @@ class Options(usage.Options):
             "normal: a Store is answered once it is in SQLite's write-ahead log, which "
             "survives the peer being killed (its two replicas cover a power failure); "
             "full: also flushed to disk first, one fsync per Store on every holder.",
-            _storageSync,
         ],
         [
             "direct-links",
@@ -241,7 +260,6 @@ class Options(usage.Options):
             "peers that answered for the Resource-IDs it used, so later requests for their "
             "ranges skip the forwarding hops (RFC 6940 section 6.5.1); 0 routes everything "
             "through the client's one peer.",
-            int,
         ],
         [
             "max-links",
@@ -296,6 +314,7 @@ class Options(usage.Options):
         self["bootstrap"] = []
         self["usage"] = []
         self["usage-option"] = []
+        self["admin-host"] = []
 
     def opt_bootstrap(self, value: str) -> None:
         """HOST:PORT of a peer to join through (repeatable; IPv6 as [ADDR]:PORT;
@@ -303,6 +322,14 @@ class Options(usage.Options):
         self["bootstrap"].append(parseBootstrap(value))
 
     opt_b = opt_bootstrap
+
+    def opt_admin_host(self, value: str) -> None:
+        """A host name the admin API answers to besides IP addresses and
+        localhost (repeatable): requests naming another Host are refused."""
+        name = value.strip().lower().rstrip(".")
+        if not name or any(c in name for c in "/:@ "):
+            raise usage.UsageError(f"--admin-host {value!r}: expected a host name")
+        self["admin-host"].append(name)
 
     def opt_usage(self, value: str) -> None:
         """Run the usage plugin of this name (repeatable), e.g. --usage SIP."""
@@ -319,15 +346,23 @@ class Options(usage.Options):
         self["usage-option"].append((name, key, optionValue))
 
     def postOptions(self) -> None:
+        # usage.Options coerces given values only, not the default.
+        quota = self["storage-quota"]
+        storageQuota = parseQuota(quota) if isinstance(quota, str) else quota
+        storageSync = _storageSync(self["storage-sync"])
+        directLinks = _directLinks(self["direct-links"])
+        limits = {name: self._number(name, *bounds) for name, bounds in _RANGES.items()}
         try:
             checkServerEndpoint(self["listen"])
         except EndpointSyntaxError as exc:
             raise usage.UsageError(f"--listen {self['listen']!r}: {exc}") from None
         if self["admin"] is not None:
+            given = self["admin"]
             try:
-                checkServerEndpoint(self["admin"])
+                checkServerEndpoint(given)
             except EndpointSyntaxError as exc:
-                raise usage.UsageError(f"--admin {self['admin']!r}: {exc}") from None
+                raise usage.UsageError(f"--admin {given!r}: {exc}") from None
+            self["admin"] = loopbackByDefault(given)
         if self["link-protocol"] not in ("tls", "dtls"):
             raise usage.UsageError(
                 f"--link-protocol {self['link-protocol']!r}: expected tls or dtls"
@@ -335,6 +370,9 @@ class Options(usage.Options):
         dataDir = FilePath(self["data-dir"])
         if dataDir.exists() and not dataDir.isdir():
             raise usage.UsageError(f"--data-dir {self['data-dir']}: exists and is not a directory")
+        advertise = self["advertise"]
+        if advertise is not None:
+            advertise = checkHostName("--advertise", advertise)
         try:
             usages = loadUsages(self["usage"])
         except PluginError as exc:
@@ -376,7 +414,6 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--client: a client joins no ring and starts none; give it --bootstrap HOST:PORT"
             )
-        limits = {name: self._number(name, *bounds) for name, bounds in _RANGES.items()}
         linkSettings = dataclasses.replace(
             _LINKS,
             maxHandshakes=int(limits["max-handshakes"]),
@@ -385,27 +422,27 @@ class Options(usage.Options):
             handshakeTimeout=limits["handshake-timeout"],
             maxMalformed=int(limits["max-malformed"]),
         )
+        # Last: made here when missing, once everything else is right.
+        checkDataDirectory("--data-dir", self["data-dir"])
         self["settings"] = PeerSettings(
             configuration=configuration,
             dataDir=dataDir,
             listen=self["listen"],
             admin=self["admin"],
+            adminHosts=tuple(self["admin-host"]),
             bootstrap=tuple(self["bootstrap"]),
             topology=topology,
             usages=tuple(usages),
             usageOptions=usageOptions,
             userName=self["user"],
             password=password,
-            advertise=self["advertise"],
+            advertise=advertise,
             linkProtocol=self["link-protocol"],
             traceMessages=bool(self["trace-messages"]),
             client=bool(self["client"]),
-            directLinks=_directLinks(self["direct-links"]),
-            storageSync=_storageSync(self["storage-sync"]),
-            # usage.Options coerces given values only, not the default.
-            storageQuota=(
-                parseQuota(quota) if isinstance(quota := self["storage-quota"], str) else quota
-            ),
+            directLinks=directLinks,
+            storageSync=storageSync,
+            storageQuota=storageQuota,
             linkSettings=linkSettings,
             maxLinks=int(limits["max-links"]),
             logKeep=int(limits["log-keep"]),

@@ -22,7 +22,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from reload.config import KindConfig
-from reload.interfaces import IKind, INode, IUsage, IUsageOperations, IUsageStatus
+from reload.interfaces import (
+    IKind,
+    INode,
+    IUsage,
+    IUsageMetrics,
+    IUsageOperations,
+    IUsageStatus,
+)
 from reload.plugins import brokenReason
 from reload.storage.kinds import KindTable
 from reload.storage.policies import PolicyRegistry
@@ -248,6 +255,15 @@ class UsageRunner:
             failure = Failure()
             self.log.failure("Status of usage {usage} failed", failure, usage=entry.usage.name)
             return {"error": f"{type(failure.value).__name__}: {failure.getErrorMessage()}"}
+
+    def metricSources(self) -> list[tuple[str, Any]]:
+        """(usage name, service) of each running service that adds metrics
+        (:class:`IUsageMetrics`)."""
+        return [
+            (entry.usage.name, IUsageMetrics(entry.service))
+            for entry in self._running
+            if entry.state == "running" and IUsageMetrics.providedBy(entry.service)
+        ]
 
     def status(self) -> list[dict[str, Any]]:
         """Each usage and its state (and its service's own status,

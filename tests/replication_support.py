@@ -66,9 +66,9 @@ class AdminCallFailed(Exception):
 
 def call(peer: LabPeer, operation: str, /, timeout: float = 30, **query: Any) -> dict[str, Any]:
     """POST an admin operation (``store``, ``fetch``, ``held``...)."""
-    url = f"{peer.admin}/{operation}?{urllib.parse.urlencode(query)}"
+    request = peer.adminRequest(f"/{operation}?{urllib.parse.urlencode(query)}", b"")
     try:
-        with urllib.request.urlopen(url, data=b"", timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             result: dict[str, Any] = json.load(response)
             return result
     except urllib.error.HTTPError as exc:

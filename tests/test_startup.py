@@ -77,7 +77,8 @@ def test_reloadctl_lab_with_no_peers_is_an_error_in_one_line(tmp_path: Path) -> 
     )  # fmt: skip
     assert result.returncode == 2
     assert _errorLines(result) == [
-        "reloadctl lab: error: argument --peers: must be from 1 to 200, got 0"
+        "reloadctl lab: error: argument --peers: must be from 1 to 200, got 0 "
+        "(see 'reloadctl lab --help')"
     ]
     assert not (tmp_path / "lab").exists()
 

@@ -145,7 +145,7 @@ def test_advertisers_show_their_advertisement_in_reloadctl_status(turnLab: TurnL
     assert usage["status"]["advertising"]["stored"] == [1]
     code, text, err = reloadctl(advertiser.admin, "status", json_=False)
     assert code == 0, err
-    assert "TURN:" in text and "  advertising.advertised  True" in text
+    assert "TURN:" in text and "  advertising.advertised  yes" in text
     other = turnLab.lab.status(turnLab.lab.peers[0])["usages"][0]["status"]
     assert other["advertising"] == {"advertised": False, "why not": "serve=no"}
 

@@ -58,7 +58,7 @@ def test_twistd_lists_the_reload_plugin(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--listen", "tcp:notaport"], "--listen 'tcp:notaport': invalid literal"),
+        (["--listen", "tcp:notaport"], "--listen 'tcp:notaport': the tcp port 'notaport' is not"),
         (["--listen", "carrier-pigeon:1"], "Unknown endpoint type"),
         (["--admin", "tcp:70000"], "--admin 'tcp:70000': port 70000 is not in 0-65535"),
         (["--bootstrap", "host:port"], "--bootstrap 'host:port': port must be a number"),

@@ -51,10 +51,12 @@ class _Index(Resource):
         return (
             b"RELOAD peer admin API\n"
             b"  GET  /status                          peer status (JSON)\n"
+            b"  GET  /metrics                         Prometheus metrics (text format)\n"
             b"  POST /ping?destination=HEX[&resource=1] | ?name=TEXT\n"
             b"  POST /route-query?peer=HEX&destination=HEX\n"
             b"  POST /store?kind=ID&(name=TEXT|resource=HEX|node=HEX)&value=TEXT[&index=N|&key=K]\n"
             b"  POST /fetch|/stat?kind=ID&(name=|resource=|node=)[&index=A-B|&key=K]\n"
             b"  POST /find?kind=ID&(name=|resource=|node=)\n"
+            b"  POST /held?(name=|resource=|node=)    what this peer itself holds there\n"
             b"  POST /usage/NAME/OPERATION?KEY=VALUE...   a usage's operations\n"
         )

@@ -22,10 +22,12 @@ from reload.storageclient import FetchedKind, StorageClient
 from reload.transport.node_api import TransportNode
 from reload.wire.storage import (
     ArrayEntry,
+    ArrayEntryMeta,
     ArrayRange,
     DataModel,
     DataValue,
     DictionaryEntry,
+    DictionaryEntryMeta,
     StoredData,
     StoredDataSpecifier,
 )
@@ -91,13 +93,29 @@ def _describe(data: StoredData) -> dict[str, Any]:
     return out
 
 
+#: The HashAlgorithm code points a MetaData digest names (section 7.4.3.1:
+#: the TLS HashAlgorithm registry of RFC 5246 section 7.4.1.4.1).
+_HASHES = {0: "none", 1: "md5", 2: "sha1", 3: "sha224", 4: "sha256", 5: "sha384", 6: "sha512"}
+
+
 def _metadata(value: Any) -> dict[str, Any]:
-    """One value of a StatAns (section 7.4.3)."""
-    return {
-        "storageTime": value.storage_time,
-        "lifetime": value.lifetime,
-        "metadata": repr(value.metadata),
-    }
+    """One value of a StatAns (section 7.4.3): where it is (array index,
+    dictionary key), whether it exists, its size and digest."""
+    meta = value.metadata
+    out: dict[str, Any] = {"storageTime": value.storage_time, "lifetime": value.lifetime}
+    if isinstance(meta, ArrayEntryMeta):
+        out["index"] = meta.index
+        meta = meta.value
+    elif isinstance(meta, DictionaryEntryMeta):
+        out["key"] = _text(meta.key).popitem()[1]
+        meta = meta.value
+    out.update(
+        exists=meta.exists,
+        size=meta.value_length,
+        hashAlgorithm=_HASHES.get(meta.hash_algorithm, str(meta.hash_algorithm)),
+        hash=meta.hash_value.hex(),
+    )
+    return out
 
 
 def _perKind(

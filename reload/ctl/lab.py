@@ -11,6 +11,7 @@ lab's links for Wireshark (see :mod:`reload.capture`).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -27,7 +28,30 @@ from reload.usageruntime import UsageError, usageKindConfigs
 
 
 def _progress(message: str) -> None:
-    print(f"\r  {message}    ", end="", file=sys.stderr, flush=True)
+    """Progress on a terminal only (a log or a pipe gets the result)."""
+    if sys.stderr.isatty():
+        print(f"\r  {message}    ", end="", file=sys.stderr, flush=True)
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    """A line for a person (standard error with --json, which keeps
+    standard output for the JSON)."""
+    print(message, file=sys.stderr if args.json else sys.stdout)
+
+
+def _peersJson(lab: Lab) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": peer.index,
+            "nodeId": lab.status(peer).get("nodeId"),
+            "address": peer.address,
+            "admin": peer.admin,
+            "tokenFile": str(peer.tokenFile),
+            "dataDir": peer.dataDir,
+            "pid": peer.pid,
+        }
+        for peer in lab.peers
+    ]
 
 
 def cmdLab(args: argparse.Namespace) -> int:
@@ -80,11 +104,17 @@ def cmdLab(args: argparse.Namespace) -> int:
         _stop(lab, capture)
         return 1
     print(f"\nRing converged {took:.1f} s after the last peer started.\n", file=sys.stderr)
-    _table(lab)
+    if args.json:
+        print(json.dumps({"dir": str(directory), "peers": _peersJson(lab)}, indent=2), flush=True)
+    else:
+        _table(lab)
     if args.detach:
         if capture is not None:
-            print(f"\nCapturing the links into {capture.output}; `reloadctl lab stop` writes it.")
-        print(f"\nPeers keep running; stop them with: reloadctl lab stop --dir {directory}")
+            _say(
+                args,
+                f"\nCapturing the links into {capture.output}; `reloadctl lab stop` writes it.",
+            )
+        _say(args, f"\nPeers keep running; stop them with: reloadctl lab stop --dir {directory}")
         return 0
     print("\nPress Ctrl-C to stop the lab.", file=sys.stderr)
     stopping: list[int] = []
@@ -162,7 +192,10 @@ def cmdLabStop(args: argparse.Namespace) -> int:
         lab.stop()
     else:
         lab.stopOneByOne()
-    print(f"Stopped {count} peers in {directory}.")
+    if args.json:
+        print(json.dumps({"dir": str(directory), "stopped": count}))
+    else:
+        print(f"Stopped {count} peers in {directory}.")
     return 0 if capture is None else _finish(capture)
 
 
@@ -191,6 +224,7 @@ def addLabCommands(sub: Any) -> None:
         "--timeout", type=seconds(86400), default=120, help="seconds to wait for the ring"
     )
     lab.add_argument("--detach", action="store_true", help="leave the peers running and return")
+    lab.add_argument("--json", action="store_true", help="print the peers as JSON")
     lab.add_argument(
         "--link-protocol",
         choices=("tls", "dtls"),
@@ -223,4 +257,5 @@ def addLabCommands(sub: Any) -> None:
     labSub = lab.add_subparsers(dest="labCommand", metavar="stop")
     stop = labSub.add_parser("stop", help="stop the peers of a lab")
     stop.add_argument("--dir", default="reload-lab", help="lab directory (default reload-lab)")
+    stop.add_argument("--json", action="store_true", help="print JSON")
     stop.set_defaults(func=cmdLabStop)

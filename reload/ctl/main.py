@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -17,8 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from reload import __version__
+from reload.admin.token import TokenFileError, authorizationHeader, readToken
 from reload.ctl.lab import addLabCommands
 from reload.ctl.options import OneLineParser, intRange, seconds
+from reload.ctl.text import fetchText, statText, statusText, table
 from reload.ctl.usages import addUsageCommands
 from reload.plugins import PluginError, installedTopologies, installedUsages
 
@@ -52,19 +55,67 @@ class AdminError(Exception):
     """The admin API could not be reached or refused the request."""
 
 
+#: The environment variable ``--token-file`` defaults to.
+TOKEN_FILE_VARIABLE = "RELOAD_ADMIN_TOKEN_FILE"
+
+
+def _baseUrl(args: argparse.Namespace) -> str:
+    base: str = args.admin.rstrip("/")
+    return base if "://" in base else "http://" + base
+
+
+def _request(args: argparse.Namespace, url: str, data: bytes | None, token: str | None) -> Any:
+    """One request; its JSON, or :class:`urllib.error.HTTPError`."""
+    headers = authorizationHeader(token) if token else {}
+    request = urllib.request.Request(url, data=data, headers=headers)
+    with urllib.request.urlopen(request, timeout=args.timeout) as response:
+        return json.load(response)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The admin token: ``--token-file`` (or $RELOAD_ADMIN_TOKEN_FILE), else
+    the file the peer names in its status -- which it tells loopback
+    clients only, and which only its own user (or root) can read."""
+    cached: str | None = getattr(args, "_adminToken", None)
+    if cached is not None:
+        return cached
+    path = getattr(args, "token_file", None) or os.environ.get(TOKEN_FILE_VARIABLE)
+    if not path:
+        try:
+            status = _request(args, _baseUrl(args) + "/status", None, None)
+        except (urllib.error.URLError, OSError, ValueError):
+            return None  # not on loopback, or unreachable: the request says why
+        path = status.get("adminTokenFile") if isinstance(status, dict) else None
+        if not path:
+            return None
+    try:
+        token = readToken(path)
+    except TokenFileError as exc:
+        raise AdminError(f"{exc}; run as the peer's user or give --token-file") from None
+    args._adminToken = token
+    return token
+
+
 def _admin(args: argparse.Namespace, path: str, query: dict[str, str] | None = None) -> Any:
-    """GET (no ``query``) or POST ``path`` on the peer's admin API; its JSON."""
-    base = args.admin.rstrip("/")
-    if "://" not in base:
-        base = "http://" + base
-    url = base + path
+    """GET (no ``query``) or POST ``path`` on the peer's admin API; its JSON.
+    A POST carries the admin token; a GET carries it when refused without."""
+    url = _baseUrl(args) + path
     data = None
     if query is not None:
         url += "?" + urllib.parse.urlencode(query)
         data = b""
+    explicit = getattr(args, "token_file", None) or os.environ.get(TOKEN_FILE_VARIABLE)
+    token = _token(args) if data is not None or explicit else None
     try:
-        with urllib.request.urlopen(url, data=data, timeout=args.timeout) as response:
-            return json.load(response)
+        try:
+            return _request(args, url, data, token)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 401 or token is not None:
+                raise
+            token = _token(args)
+            if token is None:
+                raise
+            return _request(args, url, data, token)
     except urllib.error.HTTPError as exc:
         try:
             reason = json.load(exc).get("error", exc.reason)
@@ -72,43 +123,24 @@ def _admin(args: argparse.Namespace, path: str, query: dict[str, str] | None = N
             reason = exc.reason
         raise AdminError(f"{url}: {reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise AdminError(f"cannot read {url}: {exc}") from None
+        raise AdminError(f"cannot read {url}: {_why(exc)}") from None
+
+
+def _why(exc: Exception) -> str:
+    """A plain reason for a failed request (no exception reprs)."""
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc.reason, str):
+        reason = exc.reason
+        return getattr(reason, "strerror", None) or str(reason)
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def cmdStatus(args: argparse.Namespace) -> int:
     """Show a peer's status from its admin API (``twistd reload --admin``)."""
     status = _admin(args, "/status")
-    width = max(map(len, status), default=0)
-    shown = {**status, "usages": _usagesLine(status.get("usages", []))}
-    human = "\n".join(f"{key:{width}}  {value}" for key, value in sorted(shown.items()))
-    for usage in status.get("usages", []):
-        if isinstance(usage.get("status"), dict):
-            human += f"\n{usage.get('name')}:\n" + "\n".join(_flatten(usage["status"], "  "))
-    _emit(args, status, human)
+    _emit(args, status, statusText(status))
     return 0
-
-
-def _flatten(data: dict[str, Any], indent: str, prefix: str = "") -> list[str]:
-    """``key.sub  value`` lines of a usage's nested status, sorted."""
-    lines = []
-    for key, value in sorted(data.items()):
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            lines += _flatten(value, indent, f"{name}.")
-        else:
-            lines.append(f"{indent}{name}  {value}")
-    return lines
-
-
-def _usagesLine(usages: list[dict[str, Any]]) -> str:
-    """``NAME state`` per usage (with the error of a failed one), or none."""
-    parts = []
-    for usage in usages:
-        part = f"{usage.get('name')} {usage.get('state')}"
-        if usage.get("error"):
-            part += f" ({usage['error']})"
-        parts.append(part)
-    return "; ".join(parts) or "none"
 
 
 def cmdRing(args: argparse.Namespace) -> int:
@@ -175,23 +207,22 @@ def cmdStorage(args: argparse.Namespace) -> int:
     """Store, fetch, stat or find (section 7.4) through a peer."""
     result = _admin(args, f"/{args.command}", _storageQuery(args))
     if args.command == "store":
+        replicas = len(result["replicas"])
         human = (
-            f"stored at {result['resource']} (Kind {result['kind']}), generation "
-            f"{result['generation']}, replicas {len(result['replicas'])}"
+            f"Stored under Kind {result['kind']:#x} at {result['resource']} (generation "
+            f"{result['generation']}); {replicas} replica{'s' if replicas != 1 else ''} placed."
         )
     elif args.command == "find":
-        human = "\n".join(f"Kind {r['kind']}: {r['closest'] or '-'}" for r in result["results"])
+        human = "\n".join(
+            f"Kind {r['kind']:#x}: closest Resource-ID {r['closest']}"
+            if r["closest"]
+            else f"Kind {r['kind']:#x}: none stored near {result['resource']}"
+            for r in result["results"]
+        )
+    elif args.command == "stat":
+        human = statText(result)
     else:
-        lines = []
-        for kind in result["kinds"]:
-            lines.append(f"Kind {kind['kind']} generation {kind['generation']}:")
-            for value in kind["values"]:
-                where = "".join(f"{k}={value[k]} " for k in ("index", "key") if k in value)
-                shown = value.get("value", value.get("valueHex", value.get("metadata", "")))
-                if len(shown) > 72:
-                    shown = shown[:69] + "..."
-                lines.append(f"  {where}{shown}  (lifetime {value['lifetime']} s)")
-        human = "\n".join(lines)
+        human = fetchText(result)
     _emit(args, result, human)
     return 0
 
@@ -199,14 +230,13 @@ def cmdStorage(args: argparse.Namespace) -> int:
 def cmdHeld(args: argparse.Namespace) -> int:
     """What one peer itself holds at a Resource-ID (no overlay traffic)."""
     result = _admin(args, "/held", _storageQuery(args))
-    role = "responsible for" if result["responsible"] else "not responsible for"
-    lines = [f"{role} {result['resource']}"]
-    for kind in result["kinds"]:
-        lines.append(
-            f"  Kind {kind['kind']} generation {kind['generation']}: {kind['values']} value(s)"
-        )
-    if not result["kinds"]:
-        lines.append("  holds nothing there")
+    role = "is responsible for" if result["responsible"] else "is not responsible for"
+    lines = [f"This peer {role} {result['resource']}."]
+    if result["kinds"]:
+        rows = [(f"{k['kind']:#x}", k["generation"], k["values"]) for k in result["kinds"]]
+        lines.append(table(rows, ["Kind", "generation", "values"]))
+    else:
+        lines.append("It holds nothing there.")
     _emit(args, result, "\n".join(lines))
     return 0
 
@@ -237,6 +267,12 @@ def _addAdmin(parser: argparse.ArgumentParser) -> None:
         "--admin", default="127.0.0.1:8084", help="HOST:PORT or URL of the peer's admin API"
     )
     parser.add_argument("--timeout", type=seconds(86400), default=30.0, help="seconds to wait")
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="the peer's admin token (default: $RELOAD_ADMIN_TOKEN_FILE, else the "
+        "admin-token file of the peer's data directory, found through a loopback peer)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 

@@ -14,10 +14,11 @@ __all__ = ["OneLineParser", "intRange", "seconds"]
 
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on standard error
-    (``reloadctl lab: error: ...``) and exit status 2."""
+    (``reloadctl lab: error: ... (see 'reloadctl lab --help')``) and exit
+    status 2 (argparse makes its subcommands' parsers of the same class)."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
         sys.exit(2)
 
 

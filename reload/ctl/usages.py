@@ -14,6 +14,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from reload.ctl.text import plain
+
 __all__ = ["addUsageCommands"]
 
 #: The usage ``reloadctl service`` talks to (RFC 7374's REDIR Kind).
@@ -81,7 +83,7 @@ def addUsageCommands(sub: Any, addAdmin: Callable[[Any], None], admin: Admin, em
 
     def cmdUsage(args: argparse.Namespace) -> int:
         result = admin(args, f"/usage/{args.usage}/{args.operation}", dict(args.arguments))
-        emit(args, result, "\n".join(f"{k}: {v}" for k, v in sorted(result.items())))
+        emit(args, result, "\n".join(f"{k}: {plain(v)}" for k, v in sorted(result.items())))
         return 0
 
     usage = sub.add_parser("usage", help="run an operation a usage offers (see its docs)")

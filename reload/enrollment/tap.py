@@ -35,6 +35,7 @@ from reload.enrollment.store import (
     TlsCredentials,
     validateAccountName,
 )
+from reload.options import OneLineUsageErrors, checkDataDirectory
 from reload.security.certificates import nodeUri
 from reload.tap import parseBootstrap
 
@@ -104,8 +105,10 @@ def _positive(option: str, value: str, maximum: int) -> int:
     return int(value)
 
 
-class Options(usage.Options):
+class Options(OneLineUsageErrors, usage.Options):
     """``twistd reload-enrollment`` options."""
+
+    commandName = "twistd reload-enrollment"
 
     synopsis = "[options]"
     longdesc = (
@@ -221,6 +224,7 @@ class Options(usage.Options):
                 credentials = TlsCredentials.fromFiles(self["tls-cert"], self["tls-key"])
             except ValueError as exc:
                 raise usage.UsageError(f"--tls-cert/--tls-key: {exc}") from None
+        checkDataDirectory("--data-dir", str(dataDir))
         try:
             store = EnrollmentStore.open(dataDir, overlay, nodeIdLength)
             for name, password in self["add-user"]:

@@ -9,18 +9,47 @@ beyond the one check the transport makes before calling :func:`traceMessage`.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from reload.wire.errors import DecodeError
 from reload.wire.header import Destination, HeaderView
 from reload.wire.message import MessageCode
 
-__all__ = ["traceMessage"]
+__all__ = ["MessageObserver", "messageCodes", "traceMessage"]
 
 _CODE = struct.Struct("!H")
 _log = Logger(namespace="reload.trace")
+
+
+class MessageObserver(Protocol):
+    """Told of the messages a transport handles (the admin API's metrics
+    count them; :mod:`reload.admin.metrics`)."""
+
+    def message(self, direction: str, data: bytes) -> None:
+        """``data`` was "sent", "received" or "forwarded"."""
+
+    def request(self, code: int, answer: Deferred[Any]) -> None:
+        """This node sent a request with message code ``code``; ``answer``
+        fires with its answer or fails (the observer must pass both on)."""
+
+
+def messageCodes(data: bytes) -> tuple[int, int | None] | None:
+    """The message code of ``data`` and, for an Error, its error code
+    (RFC 6940 section 6.3.3: message_code, then the body's length, then for
+    an ErrorResponse its error_code first); None when ``data`` is not a
+    RELOAD message.  Reads the forwarding header and four more bytes."""
+    try:
+        view = HeaderView(data, max(len(data), 38))
+        (code,) = _CODE.unpack_from(data, view.body_offset)
+        if code != int(MessageCode.ERROR):
+            return code, None
+        (errorCode,) = _CODE.unpack_from(data, view.body_offset + 6)
+    except (DecodeError, struct.error):
+        return None
+    return code, errorCode
 
 
 def _name(code: int) -> str:

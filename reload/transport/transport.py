@@ -67,7 +67,7 @@ from reload.transport.routing import (
     responseDestinations,
 )
 from reload.transport.security import UNSIGNED, MessageSecurity, Signer, TrustedSigner
-from reload.transport.trace import traceMessage
+from reload.transport.trace import MessageObserver, traceMessage
 from reload.transport.transactions import (
     DEFAULT_RELIABILITY_TIMER,
     DEFAULT_TRANSMISSIONS,
@@ -255,6 +255,8 @@ class Transport:
         self.onConfigurationTooOld: Callable[[bytes], object] | None = None
         #: Log every message sent, received and forwarded (--trace-messages).
         self.trace = False
+        #: Told of every message and own request (the admin API's metrics).
+        self.observer: MessageObserver | None = None
         #: Lines about what others sent that was refused or dropped, rate-
         #: limited per reason and sender (reload.link.logs).
         self.refusals = RefusalLog(self.log, clock)
@@ -404,6 +406,8 @@ class Transport:
             data = bytes(data)
         if self.trace:
             traceMessage("received", data, link, previousHop)
+        if self.observer is not None:
+            self.observer.message("received", data)
         try:
             view = HeaderView(data, self.settings.maxMessageSize)
         except DecodeError as exc:
@@ -501,6 +505,8 @@ class Transport:
         if self.trace:
             entry = self._linkNodeIds.get(id(link))
             traceMessage(direction, data, link, entry[0] if entry else None)
+        if self.observer is not None:
+            self.observer.message(direction, data)
         try:
             link.send(data)
         except (LinkClosed, LinkBusy) as exc:
@@ -926,6 +932,8 @@ class Transport:
             context=_Pending(code, expected, resource),
             what=f"{name} to {target.value.hex()}",
         )
+        if self.observer is not None:
+            self.observer.request(code, transaction.deferred)
         return transaction.deferred
 
     # -- answers for this node -------------------------------------------------------

@@ -46,7 +46,7 @@ def test_twistd_lists_the_enrollment_plugin(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--listen", "tcp:notaport"], "--listen 'tcp:notaport': invalid literal"),
+        (["--listen", "tcp:notaport"], "--listen 'tcp:notaport': the tcp port 'notaport' is not"),
         (["--listen", "ssl:8443:privateKey=k.pem"], "privateKey= is not taken here"),
         (["--add-user", "alice"], "expected NAME:PASSWORD"),
         (["--add-user", "al ice:pw"], "is not an account name"),
