@@ -53,6 +53,7 @@ __all__ = [
     "DataModel",
     "IAccessPolicy",
     "IKind",
+    "IKindStoreCheck",
     "INode",
     "ITopology",
     "ITopologyPlugin",
@@ -164,6 +165,23 @@ class IKind(Interface):
         bytes that are not a valid value."""
 
 
+class IKindStoreCheck(Interface):
+    """What a Kind may add to its access policy on the storing peer.
+
+    Some usages ask the storing peer for more than the Kind's access policy
+    (section 7.3) checks: RFC 7904 section 3.3 has it verify that the AoR's
+    domain is admissible under the overlay's ``sip:domain-restriction``,
+    with a Kind whose policy IANA fixes as USER-NODE-MATCH.  A Kind that
+    also provides this interface has :meth:`checkStore` run on every value
+    its policy let through on the storing peer (replica stores included).
+    """
+
+    def checkStore(request: AccessRequest, node: INode) -> None:
+        """Raise :class:`ValueError` with a reason a person can read to
+        refuse the value; the storing peer answers Error_Forbidden.  Any
+        other exception refuses it too (security fails closed)."""
+
+
 class INode(Interface):
     """A node's public API, the only way plugins act on the overlay.
 
@@ -174,6 +192,10 @@ class INode(Interface):
     """
 
     nodeId = Attribute("This node's Node-ID (bytes), from its certificate.")
+    userName = Attribute(
+        "The user name (rfc822Name, section 11.3) of this node's certificate, "
+        "'' when it has none (a self-signed certificate made without --user)."
+    )
     overlayName = Attribute("The overlay instance name (section 11.1).")
     configuration = Attribute("The overlay configuration in force (reload.config).")
     clock = Attribute("The IReactorTime every timer of a plugin must use.")

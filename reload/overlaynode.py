@@ -138,6 +138,12 @@ class OverlayNode:
         return str(getattr(self.configuration, "instanceName", self._transport.overlayName))
 
     @property
+    def userName(self) -> str:
+        """The rfc822Name of this node's certificate (section 11.3), ''
+        when it has none."""
+        return self._client.identity.userName or ""
+
+    @property
     def configuration(self) -> object:
         return self._configuration()
 

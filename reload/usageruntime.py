@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from reload.config import KindConfig
 from reload.interfaces import (
     IKind,
+    IKindStoreCheck,
     INode,
     IUsage,
     IUsageMetrics,
@@ -114,6 +115,11 @@ def kindTable(
         registry,
         validators={kindId: kind.validate for kindId, kind in usageKindsById.items()},
         names={kindId: kind.name for kindId, kind in usageKindsById.items()},
+        storeChecks={
+            kindId: kind.checkStore
+            for kindId, kind in usageKindsById.items()
+            if IKindStoreCheck.providedBy(kind)
+        },
     )
     return table, registry
 

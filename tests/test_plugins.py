@@ -24,7 +24,7 @@ from .conftest import REPO
 #: Exactly what this repository ships.  A plugin module that fails to import
 #: vanishes from getPlugins silently; this list makes that a failure.
 SHIPPED_TOPOLOGIES = {"CHORD-RELOAD"}
-SHIPPED_USAGES = {"REDIR", "TURN"}
+SHIPPED_USAGES = {"REDIR", "SIP", "TURN"}
 
 
 def _ownModules(package: object, directory: str) -> list[str]:

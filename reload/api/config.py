@@ -10,17 +10,27 @@ package itself:
 - :func:`redirBranchingFactor`: ``redir:branching-factor`` of the REDIR
   Kind (RFC 7374 section 8), :data:`DEFAULT_BRANCHING_FACTOR` when absent;
 - :func:`turnDensity`: the base document's ``turn-density`` (RFC 6940
-  sections 9 and 11.1), 1 when absent.
+  sections 9 and 11.1), 1 when absent;
+- :func:`sipDomainRestriction`: ``sip:domain-restriction`` (or the
+  prose's ``domain-restrictions``) of the SIP-REGISTRATION Kind (RFC 7904
+  section 3.4), ``None`` when absent.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from reload.config.usages import DEFAULT_BRANCHING_FACTOR
+from reload.config.usages import DEFAULT_BRANCHING_FACTOR, NamePatterns
 from reload.config.usages import redirBranchingFactor as _redirBranchingFactor
+from reload.config.usages import sipDomainRestriction as _sipDomainRestriction
 
-__all__ = ["DEFAULT_BRANCHING_FACTOR", "redirBranchingFactor", "turnDensity"]
+__all__ = [
+    "DEFAULT_BRANCHING_FACTOR",
+    "NamePatterns",
+    "redirBranchingFactor",
+    "sipDomainRestriction",
+    "turnDensity",
+]
 
 
 def redirBranchingFactor(configuration: Any) -> int:
@@ -40,3 +50,15 @@ def turnDensity(configuration: Any) -> int:
     if not isinstance(density, int) or isinstance(density, bool) or not 0 <= density <= 255:
         raise ValueError(f"no turn-density in {type(configuration).__name__}")
     return density
+
+
+def sipDomainRestriction(configuration: Any, kindId: int = 0x1) -> NamePatterns | None:
+    """RFC 7904 section 3.4: the ``sip:domain-restriction`` of the Kind
+    ``kindId`` (SIP-REGISTRATION, 0x1): ``enable`` and the POSIX extended
+    regular expressions over the AoR's domain; ``None`` when the Kind has
+    none (every AoR is admissible) or ``configuration`` is not an overlay
+    configuration."""
+    kind = getattr(configuration, "kind", None)
+    if not callable(kind):
+        return None
+    return _sipDomainRestriction(kind(kindId))

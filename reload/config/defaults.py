@@ -6,7 +6,7 @@ that works out of the box: self-signed certificates (no enrollment server,
 no root certificates), CHORD-RELOAD, TLS links, the default sizes, and the
 Kinds of the base specification's own usages, so that certificates can be
 stored (section 8) and TURN servers found (section 9), and the Kinds of the
-usages shipped with reload (REDIR, RFC 7374).
+usages shipped with reload (REDIR, RFC 7374; SIP-REGISTRATION, RFC 7904).
 """
 
 from __future__ import annotations
@@ -68,7 +68,26 @@ REDIR = KindConfig(
     maxCount=1024,
     maxSize=512,
 )
-BASE_KINDS = (TURN_SERVICE, CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER, REDIR)
+#: RFC 7904 (the SIP usage shipped in ``usages/sip.py``): Kind 0x1, a
+#: DICTIONARY keyed by the registering device's Node-ID under
+#: USER-NODE-MATCH (section 7).  The RFC sets no limits: 32 devices per
+#: AoR, and 512 bytes a value -- a forwarding holds an AoR (at most 254
+#: characters) and a route a few Destinations and a contact predicate.
+#: No ``sip:domain-restriction``: any AoR is admissible (section 3.4).
+SIP_REGISTRATION = KindConfig(
+    name="SIP-REGISTRATION",
+    dataModel="DICTIONARY",
+    accessControl="USER-NODE-MATCH",
+    maxCount=32,
+    maxSize=512,
+)
+BASE_KINDS = (
+    TURN_SERVICE,
+    CERTIFICATE_BY_NODE,
+    CERTIFICATE_BY_USER,
+    REDIR,
+    SIP_REGISTRATION,
+)
 
 
 def defaultConfiguration(instanceName: str = "reload.local") -> OverlayConfiguration:

@@ -6,6 +6,8 @@ peer's admin API (``POST /usage/NAME/OPERATION``).
 (ReDiR service discovery, RFC 7374): the peer must run ``--usage REDIR``.
 ``reloadctl turn find|status`` are the TURN usage's (RFC 6940 section 9):
 the peer must run ``--usage TURN``.
+``reloadctl sip register|unregister|forward|resolve`` are the SIP usage's
+(RFC 7904): the peer must run ``--usage SIP``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ __all__ = ["addUsageCommands"]
 SERVICE_USAGE = "REDIR"
 #: The usage ``reloadctl turn`` talks to.
 TURN_USAGE = "TURN"
+#: The usage ``reloadctl sip`` talks to.
+SIP_USAGE = "SIP"
 
 Admin = Callable[[argparse.Namespace, str, dict[str, str]], Any]
 Emit = Callable[[argparse.Namespace, Any, str], None]
@@ -78,6 +82,27 @@ def _turnText(operation: str, result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _sipText(operation: str, result: dict[str, Any]) -> str:
+    """What ``reloadctl sip`` prints for a person."""
+    if operation == "resolve":
+        lines = [f"{result['aor']}" + (" (a GRUU: nothing fetched)" if result["gruu"] else "")]
+        for target in result["targets"]:
+            via = "" if target["aor"] == result["aor"] else f" (through {target['aor']})"
+            prefs = f" {target['contactPrefs']}" if target["contactPrefs"] else ""
+            lines.append(f"  -> peer {target['nodeId']}{via}{prefs}")
+        if result["fetched"]:
+            lines.append(f"fetched {', '.join(result['fetched'])}")
+        return "\n".join(lines)
+    if operation == "unregister":
+        return f"{result['aor']}: this peer's registration removed"
+    if result.get("type") == "uri":
+        return f"{result['aor']} forwarded to {result['uri']} for {result['lifetime']} s"
+    return (
+        f"{result['aor']} registered: calls go to {', '.join(result['destinations'])}"
+        f" for {result['lifetime']} s\nGRUU {result['gruu']}"
+    )
+
+
 def addUsageCommands(sub: Any, addAdmin: Callable[[Any], None], admin: Admin, emit: Emit) -> None:
     """``usage`` and ``service`` on the ``reloadctl`` subparsers ``sub``."""
 
@@ -127,3 +152,40 @@ def addUsageCommands(sub: Any, addAdmin: Callable[[Any], None], admin: Admin, em
     )
     addAdmin(turn)
     turn.set_defaults(func=cmdTurn)
+
+    def cmdSip(args: argparse.Namespace) -> int:
+        query: dict[str, str] = {}
+        if args.operation in ("resolve", "forward") and args.aor is None:
+            raise SystemExit(f"reloadctl sip {args.operation}: give the AoR")
+        if args.operation == "resolve":
+            query["aor"] = args.aor
+        elif args.operation == "forward":
+            query["target"] = args.aor
+        elif args.aor is not None:
+            query["aor"] = args.aor
+        if args.lifetime is not None:
+            query["lifetime"] = str(args.lifetime)
+        if args.node:
+            query["node"] = ",".join(args.node)
+        result = admin(args, f"/usage/{SIP_USAGE}/{args.operation}", query)
+        emit(args, result, _sipText(args.operation, result))
+        return 0
+
+    sipCommand = sub.add_parser(
+        "sip", help="SIP registrations (RFC 7904) through a peer running --usage SIP"
+    )
+    sipCommand.add_argument("operation", choices=("register", "unregister", "forward", "resolve"))
+    sipCommand.add_argument(
+        "aor",
+        nargs="?",
+        help="resolve: the AoR (or GRUU) to resolve; forward: the AoR calls go to;"
+        " register/unregister: this peer's own AoR (the default)",
+    )
+    sipCommand.add_argument("--lifetime", type=int, help="register: seconds the registration lives")
+    sipCommand.add_argument(
+        "--node",
+        action="append",
+        help="register: a Node-ID (hex) of the destination list (default this peer)",
+    )
+    addAdmin(sipCommand)
+    sipCommand.set_defaults(func=cmdSip)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography import x509
 
@@ -71,6 +71,8 @@ IANA_KINDS: Mapping[int, tuple[DataModel, str]] = MappingProxyType(
 #: stored; raises ValueError with a reason (answered Error_Invalid_Message,
 #: as :meth:`reload.interfaces.IKind.validate` says).
 Validator = Callable[[bytes], None]
+#: ``(AccessRequest, node) -> None``, ValueError to refuse (IKindStoreCheck).
+StoreCheck = Callable[[Any, Any], None]
 
 #: The largest number of Kind-IDs an Error_Unknown_Kind can list
 #: (``KindId unknown_kinds<0..2^8-1>``).
@@ -113,6 +115,8 @@ class KindEntry:
     maxNodeMultiple: int | None = None
     policyAvailable: bool = True
     validator: Validator | None = None
+    #: A usage Kind's :meth:`reload.interfaces.IKindStoreCheck.checkStore`.
+    storeCheck: StoreCheck | None = None
 
     @property
     def label(self) -> str:
@@ -163,13 +167,15 @@ class KindTable:
         registry: PolicyRegistry | None = None,
         validators: Mapping[int, Validator] | None = None,
         names: Mapping[int, str] | None = None,
+        storeChecks: Mapping[int, StoreCheck] | None = None,
     ) -> KindTable:
         """The table of an overlay configuration's ``kinds``
         (:attr:`reload.config.OverlayConfiguration.kinds`).  ``validators``
         adds value checks by Kind-ID (a usage's ``IKind.validate``); the
         certificate Kinds have theirs built in.  ``names`` names the Kinds
         the configuration gives by number only (a usage's ``IKind.name``),
-        for the messages that speak of them."""
+        for the messages that speak of them.  ``storeChecks`` adds a usage
+        Kind's own store-side check (IKindStoreCheck) by Kind-ID."""
         registry = registry if registry is not None else PolicyRegistry()
         checks = dict(_BUILTIN_VALIDATORS)
         checks.update(validators or {})
@@ -201,6 +207,7 @@ class KindTable:
                     maxNodeMultiple=kind.maxNodeMultiple,
                     policyAvailable=policy in registry,
                     validator=checks.get(kindId),
+                    storeCheck=(storeChecks or {}).get(kindId),
                 )
             )
         table = cls(entries)

@@ -487,6 +487,21 @@ class StorageService:
                     f"value {index} of Kind {entry.label}: {who} {nodeId.hex()} may not write"
                     f" Resource-ID {resourceId.hex()} under {entry.policy} (section 7.3)",
                 )
+            if entry.storeCheck is not None:
+                try:
+                    entry.storeCheck(request, context)
+                except ValueError as exc:
+                    raise ReloadError(
+                        ErrorCode.FORBIDDEN, f"value {index} of Kind {entry.label}: {exc}"
+                    ) from None
+                except Exception:
+                    self.log.failure(
+                        "store check of Kind {kind} failed; refusing", kind=entry.label
+                    )
+                    raise ReloadError(
+                        ErrorCode.FORBIDDEN,
+                        f"value {index} of Kind {entry.label}: its store check failed",
+                    ) from None
 
         check(signer.userName, signer.nodeId, "its signer")
         if requester is not None:

@@ -21,7 +21,7 @@ from tests.storage.support import KIND_CONFIGS, SINGLE_USER, makeIdentity
 
 def test_the_default_configuration_gives_the_base_kinds_and_the_shipped_usages_kinds() -> None:
     table = KindTable.fromConfiguration(defaultConfiguration().kinds)
-    assert {k.kindId for k in table} == {0x2, CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER, 0x104}
+    assert {k.kindId for k in table} == {0x1, 0x2, CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER, 0x104}
     # RFC 7374 sections 5, 6 and 10.3: REDIR, named as IANA registered it.
     redir = table[0x104]
     assert (redir.name, redir.model, redir.policy) == (
@@ -42,7 +42,10 @@ def test_the_default_configuration_gives_the_base_kinds_and_the_shipped_usages_k
         "NODE-MULTIPLE",
         20,
     )
+    # RFC 7904 section 7: SIP-REGISTRATION.
+    assert (table[0x1].model, table[0x1].policy) == (DataModel.DICTIONARY, "USER-NODE-MATCH")
     assert table.models == {
+        0x1: DataModel.DICTIONARY,
         0x2: DataModel.SINGLE,
         CERTIFICATE_BY_NODE: DataModel.ARRAY,
         CERTIFICATE_BY_USER: DataModel.ARRAY,

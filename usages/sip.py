@@ -1,0 +1,218 @@
+"""SIP: the SIP Usage for RELOAD (RFC 7904) as a usage plugin.
+
+P2PSIP without a registrar or proxy anywhere: a registration is a Store of
+a SipRegistration under the user's AoR (Kind SIP-REGISTRATION, 0x1), and a
+caller resolves the AoR by Fetching it and AppAttaches to the peer the
+registration names to carry SIP (sections 3 to 5).
+
+The parts (package ``usages.sipusage``):
+
+- ``record``: AoRs (section 2), the SipRegistration record (section 3.2)
+  and GRUUs (section 6, with the bytes ``gr`` carries);
+- ``kind``: the Kind (section 7, USER-NODE-MATCH) and the storing peer's
+  domain check (sections 3.3 and 3.4, ``sip:domain-restriction``);
+- ``resolver``: resolution (section 4.2) with a depth limit and loop
+  detection, and :class:`~usages.sipusage.resolver.SipClient`, the Python
+  API ``register``, ``forward``, ``unregister``, ``resolve``;
+- ``options``: ``--usage-option SIP:KEY=VALUE``.
+
+Operators use it through ``reloadctl sip register|unregister|forward|resolve``
+(the ``register``, ``unregister``, ``forward``, ``resolve`` and ``status``
+operations of :class:`SipService`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from reload.api.data import Destination
+from reload.interfaces import (
+    IAccessPolicy,
+    IKind,
+    INode,
+    IUsage,
+    IUsageOperations,
+    IUsageStatus,
+)
+from usages.sipusage.kind import SIP_REGISTRATION, SIP_REGISTRATION_KIND_ID
+from usages.sipusage.options import OPTIONS, SipOptions, parseOptions
+from usages.sipusage.record import SipRegistration, encodeGruu, normaliseAor
+from usages.sipusage.resolver import NotOwnAor, Resolution, SipClient
+
+__all__ = [
+    "SIP_REGISTRATION",
+    "SIP_REGISTRATION_KIND_ID",
+    "Sip",
+    "SipClient",
+    "SipRegistration",
+    "SipService",
+    "sip",
+]
+
+Operation = Callable[[Mapping[str, str]], Deferred[dict[str, Any]]]
+
+
+def _recordDict(record: SipRegistration) -> dict[str, Any]:
+    if record.type == 1:
+        return {"type": "uri", "uri": record.uri}
+    return {
+        "type": "route",
+        "destinations": [d.value.hex() for d in record.destinations],
+        "contactPrefs": record.contactPrefs,
+    }
+
+
+def _nodeIds(text: str) -> list[Destination]:
+    """``node=HEX[,HEX...]``: a destination list of Node-IDs."""
+    out = []
+    for part in text.split(","):
+        try:
+            out.append(Destination.node(bytes.fromhex(part.strip())))
+        except ValueError:
+            raise ValueError(f"node: {part!r} is not a Node-ID in hex") from None
+    return out
+
+
+@implementer(IUsageOperations, IUsageStatus)
+class SipService(MultiService):
+    """``--usage SIP`` beside a node: the Python API (:attr:`client`) and
+    the operators' operations."""
+
+    log = Logger()
+
+    def __init__(self, node: INode, options: SipOptions) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.node = node
+        self.options = options
+        self.client = SipClient(node)
+
+    # -- the Python API -----------------------------------------------------------
+
+    def register(self, aor: str | None = None, **kwargs: Any) -> Deferred[SipRegistration]:
+        """:meth:`SipClient.register`, lifetime from ``SIP:lifetime``."""
+        kwargs.setdefault("lifetime", self.options.lifetime)
+        return self.client.register(aor, **kwargs)
+
+    def forward(self, target: str, aor: str | None = None) -> Deferred[SipRegistration]:
+        """:meth:`SipClient.forward`, lifetime from ``SIP:lifetime``."""
+        return self.client.forward(target, aor, lifetime=self.options.lifetime)
+
+    def resolve(self, aor: str) -> Deferred[Resolution]:
+        """:meth:`SipClient.resolve` with ``SIP:max-depth``."""
+        return self.client.resolve(aor, self.options.maxDepth)
+
+    def gruu(self) -> str:
+        """This node's GRUU (section 6): its AoR and its own Node-ID."""
+        return encodeGruu(self.client.aor, (Destination.node(self.node.nodeId),))
+
+    # -- operators ---------------------------------------------------------------------
+
+    def operations(self) -> Mapping[str, Operation]:
+        return {
+            "register": self._register,
+            "unregister": self._unregister,
+            "forward": self._forward,
+            "resolve": self._resolve,
+            "status": lambda arguments: succeed(self.status()),
+        }
+
+    def _register(self, arguments: Mapping[str, str]) -> Deferred[dict[str, Any]]:
+        aor = arguments.get("aor") or None
+        destinations = _nodeIds(arguments["node"]) if arguments.get("node") else None
+        lifetime = self.options.lifetime
+        if "lifetime" in arguments:
+            try:
+                lifetime = int(arguments["lifetime"])
+            except ValueError:
+                raise ValueError(f"lifetime: {arguments['lifetime']!r} is not a number") from None
+            if not 1 <= lifetime <= 0xFFFFFFFF:
+                raise ValueError(f"lifetime: {lifetime} is out of range")
+        d = self.client.register(
+            aor,
+            destinations,
+            arguments.get("contact-prefs", ""),
+            lifetime,
+        )
+        return d.addCallback(
+            lambda record: {
+                "aor": self.client.aor,
+                "lifetime": lifetime,
+                "gruu": self.gruu(),
+                **_recordDict(record),
+            }
+        )
+
+    def _unregister(self, arguments: Mapping[str, str]) -> Deferred[dict[str, Any]]:
+        d = self.client.unregister(arguments.get("aor") or None)
+        return d.addCallback(lambda _: {"aor": self.client.aor, "removed": True})
+
+    def _forward(self, arguments: Mapping[str, str]) -> Deferred[dict[str, Any]]:
+        target = arguments.get("target")
+        if not target:
+            raise ValueError("target: the AoR to forward to is missing")
+        d = self.forward(target, arguments.get("aor") or None)
+        return d.addCallback(
+            lambda record: {
+                "aor": self.client.aor,
+                "lifetime": self.options.lifetime,
+                **_recordDict(record),
+            }
+        )
+
+    def _resolve(self, arguments: Mapping[str, str]) -> Deferred[dict[str, Any]]:
+        aor = arguments.get("aor")
+        if not aor:
+            raise ValueError("aor: the AoR to resolve is missing")
+        normaliseAor(aor)
+
+        def found(resolution: Resolution) -> dict[str, Any]:
+            if not resolution.targets:
+                why = (
+                    "a forwarding loop" if resolution.loop
+                    else f"more than {self.options.maxDepth} forwardings" if resolution.tooDeep
+                    else "no registration"
+                )  # fmt: skip
+                raise LookupError(
+                    f"{resolution.aor}: {why} (fetched {', '.join(resolution.fetched)})"
+                )
+            return resolution.asDict()
+
+        return self.resolve(aor).addCallback(found)
+
+    def status(self) -> dict[str, Any]:
+        try:
+            aor: str = self.client.aor
+        except NotOwnAor:
+            aor = "(none: the certificate has no user name)"
+        return {"aor": aor}
+
+
+@implementer(IUsage)
+class Sip:
+    """The plugin object ``getPlugins(IUsage, usages)`` finds."""
+
+    name = "SIP"
+    description = "SIP usage (RFC 7904): register AoRs, resolve them, carry SIP over AppAttach."
+    options = OPTIONS
+
+    def kinds(self) -> list[IKind]:
+        return [SIP_REGISTRATION]
+
+    def accessPolicies(self) -> list[IAccessPolicy]:
+        # USER-NODE-MATCH (RFC 6940 section 7.3.3) is a base policy.
+        return []
+
+    def checkOptions(self, options: Mapping[str, str]) -> None:
+        parseOptions(options)
+
+    def makeService(self, node: INode, options: dict[str, str]) -> IService:
+        return SipService(node, parseOptions(options))
+
+
+sip = Sip()
