@@ -14,7 +14,13 @@ The parts (package ``usages.sipusage``):
 - ``resolver``: resolution (section 4.2) with a depth limit and loop
   detection, and :class:`~usages.sipusage.resolver.SipClient`, the Python
   API ``register``, ``forward``, ``unregister``, ``resolve``;
-- ``options``: ``--usage-option SIP:KEY=VALUE``.
+- ``options``: ``--usage-option SIP:KEY=VALUE``;
+- ``message``: the SIP message layer (a sans-I/O parser, serialiser and
+  stream framer; why not a library is said there);
+- ``connections``: phones' flows and the AppAttach connections that carry
+  SIP between peers (section 5.1: application 5060, reused, kept alive);
+- ``proxy``: the front end unmodified phones use, a registrar and proxy on
+  ``SIP:listen`` (UDP and TCP) whose location service is the overlay.
 
 Operators use it through ``reloadctl sip register|unregister|forward|resolve``
 (the ``register``, ``unregister``, ``forward``, ``resolve`` and ``status``
@@ -27,7 +33,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -40,8 +48,15 @@ from reload.interfaces import (
     IUsageOperations,
     IUsageStatus,
 )
+from usages.sipusage.connections import (
+    OverlayConnections,
+    SipDatagramProtocol,
+    StreamFactory,
+    StreamFlow,
+)
 from usages.sipusage.kind import SIP_REGISTRATION, SIP_REGISTRATION_KIND_ID
 from usages.sipusage.options import OPTIONS, SipOptions, parseOptions
+from usages.sipusage.proxy import SipProxy
 from usages.sipusage.record import SipRegistration, encodeGruu, normaliseAor
 from usages.sipusage.resolver import NotOwnAor, Resolution, SipClient
 
@@ -91,6 +106,78 @@ class SipService(MultiService):
         self.node = node
         self.options = options
         self.client = SipClient(node)
+        self.proxy: SipProxy | None = None
+        self.ports: list[IListeningPort] = []
+
+    def startService(self) -> None:
+        """Start the front end on ``SIP:listen`` (UDP and TCP on one port)
+        and answer AppAttaches for SIP (application 5060)."""
+        super().startService()  # type: ignore[no-untyped-call]
+        if self.options.listen is None:
+            return
+        host, port = self.options.listen
+        reactor: Any = self.node.reactor
+        connections = OverlayConnections(self.node, self._receive, self._bad)
+        tcp = reactor.listenTCP(port, StreamFactory(self._phoneStream), interface=host)
+        self.ports.append(tcp)
+        port = tcp.getHost().port
+        udp = SipDatagramProtocol(self._receive, self._bad)
+        self.ports.append(reactor.listenUDP(port, udp, interface=host))
+        self.proxy = SipProxy(
+            self.client,
+            connections,
+            self.node.clock,
+            host,
+            port,
+            self.options.maxDepth,
+            self.options.maxExpires,
+        )
+        self.proxy.udp = udp
+        self.proxy.connectPhone = self._connectPhone
+        connections.listen()
+        self.log.info("SIP: front end on {host}:{port} (UDP, TCP)", host=host, port=port)
+
+    def _receive(self, message: Any, flow: Any) -> None:
+        if self.proxy is not None:
+            self.proxy.receive(message, flow)
+
+    def _bad(self, reason: str, data: bytes, flow: Any) -> None:
+        if self.proxy is not None:
+            self.proxy.badInput(reason, data, flow)
+
+    def _phoneStream(self) -> StreamFlow:
+        flow = StreamFlow(self._receive, self._bad, "TCP", None, self._phoneClosed)
+        flow.onMade = self._phoneMade
+        return flow
+
+    def _connectPhone(self, host: str, port: int) -> Deferred[Any]:
+        """A TCP connection to a phone's Contact (RFC 3261 section 18.1.1)."""
+        endpoint = TCP4ClientEndpoint(self.node.reactor, host, port, timeout=5)
+        connected: Deferred[Any] = connectProtocol(endpoint, self._phoneStream())
+        return connected
+
+    def _phoneMade(self, flow: StreamFlow) -> None:
+        if self.proxy is not None:
+            self.proxy.phoneStreamMade(flow)
+
+    def _phoneClosed(self, flow: StreamFlow) -> None:
+        if self.proxy is not None:
+            self.proxy.phoneStreamClosed(flow)
+
+    def stopService(self) -> Deferred[None]:
+        """Withdraw the phones' registrations, then close the sockets."""
+        proxy, self.proxy = self.proxy, None
+        withdrawn: Deferred[Any] = proxy.withdraw() if proxy is not None else succeed(None)
+
+        def close(_: object) -> Deferred[Any]:
+            if proxy is not None:
+                proxy.connections.closeAll()
+            ports, self.ports = self.ports, []
+            for port in ports:
+                port.stopListening()
+            return maybeDeferred(MultiService.stopService, self)
+
+        return withdrawn.addBoth(close)
 
     # -- the Python API -----------------------------------------------------------
 
@@ -190,7 +277,10 @@ class SipService(MultiService):
             aor: str = self.client.aor
         except NotOwnAor:
             aor = "(none: the certificate has no user name)"
-        return {"aor": aor}
+        front: dict[str, Any] = (
+            self.proxy.status() if self.proxy is not None else {"none": "listen=none"}
+        )
+        return {"aor": aor, "front end": front}
 
 
 @implementer(IUsage)

@@ -1,0 +1,776 @@
+"""The front end phones talk to: a SIP registrar and proxy (RFC 3261)
+whose location service is the overlay (RFC 7904).
+
+**REGISTER** (RFC 3261 section 10.3) is answered only for AoRs this peer
+holds an identity for -- the user name of its certificate, since the
+overlay binds an AoR to it (RFC 7904 section 3.3) -- and 403 for any
+other.  The phone's bindings are kept here (contact, the flow it came on,
+expiry); the overlay gets one SipRegistration for the AoR, keyed by this
+peer's Node-ID and routing to it, whose lifetime is the longest binding's
+Expires (refreshed with each REGISTER); the last binding gone (Expires: 0,
+expiry) removes it, and so does stopping the peer.
+
+**Requests from phones** for an AoR are resolved (section 4.2): 404 when
+nothing is registered, 482 on a forwarding loop or too long a chain; the
+request goes to the first target that an AppAttach reaches (section 5.1;
+targets are tried one after the other, not forked in parallel), 480 when
+none does.  INVITEs get 100 Trying first.  **Requests from another peer**
+(over an AppAttach connection) go to the phone registered here (480 when
+none is); they are never resolved again, so a request crosses the overlay
+at most once.
+
+**Routing.**  The proxy is transaction-stateless in the sense of RFC 3261
+section 16.11 (branches are a function of the incoming branch, so CANCEL
+and retransmissions take the same path) and keeps only the little state
+CANCEL and its own final answers need.  Each peer adds a Via with its
+``reload-node`` and, on dialog-creating requests, a Record-Route
+``<sip:HOST:PORT;lr;reload-node=HEX;flow=TOKEN>``: the phone's side of the
+dialog reaches its own peer by host and port; a peer reaches the other by
+``reload-node`` over the AppAttach connection; and the peer owning the
+route finds its phone again by ``flow``.  Responses follow the Vias back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from reload.api.data import Destination
+from usages.sipusage.connections import Flow, OverlayConnections, StreamFlow, UdpFlow
+from usages.sipusage.message import (
+    SipMessage,
+    SipParseError,
+    Uri,
+    canonicalName,
+    parseParams,
+    splitValues,
+)
+from usages.sipusage.record import BadAor, normaliseAor
+from usages.sipusage.resolver import Resolution, SipClient
+
+__all__ = ["Binding", "SipProxy"]
+
+#: RFC 3261 section 8.1.1.6.
+DEFAULT_MAX_FORWARDS = 70
+#: RFC 3261 section 10.2.1.1: a registration without Expires lasts an hour.
+DEFAULT_EXPIRES = 3600
+#: Seconds a transaction's record is kept (64 * T1, section 17.1.1.2).
+TRANSACTION_KEPT = 32.0
+#: Methods this front end names in Allow.
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK, MESSAGE, NOTIFY, REFER"
+MAGIC = "z9hG4bK"
+
+REASONS = {
+    100: "Trying",
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    416: "Unsupported URI Scheme",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    487: "Request Terminated",
+    500: "Server Internal Error",
+    503: "Service Unavailable",
+}
+
+
+@dataclass(slots=True)
+class Binding:
+    """One phone's contact for an AoR (RFC 3261 section 10.3)."""
+
+    contact: str
+    flow: Flow
+    expires: float
+    callId: str
+    cseq: int
+
+
+@dataclass(slots=True)
+class Transaction:
+    """What the proxy remembers of a request it handles: where it went
+    (a peer or a phone flow), where it came from, and whether this proxy
+    answered it itself."""
+
+    request: SipMessage
+    source: Flow
+    state: str = "resolving"  # resolving, forwarded, answered, cancelled
+    target: Flow | None = None
+    outBranch: str = ""
+    timer: IDelayedCall | None = None
+
+
+@dataclass(slots=True)
+class Counters:
+    registers: int = 0
+    refused: int = 0
+    invites: int = 0
+    forwarded: int = 0
+    delivered: int = 0
+    malformed: int = 0
+    answered: dict[int, int] = field(default_factory=dict)
+
+
+def _branchOf(message: SipMessage) -> str:
+    vias = message.values("Via")
+    if not vias:
+        return ""
+    return parseParams(vias[0].partition(";")[2]).get("branch", "")
+
+
+def _tagOf(value: str | None) -> str:
+    if not value:
+        return ""
+    return parseParams(value.rpartition(">")[2] if ">" in value else value.partition(";")[2]).get(
+        "tag", ""
+    )
+
+
+def _uriOf(value: str) -> str:
+    """The URI of a name-addr or addr-spec (Contact, To, From)."""
+    value = value.strip()
+    if "<" in value:
+        return value[value.find("<") + 1 : value.find(">")]
+    return value.split(";", 1)[0]
+
+
+def _isForRequestSipUri(value: str) -> bool:
+    return value.lower().startswith(("sip:", "sips:"))
+
+
+class SipProxy:
+    """The registrar and proxy of one peer (see the module's documentation)."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        client: SipClient,
+        connections: OverlayConnections,
+        clock: Any,
+        host: str,
+        port: int,
+        maxDepth: int,
+        maxExpires: int,
+    ) -> None:
+        self.client = client
+        self.node = client.node
+        self.connections = connections
+        self.clock = clock
+        self.host = host
+        self.port = port
+        self.maxDepth = maxDepth
+        self.maxExpires = maxExpires
+        self.nodeHex = self.node.nodeId.hex()
+        self.bindings: dict[str, list[Binding]] = {}
+        self.transactions: dict[str, Transaction] = {}
+        self.byOutBranch: dict[str, Transaction] = {}
+        #: Phones' TCP connections by token and by remote address.
+        self.streams: dict[str, StreamFlow] = {}
+        self.udp: Any = None
+        self.counters = Counters()
+        self._expiry: IDelayedCall | None = None
+        #: ``(host, port) -> Deferred[StreamFlow]``: a TCP connection to a
+        #: phone's Contact.
+        self.connectPhone: Callable[[str, int], Deferred[Flow]] | None = None
+
+    # -- phones' flows -------------------------------------------------------------
+
+    def phoneStreamMade(self, flow: StreamFlow) -> None:
+        self.streams[flow.token] = flow
+
+    def phoneStreamClosed(self, flow: StreamFlow) -> None:
+        self.streams.pop(flow.token, None)
+
+    def _flowByToken(self, token: str) -> Flow | None:
+        if token.startswith("u") and self.udp is not None:
+            host, _, port = token[1:].rpartition("-")
+            if port.isdigit():
+                return UdpFlow(self.udp, (host, int(port)))
+            return None
+        stream = self.streams.get(token)
+        return stream if stream is not None and stream.alive else None
+
+    def _streamTo(self, remote: tuple[str, int]) -> StreamFlow | None:
+        for stream in self.streams.values():
+            if stream.alive and stream.remote == remote:
+                return stream
+        return None
+
+    # -- input -------------------------------------------------------------------------
+
+    def badInput(self, reason: str, data: bytes, flow: Flow) -> None:
+        """Bytes that are not a SIP message: 400 when a Via to answer can
+        be found (RFC 3261 section 21.4.1), nothing otherwise."""
+        self.counters.malformed += 1
+        self.log.info("SIP: malformed message from {remote}: {reason}", remote=flow.remote,
+                      reason=reason)  # fmt: skip
+        if flow.nodeId is not None:
+            return
+        text = data.decode("utf-8", "replace")
+        if text.startswith("SIP/2.0"):
+            return
+        headers: list[tuple[str, str]] = []
+        for line in text.split("\r\n")[1:64]:
+            if not line:
+                break
+            name, colon, value = line.partition(":")
+            if colon and name.strip().lower() in ("via", "v", "from", "f", "to", "t", "call-id",
+                                                  "i", "cseq"):  # fmt: skip
+                headers.append((name.strip(), value.strip()))
+        answer = SipMessage(status=400, reason=f"Bad Request ({reason[:120]})")
+        answer.headers = [(canonicalName(n), v) for n, v in headers]
+        try:
+            flow.send(answer.serialise())
+        except Exception:
+            return
+
+    def receive(self, message: SipMessage, flow: Flow) -> None:
+        """One message from a phone or a peer."""
+        try:
+            if message.isRequest:
+                self._request(message, flow)
+            else:
+                self._response(message, flow)
+        except SipParseError as exc:
+            self.counters.malformed += 1
+            if message.isRequest and message.method != "ACK":
+                self._answer(message, flow, 400, f"Bad Request ({exc})")
+        except Exception:
+            self.log.failure("SIP: handling a message failed")
+            if message.isRequest and message.method != "ACK":
+                self._answer(message, flow, 500)
+
+    # -- answers ---------------------------------------------------------------------
+
+    def _answer(
+        self,
+        request: SipMessage,
+        flow: Flow,
+        status: int,
+        reason: str | None = None,
+        extra: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    ) -> None:
+        """A response of this front end to ``request``, sent back on ``flow``
+        (RFC 3261 section 8.2.6)."""
+        answer = SipMessage(status=status, reason=reason or REASONS.get(status, "Unknown"))
+        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            for value in request.values(name) if name == "Via" else [request.get(name) or ""]:
+                if value:
+                    answer.headers.append((name, value))
+        if status > 100 and not _tagOf(request.get("To")):
+            to = request.get("To") or ""
+            tag = hashlib.sha1((_branchOf(request) + self.nodeHex).encode()).hexdigest()[:12]
+            answer.set("To", f"{to};tag={tag}")
+        answer.headers.append(("Server", "reload-sip"))
+        answer.headers.extend(extra)
+        self.counters.answered[status] = self.counters.answered.get(status, 0) + 1
+        flow.send(answer.serialise())
+
+    # -- requests ------------------------------------------------------------------
+
+    def _check(self, request: SipMessage) -> None:
+        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            if not request.get(name):
+                raise SipParseError(f"no {name} header (RFC 3261 section 8.1.1)")
+        number, method = request.cseq
+        if method != request.method:
+            raise SipParseError(f"CSeq method {method} is not the request's {request.method}")
+        if not _isForRequestSipUri(request.uri):
+            raise SipParseError(f"Request-URI {request.uri!r} is not a sip: URI")
+        Uri.parse(request.uri)
+
+    def _maxForwards(self, request: SipMessage) -> int:
+        raw = request.get("Max-Forwards")
+        if raw is None:
+            return DEFAULT_MAX_FORWARDS
+        if not raw.strip().isdigit() or int(raw) > 255:
+            raise SipParseError(f"Max-Forwards {raw!r} is not 0 to 255")
+        return int(raw)
+
+    def _request(self, request: SipMessage, flow: Flow) -> None:
+        if flow.nodeId is None:
+            # RFC 3581 / RFC 3261 section 18.2.1: where the phone really is.
+            vias = request.values("Via")
+            if vias:
+                first = vias[0]
+                first = ";".join(
+                    p for p in first.split(";") if not p.strip().startswith(("received", "rport"))
+                )
+                vias[0] = f"{first};received={flow.remote[0]};rport={flow.remote[1]}"
+                request.setValues("Via", vias)
+        if request.method == "ACK":
+            try:
+                self._check(request)
+            except SipParseError:
+                return
+        else:
+            self._check(request)
+        hops = self._maxForwards(request)
+        routes = request.values("Route")
+        popped: Uri | None = None
+        if routes:
+            top = Uri.parse(routes[0])
+            if top.params.get("reload-node") == self.nodeHex:
+                popped = top
+                routes = routes[1:]
+                request.setValues("Route", routes)
+        if request.method == "REGISTER" and not routes:
+            self._register(request, flow)
+            return
+        if request.method == "OPTIONS" and not routes and not Uri.parse(request.uri).user:
+            self._answer(request, flow, 200, extra=[("Allow", ALLOW)])
+            return
+        if hops == 0:
+            if request.method != "ACK":
+                self._answer(request, flow, 483)
+            return
+        if request.method == "CANCEL":
+            self._cancel(request, flow)
+            return
+        if routes:
+            nextHop = Uri.parse(routes[0])
+            peer = nextHop.params.get("reload-node")
+            if peer is None or flow.nodeId is not None:
+                if request.method != "ACK":
+                    self._answer(request, flow, 403, "Forbidden (no route outside the overlay)")
+                return
+            try:
+                nodeId = bytes.fromhex(peer)
+            except ValueError:
+                raise SipParseError(f"Route {routes[0]!r} names no Node-ID") from None
+            self._toPeer(request, flow, [nodeId], hops, addRoute=False)
+            return
+        if popped is not None:
+            target = self._flowByToken(popped.params.get("flow", ""))
+            if target is None:
+                if request.method != "ACK":
+                    self._answer(
+                        request, flow, 480, "Temporarily Unavailable (the phone's flow is gone)"
+                    )
+                return
+            self._send(request, flow, target, hops, addRoute=False)
+            return
+        if _tagOf(request.get("To")):
+            if request.method != "ACK":
+                self._answer(request, flow, 481)
+            return
+        if request.method == "ACK":
+            self._ackForNon2xx(request, flow, hops)
+            return
+        self._outOfDialog(request, flow, hops)
+
+    def _transactionKey(self, request: SipMessage) -> str:
+        vias = request.values("Via")
+        method = "INVITE" if request.method in ("ACK", "CANCEL") else request.method
+        return f"{_branchOf(request)}|{vias[0].split(';', 1)[0] if vias else ''}|{method}"
+
+    def _remember(self, request: SipMessage, flow: Flow) -> Transaction:
+        key = self._transactionKey(request)
+        txn = Transaction(request, flow)
+        old = self.transactions.get(key)
+        if old is not None and old.timer is not None and old.timer.active():
+            old.timer.cancel()
+        self.transactions[key] = txn
+
+        def forget() -> None:
+            if self.transactions.get(key) is txn:
+                del self.transactions[key]
+            if txn.outBranch and self.byOutBranch.get(txn.outBranch) is txn:
+                del self.byOutBranch[txn.outBranch]
+
+        txn.timer = self.clock.callLater(TRANSACTION_KEPT, forget)
+        return txn
+
+    def _outOfDialog(self, request: SipMessage, flow: Flow, hops: int) -> None:
+        key = self._transactionKey(request)
+        known = self.transactions.get(key)
+        if known is not None:
+            # A retransmission: the transaction is under way.
+            if known.state == "resolving" and request.method == "INVITE":
+                self._answer(request, flow, 100)
+            elif known.state == "forwarded" and known.target is not None:
+                self._send(request, flow, known.target, hops, addRoute=True, txn=known)
+            return
+        try:
+            aor = normaliseAor(Uri.parse(request.uri).user + "@" + Uri.parse(request.uri).host
+                               if Uri.parse(request.uri).user else "")  # fmt: skip
+        except BadAor:
+            self._answer(request, flow, 404, "Not Found (the Request-URI is no AoR)")
+            return
+        txn = self._remember(request, flow)
+        if request.method == "INVITE":
+            self.counters.invites += 1
+            self._answer(request, flow, 100)
+        if flow.nodeId is not None:
+            # From another peer: to the phone registered here, never again
+            # to the overlay.
+            self._deliver(request, flow, aor, hops, txn)
+            return
+        gruuUri = request.uri
+        d = self.client.resolve(gruuUri if ";gr=" in gruuUri else aor, self.maxDepth)
+        d.addCallbacks(
+            lambda found: self._resolved(found, request, flow, hops, txn),
+            lambda failure: self._resolveFailed(failure, request, flow, txn),
+        )
+
+    def _resolveFailed(
+        self, failure: Failure, request: SipMessage, flow: Flow, txn: Transaction
+    ) -> None:
+        if txn.state != "resolving":
+            return
+        txn.state = "answered"
+        self.log.info("SIP: resolving {uri} failed: {error}", uri=request.uri,
+                      error=failure.getErrorMessage())  # fmt: skip
+        self._answer(request, flow, 480, "Temporarily Unavailable (the overlay did not answer)")
+
+    def _resolved(
+        self, found: Resolution, request: SipMessage, flow: Flow, hops: int, txn: Transaction
+    ) -> None:
+        if txn.state != "resolving":
+            return
+        if not found.targets:
+            txn.state = "answered"
+            if found.loop or found.tooDeep:
+                self._answer(request, flow, 482, "Loop Detected (AoR forwarding loop)")
+            else:
+                self._answer(request, flow, 404, f"Not Found ({found.aor} is not registered)")
+            return
+        own = [t for t in found.targets if t.nodeId == self.node.nodeId]
+        if own and self._localBindings(own[0].aor):
+            self._deliver(request, flow, own[0].aor, hops, txn)
+            return
+        nodes = [t.nodeId for t in found.targets if t.nodeId != self.node.nodeId]
+        if not nodes:
+            txn.state = "answered"
+            self._answer(request, flow, 480)
+            return
+        self._toPeer(request, flow, nodes, hops, addRoute=True, txn=txn)
+
+    def _toPeer(
+        self,
+        request: SipMessage,
+        flow: Flow,
+        nodeIds: list[bytes],
+        hops: int,
+        addRoute: bool,
+        txn: Transaction | None = None,
+    ) -> None:
+        """Send ``request`` to the first of ``nodeIds`` an AppAttach reaches."""
+        if not nodeIds:
+            if txn is not None:
+                txn.state = "answered"
+            if request.method != "ACK":
+                self._answer(request, flow, 480, "Temporarily Unavailable (no peer answered)")
+            return
+        d = self.connections.connect(nodeIds[0])
+
+        def connected(peer: StreamFlow) -> None:
+            if txn is not None and txn.state == "cancelled":
+                return
+            self._send(request, flow, peer, hops, addRoute, txn)
+
+        def failed(failure: Failure) -> None:
+            self.log.info("SIP: no AppAttach connection to {node}: {error}",
+                          node=nodeIds[0].hex(), error=failure.getErrorMessage())  # fmt: skip
+            if txn is not None and txn.state == "cancelled":
+                return
+            self._toPeer(request, flow, nodeIds[1:], hops, addRoute, txn)
+
+        d.addCallbacks(connected, failed)
+
+    def _send(
+        self,
+        request: SipMessage,
+        source: Flow,
+        target: Flow,
+        hops: int,
+        addRoute: bool,
+        txn: Transaction | None = None,
+    ) -> None:
+        """Forward ``request`` to ``target`` with this peer's Via, one hop
+        less, and a Record-Route on a dialog-creating request."""
+        outgoing = SipMessage(
+            method=request.method, uri=request.uri, headers=list(request.headers), body=request.body
+        )
+        outgoing.set("Max-Forwards", str(max(hops - 1, 0)))
+        incoming = _branchOf(request) or (request.get("Call-ID") or "") + str(request.cseq)
+        branch = (
+            MAGIC
+            + hashlib.sha1(f"{self.nodeHex}|{incoming}|{target.token}".encode()).hexdigest()[:20]
+        )
+        outgoing.prepend(
+            "Via",
+            f"SIP/2.0/{target.proto} {self.host}:{self.port};branch={branch};reload-node={self.nodeHex}",
+        )
+        if (
+            addRoute
+            and request.method in ("INVITE", "SUBSCRIBE", "REFER")
+            and not _tagOf(request.get("To"))
+        ):
+            phone = source if source.nodeId is None else target
+            transport = ";transport=tcp" if phone.proto == "TCP" else ""
+            outgoing.prepend(
+                "Record-Route",
+                f"<sip:{self.host}:{self.port}{transport};lr;reload-node={self.nodeHex};flow={phone.token}>",
+            )
+        if txn is not None:
+            txn.state = "forwarded"
+            txn.target = target
+            txn.outBranch = branch
+            self.byOutBranch[branch] = txn
+        if target.nodeId is not None:
+            self.counters.forwarded += 1
+        else:
+            self.counters.delivered += 1
+        target.send(outgoing.serialise())
+
+    def _localBindings(self, aor: str) -> list[Binding]:
+        now = self.clock.seconds()
+        return [b for b in self.bindings.get(aor, []) if b.expires > now]
+
+    def _phoneFlow(self, binding: Binding) -> Deferred[Flow]:
+        """Where a request for ``binding`` goes (RFC 3261 section 16.6):
+        the TCP connection it registered on while that is open, else its
+        Contact -- UDP, or a TCP connection this peer opens (or has)."""
+        flow = binding.flow
+        if flow.proto == "TCP" and flow.alive:
+            return succeed(flow)
+        uri = Uri.parse(binding.contact)
+        address = (uri.host, uri.port or 5060)
+        if uri.params.get("transport", "").lower() == "tcp" or flow.proto == "TCP":
+            stream = self._streamTo(address)
+            if stream is not None:
+                return succeed(stream)
+            if self.connectPhone is None:
+                return fail(ConnectionError("no TCP connector"))
+            return self.connectPhone(*address)
+        return succeed(UdpFlow(self.udp, address))
+
+    def _deliver(
+        self, request: SipMessage, flow: Flow, aor: str, hops: int, txn: Transaction
+    ) -> None:
+        """A request for ``aor`` to the phone registered here (the newest
+        binding)."""
+        bindings = self._localBindings(aor)
+        if not bindings:
+            txn.state = "answered"
+            self._answer(request, flow, 480, "Temporarily Unavailable (no phone registered here)")
+            return
+        binding = bindings[-1]
+        request.uri = binding.contact
+
+        def reached(phone: Flow) -> None:
+            if txn.state == "cancelled":
+                return
+            self._send(request, flow, phone, hops, addRoute=True, txn=txn)
+
+        def unreachable(failure: Failure) -> None:
+            if txn.state == "cancelled":
+                return
+            txn.state = "answered"
+            self._answer(request, flow, 480, "Temporarily Unavailable (the phone is unreachable)")
+
+        self._phoneFlow(binding).addCallbacks(reached, unreachable)
+
+    def _ackForNon2xx(self, request: SipMessage, flow: Flow, hops: int) -> None:
+        txn = self.transactions.get(self._transactionKey(request))
+        if txn is not None and txn.state == "forwarded" and txn.target is not None:
+            self._send(request, flow, txn.target, hops, addRoute=False)
+
+    def _cancel(self, request: SipMessage, flow: Flow) -> None:
+        txn = self.transactions.get(self._transactionKey(request))
+        if txn is None or txn.state == "answered":
+            self._answer(request, flow, 481)
+            return
+        if txn.state in ("resolving", "cancelled"):
+            txn.state = "cancelled"
+            self._answer(request, flow, 200)
+            self._answer(txn.request, txn.source, 487)
+            return
+        # Forwarded: the CANCEL takes the INVITE's path (same branch).
+        assert txn.target is not None
+        cancel = SipMessage(method="CANCEL", uri=txn.request.uri, headers=list(request.headers))
+        self._send(cancel, flow, txn.target, self._maxForwards(request), addRoute=False)
+
+    # -- responses -------------------------------------------------------------------
+
+    def _response(self, response: SipMessage, flow: Flow) -> None:
+        vias = response.values("Via")
+        if not vias:
+            raise SipParseError("a response without Via")
+        top = parseParams(vias[0].partition(";")[2])
+        if top.get("reload-node") != self.nodeHex:
+            return  # not ours: RFC 3261 section 18.1.2 drops it
+        rest = vias[1:]
+        if not rest:
+            return
+        txn = self.byOutBranch.get(top.get("branch", ""))
+        if txn is not None and response.status >= 200 and txn.state == "forwarded":
+            if response.cseq[1] == "INVITE":
+                txn.state = "answered" if response.status >= 300 else "forwarded"
+        response.setValues("Via", rest)
+        nextVia = rest[0]
+        params = parseParams(nextVia.partition(";")[2])
+        peer = params.get("reload-node")
+        if peer is not None:
+            try:
+                target = self.connections.existing(bytes.fromhex(peer))
+            except ValueError:
+                return
+            if target is not None:
+                target.send(response.serialise())
+            return
+        sentBy = nextVia.partition(";")[0].split()
+        if len(sentBy) != 2:
+            return
+        proto = sentBy[0].rpartition("/")[2].upper()
+        host, _, port = sentBy[1].rpartition(":") if ":" in sentBy[1] else (sentBy[1], "", "5060")
+        address = (params.get("received") or host, int(params.get("rport") or port or 5060))
+        if proto == "UDP":
+            phone = self._flowByToken(f"u{address[0]}-{address[1]}")
+        else:
+            phone = self._streamTo(address)
+        if phone is not None:
+            phone.send(response.serialise())
+
+    # -- the registrar ---------------------------------------------------------------
+
+    def _register(self, request: SipMessage, flow: Flow) -> None:
+        self.counters.registers += 1
+        if flow.nodeId is not None:
+            self._answer(request, flow, 403, "Forbidden (REGISTER comes from phones only)")
+            return
+        try:
+            aor = normaliseAor(_uriOf(request.get("To") or ""))
+        except BadAor as exc:
+            raise SipParseError(str(exc)) from None
+        try:
+            own = self.client.aor
+        except ValueError:
+            own = ""
+        if aor != own:
+            self.counters.refused += 1
+            self._answer(request, flow, 403, f"Forbidden (this peer holds no identity for {aor})")
+            return
+        callId = request.get("Call-ID") or ""
+        cseq = request.cseq[0]
+        expiresHeader = request.get("Expires")
+        default = DEFAULT_EXPIRES
+        if expiresHeader is not None:
+            if not expiresHeader.strip().isdigit():
+                raise SipParseError(f"Expires {expiresHeader!r} is not a number")
+            default = int(expiresHeader)
+        contacts = request.values("Contact")
+        now = self.clock.seconds()
+        current = [b for b in self.bindings.get(aor, []) if b.expires > now]
+        if contacts == ["*"]:
+            if default != 0:
+                raise SipParseError("Contact: * needs Expires: 0 (RFC 3261 section 10.3)")
+            current = []
+        else:
+            for contact in contacts:
+                uri = _uriOf(contact)
+                Uri.parse(uri)
+                params = parseParams(contact.rpartition(">")[2] if ">" in contact else "")
+                seconds = default
+                if "expires" in params:
+                    if not params["expires"].isdigit():
+                        raise SipParseError(f"Contact expires {params['expires']!r}")
+                    seconds = int(params["expires"])
+                seconds = min(seconds, self.maxExpires)
+                current = [b for b in current if b.contact != uri]
+                if seconds > 0:
+                    current.append(Binding(uri, flow, now + seconds, callId, cseq))
+        if current:
+            self.bindings[aor] = current
+        else:
+            self.bindings.pop(aor, None)
+        self._scheduleExpiry()
+        stored = self._publish(aor, current)
+
+        def answered(_: object) -> None:
+            contactsNow = [
+                ("Contact", f"<{b.contact}>;expires={int(b.expires - now)}") for b in current
+            ]
+            date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
+            self._answer(request, flow, 200, extra=[*contactsNow, ("Date", date)])
+
+        def failed(failure: Failure) -> None:
+            self.log.warn("SIP: storing the registration of {aor} failed: {error}", aor=aor,
+                          error=failure.getErrorMessage())  # fmt: skip
+            self._answer(
+                request, flow, 503, "Service Unavailable (the overlay refused the registration)"
+            )
+
+        stored.addCallbacks(answered, failed)
+
+    def _publish(self, aor: str, bindings: list[Binding]) -> Deferred[Any]:
+        """The overlay's SipRegistration for ``aor``: a route to this peer
+        living as long as the longest binding, or removed."""
+        if not bindings:
+            return self.client.unregister(aor)
+        lifetime = max(1, int(max(b.expires for b in bindings) - self.clock.seconds()))
+        return self.client.register(aor, [Destination.node(self.node.nodeId)], "", lifetime)
+
+    def _scheduleExpiry(self) -> None:
+        if self._expiry is not None and self._expiry.active():
+            self._expiry.cancel()
+        self._expiry = None
+        times = [b.expires for bs in self.bindings.values() for b in bs]
+        if times:
+            delay = max(0.0, min(times) - self.clock.seconds()) + 0.5
+            self._expiry = self.clock.callLater(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        now = self.clock.seconds()
+        for aor in list(self.bindings):
+            live = [b for b in self.bindings[aor] if b.expires > now]
+            if live:
+                self.bindings[aor] = live
+            else:
+                del self.bindings[aor]
+                self.client.unregister(aor).addErrback(lambda f: None)
+        self._scheduleExpiry()
+
+    def withdraw(self) -> Deferred[Any]:
+        """Stopping: remove every registration this front end stored."""
+        if self._expiry is not None and self._expiry.active():
+            self._expiry.cancel()
+        for txn in self.transactions.values():
+            if txn.timer is not None and txn.timer.active():
+                txn.timer.cancel()
+        done = [self.client.unregister(aor) for aor in self.bindings]
+        self.bindings.clear()
+        return DeferredList(done, consumeErrors=True)
+
+    def status(self) -> dict[str, Any]:
+        c = self.counters
+        return {
+            "listen": f"{self.host}:{self.port}",
+            "bindings": {aor: [b.contact for b in bs] for aor, bs in self.bindings.items()},
+            "registers": c.registers,
+            "registers refused": c.refused,
+            "invites": c.invites,
+            "forwarded to peers": c.forwarded,
+            "delivered to phones": c.delivered,
+            "malformed": c.malformed,
+            "answered": {str(k): v for k, v in sorted(c.answered.items())},
+            "connections": {
+                "open": len(self.connections.flows),
+                "opened": self.connections.opened,
+                "reused": self.connections.reused,
+                "failed": self.connections.failed,
+            },
+        }
