@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,6 @@ from usages.sipusage.message import (
     Uri,
     canonicalName,
     parseParams,
-    splitValues,
 )
 from usages.sipusage.record import BadAor, normaliseAor
 from usages.sipusage.resolver import Resolution, SipClient
@@ -144,7 +143,7 @@ def _uriOf(value: str) -> str:
     return value.split(";", 1)[0]
 
 
-def _isForRequestSipUri(value: str) -> bool:
+def _isSipUri(value: str) -> bool:
     return value.lower().startswith(("sip:", "sips:"))
 
 
@@ -259,7 +258,7 @@ class SipProxy:
         flow: Flow,
         status: int,
         reason: str | None = None,
-        extra: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        extra: Sequence[tuple[str, str]] = (),
     ) -> None:
         """A response of this front end to ``request``, sent back on ``flow``
         (RFC 3261 section 8.2.6)."""
@@ -283,10 +282,10 @@ class SipProxy:
         for name in ("Via", "From", "To", "Call-ID", "CSeq"):
             if not request.get(name):
                 raise SipParseError(f"no {name} header (RFC 3261 section 8.1.1)")
-        number, method = request.cseq
+        _, method = request.cseq
         if method != request.method:
             raise SipParseError(f"CSeq method {method} is not the request's {request.method}")
-        if not _isForRequestSipUri(request.uri):
+        if not _isSipUri(request.uri):
             raise SipParseError(f"Request-URI {request.uri!r} is not a sip: URI")
         Uri.parse(request.uri)
 
@@ -403,8 +402,8 @@ class SipProxy:
                 self._send(request, flow, known.target, hops, addRoute=True, txn=known)
             return
         try:
-            aor = normaliseAor(Uri.parse(request.uri).user + "@" + Uri.parse(request.uri).host
-                               if Uri.parse(request.uri).user else "")  # fmt: skip
+            uri = Uri.parse(request.uri)
+            aor = normaliseAor(f"{uri.user}@{uri.host}" if uri.user else "")
         except BadAor:
             self._answer(request, flow, 404, "Not Found (the Request-URI is no AoR)")
             return
@@ -450,12 +449,16 @@ class SipProxy:
         if own and self._localBindings(own[0].aor):
             self._deliver(request, flow, own[0].aor, hops, txn)
             return
-        nodes = [t.nodeId for t in found.targets if t.nodeId != self.node.nodeId]
-        if not nodes:
+        targets = [t for t in found.targets if t.nodeId != self.node.nodeId]
+        if not targets:
             txn.state = "answered"
             self._answer(request, flow, 480)
             return
-        self._toPeer(request, flow, nodes, hops, addRoute=True, txn=txn)
+        if targets[0].aor != found.aor:
+            # Retargeting (RFC 3261 section 16.5): the AoR the route was
+            # registered for, which the answering peer has the phone of.
+            request.uri = f"sip:{targets[0].aor}"
+        self._toPeer(request, flow, [t.nodeId for t in targets], hops, addRoute=True, txn=txn)
 
     def _toPeer(
         self,
@@ -509,9 +512,9 @@ class SipProxy:
             MAGIC
             + hashlib.sha1(f"{self.nodeHex}|{incoming}|{target.token}".encode()).hexdigest()[:20]
         )
+        sentBy = f"{self.host}:{self.port}"
         outgoing.prepend(
-            "Via",
-            f"SIP/2.0/{target.proto} {self.host}:{self.port};branch={branch};reload-node={self.nodeHex}",
+            "Via", f"SIP/2.0/{target.proto} {sentBy};branch={branch};reload-node={self.nodeHex}"
         )
         if (
             addRoute
@@ -616,9 +619,9 @@ class SipProxy:
         if not rest:
             return
         txn = self.byOutBranch.get(top.get("branch", ""))
-        if txn is not None and response.status >= 200 and txn.state == "forwarded":
-            if response.cseq[1] == "INVITE":
-                txn.state = "answered" if response.status >= 300 else "forwarded"
+        final = response.status >= 200 and response.cseq[1] == "INVITE"
+        if txn is not None and final and txn.state == "forwarded":
+            txn.state = "answered" if response.status >= 300 else "forwarded"
         response.setValues("Via", rest)
         nextVia = rest[0]
         params = parseParams(nextVia.partition(";")[2])

@@ -1,0 +1,348 @@
+"""The SIP usage (RFC 7904) between real peers, with phones nobody here
+wrote: sipp (Debian ``sip-tester``) registers at one peer's front end and
+calls through another's.  sipp's exit status is each verdict.
+
+Five peers, each with a user (``--user NAME@example.com``: RFC 7904 binds
+the AoR to the certificate's user name) and a front end on its own port.
+A callee sipp registers at its peer (REGISTER, 200), a UAS sipp answers
+there, a UAC sipp at another peer calls the AoR: INVITE, 100, 180, 200,
+ACK and BYE along the Record-Route set, over UDP and over TCP; the SIP
+between the two peers rides an AppAttach connection (section 5.1).  Then
+AoR -> AoR forwarding, a GRUU, a forwarding loop (482), an unknown AoR
+(404), someone else's AoR (403), Expires: 0, a fuzzer on the front end's
+ports, and a callee whose peer was killed (480, no hang).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reload.api.data import Destination
+from reload.lab import Lab, LabPeer, freeListenPort
+from usages.sipusage.record import encodeGruu
+
+from .conftest import commandPath, requireTool, sourceEnv
+from .replication_support import eventually
+
+SCENARIOS = Path(__file__).parent / "sip"
+USERS = ("alice", "bob", "carol", "dave", "erin")
+DOMAIN = "example.com"
+
+
+class SipLab:
+    def __init__(self, lab: Lab, ports: dict[str, int], directory: Path) -> None:
+        self.lab = lab
+        self.ports = ports
+        self.directory = directory
+        self.peers = dict(zip(USERS, lab.peers, strict=True))
+
+    def peer(self, user: str) -> LabPeer:
+        return self.peers[user]
+
+
+def reloadctl(admin: str, *args: str) -> tuple[int, Any, str]:
+    result = subprocess.run(
+        [commandPath("reloadctl"), *args, "--admin", admin, "--json"],
+        capture_output=True, text=True, env=sourceEnv(), timeout=60,
+    )  # fmt: skip
+    data = json.loads(result.stdout) if result.returncode == 0 else None
+    return result.returncode, data, result.stderr
+
+
+def sippArgs(
+    directory: Path, name: str, scenario: Path, transport: str, keys: dict[str, str]
+) -> list[str]:
+    args = [
+        requireTool("sipp", "sip-tester"), "-sf", str(scenario), "-m", "1",
+        "-i", "127.0.0.1", "-t", "t1" if transport == "tcp" else "u1",
+        "-timeout", "30", "-timeout_error", "-nostdin",
+        "-trace_err", "-error_file", str(directory / f"{name}.err"),
+        "-trace_msg", "-message_file", str(directory / f"{name}.msg"),
+    ]  # fmt: skip
+    for key, value in keys.items():
+        args += ["-key", key, value]
+    return args
+
+
+def runSipp(
+    directory: Path, name: str, scenario: Path, target: int, transport: str, **keys: str
+) -> tuple[int, str]:
+    """sipp as a client of the front end on port ``target``; its exit
+    status and its error log."""
+    args = sippArgs(directory, name, scenario, transport, keys)
+    args += ["-p", str(freeListenPort()), f"127.0.0.1:{target}"]
+    result = subprocess.run(args, capture_output=True, timeout=60)
+    errors = directory / f"{name}.err"
+    return result.returncode, errors.read_text() if errors.exists() else ""
+
+
+def scenario(directory: Path, name: str, text: str) -> Path:
+    path = directory / f"{name}.xml"
+    path.write_text(text)
+    return path
+
+
+def registerScenario(directory: Path, status: int) -> Path:
+    text = (SCENARIOS / "register.xml").read_text()
+    return scenario(directory, f"register-{status}", text.replace('"200"', f'"{status}"'))
+
+
+def inviteScenario(directory: Path, status: int) -> Path:
+    """INVITE, optional provisionals, the final ``status``, ACK."""
+    return scenario(
+        directory,
+        f"invite-{status}",
+        f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="invite-{status}">
+  <send retrans="500"><![CDATA[
+      INVITE sip:[callee] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: <sip:[caller]>;tag=[pid]c[call_number]
+      To: <sip:[callee]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:caller@[local_ip]:[local_port]>
+      Max-Forwards: [hops]
+      Content-Length: 0
+
+    ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="{status}"/>
+  <send><![CDATA[
+      ACK sip:[callee] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: <sip:[caller]>;tag=[pid]c[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]></send>
+</scenario>
+""",
+    )
+
+
+@pytest.fixture(scope="module")
+def sipLab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SipLab]:
+    requireTool("sipp", "sip-tester")
+    directory = tmp_path_factory.mktemp("lab-sip")
+    lab = Lab(directory, basePort=None, adminBasePort=None, environment=sourceEnv())
+    lab.create()
+    ports: dict[str, int] = {}
+    try:
+        for user in USERS:
+            ports[user] = freeListenPort()
+            lab.extraArgs = [
+                "--usage", "SIP", "--user", f"{user}@{DOMAIN}",
+                "--usage-option", f"SIP:listen=127.0.0.1:{ports[user]}",
+            ]  # fmt: skip
+            lab.startPeer()
+            lab.waitConverged(90)
+        yield SipLab(lab, ports, directory)
+    finally:
+        lab.stop()
+
+
+def register(lab: SipLab, user: str, contactPort: int, transport: str, expires: int = 300) -> None:
+    contact = f"{user}@127.0.0.1:{contactPort}" + (";transport=tcp" if transport == "tcp" else "")
+    code, errors = runSipp(
+        lab.directory, f"register-{user}-{transport}", SCENARIOS / "register.xml",
+        lab.ports[user], transport,
+        aor=f"{user}@{DOMAIN}", domain=DOMAIN, contact=contact, expires=str(expires),
+    )  # fmt: skip
+    assert code == 0, errors
+
+
+def call(
+    lab: SipLab, caller: str, callee: str, transport: str, name: str, phone: str | None = None
+) -> None:
+    """A UAS sipp registered as ``phone`` (default: the callee's user)
+    answers while a UAC sipp at ``caller``'s peer calls ``callee`` (an
+    AoR or a GRUU)."""
+    uasPort = freeListenPort()
+    register(lab, phone or callee.split("@")[0], uasPort, transport)
+    uas = subprocess.Popen(
+        [*sippArgs(lab.directory, f"{name}-uas", SCENARIOS / "uas.xml", transport, {}),
+         "-p", str(uasPort)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(0.5)
+        code, errors = runSipp(
+            lab.directory, f"{name}-uac", SCENARIOS / "uac.xml", lab.ports[caller], transport,
+            caller=f"{caller}@{DOMAIN}", callee=callee,
+        )  # fmt: skip
+        assert code == 0, errors
+        assert uas.wait(timeout=30) == 0, (lab.directory / f"{name}-uas.err").read_text()
+    finally:
+        if uas.poll() is None:
+            uas.kill()
+            uas.wait()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_a_phone_calls_another_through_the_overlay(sipLab: SipLab, transport: str) -> None:
+    call(sipLab, "alice", f"bob@{DOMAIN}", transport, f"call-{transport}")
+    code, status, err = reloadctl(sipLab.peer("alice").admin, "status")
+    assert code == 0, err
+    front = next(u for u in status["usages"] if u["name"] == "SIP")["status"]["front end"]
+    assert front["forwarded to peers"] >= 1
+    assert front["connections"]["opened"] >= 1
+
+
+def test_a_second_call_reuses_the_appattach_connection(sipLab: SipLab) -> None:
+    def opened() -> tuple[int, int]:
+        _, status, _ = reloadctl(sipLab.peer("carol").admin, "status")
+        front = next(u for u in status["usages"] if u["name"] == "SIP")["status"]["front end"]
+        return front["connections"]["opened"], front["connections"]["reused"]
+
+    call(sipLab, "carol", f"bob@{DOMAIN}", "udp", "reuse-1")
+    first = opened()
+    call(sipLab, "carol", f"bob@{DOMAIN}", "udp", "reuse-2")
+    second = opened()
+    assert second[0] == first[0] == 1
+    assert second[1] > first[1]
+
+
+def test_reloadctl_sip_resolve_and_forward(sipLab: SipLab) -> None:
+    register(sipLab, "bob", freeListenPort(), "udp")
+    admin = sipLab.peer("alice").admin
+    code, found, err = reloadctl(admin, "sip", "resolve", f"sip:bob@{DOMAIN}")
+    assert code == 0, err
+    bobNode = sipLab.lab.status(sipLab.peer("bob"))["nodeId"]
+    assert [t["nodeId"] for t in found["targets"]] == [bobNode]
+    # AoR -> AoR: erin's calls go to bob, and a call to erin reaches bob's phone.
+    code, forwarded, err = reloadctl(sipLab.peer("erin").admin, "sip", "forward", f"bob@{DOMAIN}")
+    assert code == 0, err
+    assert forwarded["uri"] == f"bob@{DOMAIN}"
+    code, found, err = reloadctl(admin, "sip", "resolve", f"erin@{DOMAIN}")
+    assert code == 0, err
+    assert found["fetched"] == [f"erin@{DOMAIN}", f"bob@{DOMAIN}"]
+    call(sipLab, "alice", f"erin@{DOMAIN}", "udp", "forwarded", phone="bob")
+    human = subprocess.run(
+        [commandPath("reloadctl"), "sip", "resolve", f"erin@{DOMAIN}", "--admin", admin],
+        capture_output=True, text=True, env=sourceEnv(), timeout=60,
+    )  # fmt: skip
+    assert human.returncode == 0, human.stderr
+    assert f"-> peer {bobNode} (through bob@{DOMAIN})" in human.stdout
+
+
+def test_a_gruu_call_goes_straight_to_the_peer(sipLab: SipLab) -> None:
+    bobNode = bytes.fromhex(sipLab.lab.status(sipLab.peer("bob"))["nodeId"])
+    gruu = encodeGruu(f"bob@{DOMAIN}", (Destination.node(bobNode),))
+    call(sipLab, "alice", gruu, "udp", "gruu", phone="bob")
+
+
+def test_unknown_aor_loop_and_max_forwards(sipLab: SipLab) -> None:
+    d = sipLab.directory
+    code, errors = runSipp(
+        d, "unknown", inviteScenario(d, 404), sipLab.ports["alice"], "udp",
+        caller=f"alice@{DOMAIN}", callee=f"nobody@{DOMAIN}", hops="70",
+    )  # fmt: skip
+    assert code == 0, errors
+    # carol -> dave -> carol: 482.
+    for user, target in (("carol", "dave"), ("dave", "carol")):
+        code, _, err = reloadctl(sipLab.peer(user).admin, "sip", "forward", f"{target}@{DOMAIN}")
+        assert code == 0, err
+    code, errors = runSipp(
+        d, "loop", inviteScenario(d, 482), sipLab.ports["alice"], "udp",
+        caller=f"alice@{DOMAIN}", callee=f"carol@{DOMAIN}", hops="70",
+    )  # fmt: skip
+    assert code == 0, errors
+    code, errors = runSipp(
+        d, "hops", inviteScenario(d, 483), sipLab.ports["alice"], "udp",
+        caller=f"alice@{DOMAIN}", callee=f"bob@{DOMAIN}", hops="0",
+    )  # fmt: skip
+    assert code == 0, errors
+
+
+def test_registering_someone_elses_aor_is_forbidden(sipLab: SipLab) -> None:
+    code, errors = runSipp(
+        sipLab.directory, "forbidden", registerScenario(sipLab.directory, 403),
+        sipLab.ports["alice"], "udp",
+        aor=f"bob@{DOMAIN}", domain=DOMAIN, contact="mallory@127.0.0.1:9", expires="300",
+    )  # fmt: skip
+    assert code == 0, errors
+
+
+def test_expires_zero_removes_the_registration(sipLab: SipLab) -> None:
+    admin = sipLab.peer("alice").admin
+    phonePort = freeListenPort()
+    register(sipLab, "erin", phonePort, "udp")
+    code, found, err = reloadctl(admin, "sip", "resolve", f"erin@{DOMAIN}")
+    assert code == 0 and found["targets"], err
+    register(sipLab, "erin", phonePort, "udp", expires=0)
+    code, _, err = reloadctl(admin, "sip", "resolve", f"erin@{DOMAIN}")
+    assert code == 1 and "no registration" in err
+
+
+def fuzz(port: int) -> int:
+    """Hostile bytes at the front end's UDP and TCP ports; how many sent."""
+    good = (
+        "OPTIONS sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKf\r\n"
+        "From: <sip:f@example.com>;tag=1\r\nTo: <sip:x@example.com>\r\n"
+    )
+    inputs = [
+        b"\x00\xff" * 300,
+        b"garbage\r\n\r\n",
+        b"INVITE sip:bob@example.com SIP/2.0\r\n\r\n",
+        (good + "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode(),  # no Call-ID
+        (good + "Call-ID: f1\r\nContent-Length: 0\r\n\r\n").encode(),  # no CSeq
+        (good + "Call-ID: f2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 999\r\n\r\nshort").encode(),
+        (good + "Call-ID: f3\r\nCSeq: 1 OPTIONS\r\nl: -5\r\n\r\n").encode(),
+        (good + "Call-ID: f4\r\nCSeq: x OPTIONS\r\n" + "X-Pad: a\r\n" * 200 + "\r\n").encode(),
+        (good + "Call-ID: f5\r\nCSeq: 1 OPTIONS\r\nX-Big: " + "a" * 70000 + "\r\n\r\n").encode(),
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\nContent-Length: 0\r\n\r\n",
+        b"REGISTER sip:example.com SIP/2.0\r\nContact: *\r\n\r\n",
+    ]
+    sent = 0
+    for data in inputs:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            if len(data) < 65000:
+                udp.sendto(data, ("127.0.0.1", port))
+                sent += 1
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as tcp:
+            try:
+                tcp.sendall(data)
+                sent += 1
+                tcp.settimeout(1)
+                tcp.recv(4096)
+            except OSError:
+                pass
+    return sent
+
+
+def test_a_fuzzer_does_not_stop_the_front_end_serving_phones(sipLab: SipLab) -> None:
+    assert fuzz(sipLab.ports["alice"]) >= 20
+    assert fuzz(sipLab.ports["bob"]) >= 20
+    call(sipLab, "alice", f"bob@{DOMAIN}", "udp", "after-fuzz-udp")
+    call(sipLab, "alice", f"bob@{DOMAIN}", "tcp", "after-fuzz-tcp")
+    _, status, _ = reloadctl(sipLab.peer("alice").admin, "status")
+    front = next(u for u in status["usages"] if u["name"] == "SIP")["status"]["front end"]
+    assert front["malformed"] >= 8
+
+
+def test_a_callee_whose_peer_was_killed_gets_480_without_a_hang(sipLab: SipLab) -> None:
+    register(sipLab, "dave", freeListenPort(), "udp")
+    dave = sipLab.peer("dave")
+    sipLab.lab.sendSignal(dave, signal.SIGKILL)
+    eventually(lambda: not sipLab.lab.alive(dave), 10)
+    started = time.monotonic()
+    d = sipLab.directory
+    code, errors = runSipp(
+        d, "killed", inviteScenario(d, 480), sipLab.ports["alice"], "udp",
+        caller=f"alice@{DOMAIN}", callee=f"dave@{DOMAIN}", hops="70",
+    )  # fmt: skip
+    assert code == 0, errors
+    assert time.monotonic() - started < 25
