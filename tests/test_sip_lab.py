@@ -2,7 +2,7 @@
 wrote: sipp (Debian ``sip-tester``) registers at one peer's front end and
 calls through another's.  sipp's exit status is each verdict.
 
-Five peers, each with a user (``--user NAME@example.com``: RFC 7904 binds
+Ten peers, each with a user (``--user NAME@example.com``: RFC 7904 binds
 the AoR to the certificate's user name) and a front end on its own port.
 A callee sipp registers at its peer (REGISTER, 200), a UAS sipp answers
 there, a UAC sipp at another peer calls the AoR: INVITE, 100, 180, 200,
@@ -34,7 +34,7 @@ from .conftest import commandPath, requireTool, sourceEnv
 from .replication_support import eventually
 
 SCENARIOS = Path(__file__).parent / "sip"
-USERS = ("alice", "bob", "carol", "dave", "erin")
+USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy")
 DOMAIN = "example.com"
 
 
@@ -165,7 +165,13 @@ def register(lab: SipLab, user: str, contactPort: int, transport: str, expires: 
 
 
 def call(
-    lab: SipLab, caller: str, callee: str, transport: str, name: str, phone: str | None = None
+    lab: SipLab,
+    caller: str,
+    callee: str,
+    transport: str,
+    name: str,
+    phone: str | None = None,
+    scenarios: tuple[str, str] = ("uac.xml", "uas.xml"),
 ) -> None:
     """A UAS sipp registered as ``phone`` (default: the callee's user)
     answers while a UAC sipp at ``caller``'s peer calls ``callee`` (an
@@ -173,14 +179,14 @@ def call(
     uasPort = freeListenPort()
     register(lab, phone or callee.split("@")[0], uasPort, transport)
     uas = subprocess.Popen(
-        [*sippArgs(lab.directory, f"{name}-uas", SCENARIOS / "uas.xml", transport, {}),
+        [*sippArgs(lab.directory, f"{name}-uas", SCENARIOS / scenarios[1], transport, {}),
          "-p", str(uasPort)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         time.sleep(0.5)
         code, errors = runSipp(
-            lab.directory, f"{name}-uac", SCENARIOS / "uac.xml", lab.ports[caller], transport,
+            lab.directory, f"{name}-uac", SCENARIOS / scenarios[0], lab.ports[caller], transport,
             caller=f"{caller}@{DOMAIN}", callee=callee,
         )  # fmt: skip
         assert code == 0, errors
@@ -199,6 +205,14 @@ def test_a_phone_calls_another_through_the_overlay(sipLab: SipLab, transport: st
     front = next(u for u in status["usages"] if u["name"] == "SIP")["status"]["front end"]
     assert front["forwarded to peers"] >= 1
     assert front["connections"]["opened"] >= 1
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_a_caller_cancels_a_ringing_call(sipLab: SipLab, transport: str) -> None:
+    call(
+        sipLab, "alice", f"bob@{DOMAIN}", transport, f"cancel-{transport}",
+        scenarios=("uac-cancel.xml", "uas-cancel.xml"),
+    )  # fmt: skip
 
 
 def test_a_second_call_reuses_the_appattach_connection(sipLab: SipLab) -> None:
@@ -323,7 +337,21 @@ def fuzz(port: int) -> int:
     return sent
 
 
+def options(port: int) -> bytes:
+    """A well-formed OPTIONS to the front end itself over UDP; the answer."""
+    request = (
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKo\r\n"
+        "From: <sip:f@example.com>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: o1\r\n"
+        "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(5)
+        udp.sendto(request.encode(), ("127.0.0.1", port))
+        return udp.recv(65535)
+
+
 def test_a_fuzzer_does_not_stop_the_front_end_serving_phones(sipLab: SipLab) -> None:
+    assert options(sipLab.ports["alice"]).startswith(b"SIP/2.0 200 OK")
     assert fuzz(sipLab.ports["alice"]) >= 20
     assert fuzz(sipLab.ports["bob"]) >= 20
     call(sipLab, "alice", f"bob@{DOMAIN}", "udp", "after-fuzz-udp")
@@ -331,6 +359,7 @@ def test_a_fuzzer_does_not_stop_the_front_end_serving_phones(sipLab: SipLab) -> 
     _, status, _ = reloadctl(sipLab.peer("alice").admin, "status")
     front = next(u for u in status["usages"] if u["name"] == "SIP")["status"]["front end"]
     assert front["malformed"] >= 8
+    assert options(sipLab.ports["alice"]).startswith(b"SIP/2.0 200 OK")
 
 
 def test_a_callee_whose_peer_was_killed_gets_480_without_a_hang(sipLab: SipLab) -> None:

@@ -356,6 +356,7 @@ class StreamFramer:
     def __init__(self) -> None:
         self._buffer = bytearray()
         self.pings = 0
+        self._crlfs = 0
 
     def feed(self, data: bytes) -> list[SipMessage]:
         self._buffer += data
@@ -366,9 +367,14 @@ class StreamFramer:
             skipped = 0
             while buffer[skipped : skipped + 2] == b"\r\n":
                 skipped += 2
+                self._crlfs += 1
+                if self._crlfs == 2:  # a double CRLF: a ping
+                    self.pings += 1
+                    self._crlfs = 0
             if skipped:
-                self.pings += skipped // 4
                 del buffer[:skipped]
+            if buffer[:1] not in (b"", b"\r"):
+                self._crlfs = 0
             end = buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(buffer) > MAX_MESSAGE:

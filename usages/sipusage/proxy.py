@@ -360,12 +360,13 @@ class SipProxy:
                 return
             self._send(request, flow, target, hops, addRoute=False)
             return
-        if _tagOf(request.get("To")):
-            if request.method != "ACK":
-                self._answer(request, flow, 481)
-            return
         if request.method == "ACK":
+            # No Route: the ACK of a non-2xx final response, hop by hop
+            # along the INVITE's path (RFC 3261 section 17.1.1.3).
             self._ackForNon2xx(request, flow, hops)
+            return
+        if _tagOf(request.get("To")):
+            self._answer(request, flow, 481)
             return
         self._outOfDialog(request, flow, hops)
 
@@ -588,7 +589,7 @@ class SipProxy:
 
     def _ackForNon2xx(self, request: SipMessage, flow: Flow, hops: int) -> None:
         txn = self.transactions.get(self._transactionKey(request))
-        if txn is not None and txn.state == "forwarded" and txn.target is not None:
+        if txn is not None and txn.state in ("forwarded", "answered") and txn.target is not None:
             self._send(request, flow, txn.target, hops, addRoute=False)
 
     def _cancel(self, request: SipMessage, flow: Flow) -> None:
