@@ -373,7 +373,7 @@ class StreamFramer:
                     self._crlfs = 0
             if skipped:
                 del buffer[:skipped]
-            if buffer[:1] not in (b"", b"\r"):
+            if bytes(buffer[:1]) not in (b"", b"\r"):
                 self._crlfs = 0
             end = buffer.find(b"\r\n\r\n")
             if end < 0:
