@@ -362,6 +362,16 @@ def test_a_fuzzer_does_not_stop_the_front_end_serving_phones(sipLab: SipLab) -> 
     assert options(sipLab.ports["alice"]).startswith(b"SIP/2.0 200 OK")
 
 
+def test_a_peer_that_leaves_removes_its_phones_registrations(sipLab: SipLab) -> None:
+    register(sipLab, "judy", freeListenPort(), "udp")
+    admin = sipLab.peer("alice").admin
+    code, found, err = reloadctl(admin, "sip", "resolve", f"judy@{DOMAIN}")
+    assert code == 0 and found["targets"], err
+    sipLab.lab.stopPeer(sipLab.peer("judy"))  # SIGTERM: the peer leaves
+    code, _, err = reloadctl(admin, "sip", "resolve", f"judy@{DOMAIN}")
+    assert code == 1 and "no registration" in err
+
+
 def test_a_callee_whose_peer_was_killed_gets_480_without_a_hang(sipLab: SipLab) -> None:
     register(sipLab, "dave", freeListenPort(), "udp")
     dave = sipLab.peer("dave")
