@@ -19,6 +19,7 @@ SIP: these are the only connections SIP is sent on between peers.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -143,6 +144,12 @@ class StreamFlow(Flow, Protocol):
     def connectionMade(self) -> None:
         self.connected = True
         assert self.transport is not None
+        # One SIP message is one write; Nagle's algorithm would hold a 200
+        # behind an unacknowledged 180 for the peer's delayed ACK (40 ms).
+        noDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if callable(noDelay):
+            with contextlib.suppress(OSError):
+                noDelay(True)
         peer = self.transport.getPeer()
         self.remote = (str(getattr(peer, "host", "")), int(getattr(peer, "port", 0)))
         if self.onMade is not None:

@@ -40,10 +40,13 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from reload.api.data import Destination
+from reload.api.topology import ErrorCode
+from reload.errors import ReloadError
 from usages.sipusage.connections import Flow, OverlayConnections, StreamFlow, UdpFlow
 from usages.sipusage.message import (
     SipMessage,
@@ -120,6 +123,19 @@ class Counters:
     answered: dict[int, int] = field(default_factory=dict)
 
 
+def _relay(waiter: Deferred[Any]) -> Callable[[Any], Any]:
+    """Pass a result (or failure) on to ``waiter`` and keep it."""
+
+    def relay(result: Any) -> Any:
+        if isinstance(result, Failure):
+            waiter.errback(result)
+        else:
+            waiter.callback(result)
+        return result
+
+    return relay
+
+
 def _branchOf(message: SipMessage) -> str:
     vias = message.values("Via")
     if not vias:
@@ -182,6 +198,8 @@ class SipProxy:
         #: ``(host, port) -> Deferred[StreamFlow]``: a TCP connection to a
         #: phone's Contact.
         self.connectPhone: Callable[[str, int], Deferred[Flow]] | None = None
+        #: AoR -> callers waiting for the next Store (one in flight per AoR).
+        self._publishing: dict[str, list[Deferred[Any]]] = {}
 
     # -- phones' flows -------------------------------------------------------------
 
@@ -720,12 +738,52 @@ class SipProxy:
         stored.addCallbacks(answered, failed)
 
     def _publish(self, aor: str, bindings: list[Binding]) -> Deferred[Any]:
-        """The overlay's SipRegistration for ``aor``: a route to this peer
-        living as long as the longest binding, or removed."""
-        if not bindings:
-            return self.client.unregister(aor)
-        lifetime = max(1, int(max(b.expires for b in bindings) - self.clock.seconds()))
-        return self.client.register(aor, [Destination.node(self.node.nodeId)], "", lifetime)
+        """Bring the overlay's SipRegistration for ``aor`` up to date: a
+        route to this peer living as long as the longest binding, or none.
+
+        One Store per AoR is in flight at a time: the storing peer refuses
+        a value whose storage_time is not after the one it holds (RFC 6940
+        section 7, Error_Data_Too_Old), so REGISTERs that come while a
+        Store is under way share the next one, which writes the bindings
+        as they are then.  The Deferred fires once a Store that includes
+        this call's bindings is answered."""
+        state = self._publishing.get(aor)
+        if state is not None:
+            waiter: Deferred[Any] = Deferred()
+            state.append(waiter)
+            return waiter
+        self._publishing[aor] = []
+        return self._storeNow(aor)
+
+    def _storeNow(self, aor: str, retried: bool = False) -> Deferred[Any]:
+        bindings = self._localBindings(aor)
+        d: Deferred[Any]
+        if bindings:
+            lifetime = max(1, int(max(b.expires for b in bindings) - self.clock.seconds()))
+            d = self.client.register(aor, [Destination.node(self.node.nodeId)], "", lifetime)
+        else:
+            d = self.client.unregister(aor)
+
+        def done(result: Any) -> Any:
+            failure = result if isinstance(result, Failure) else None
+            if (
+                failure is not None
+                and not retried
+                and isinstance(failure.value, ReloadError)
+                and failure.value.code == ErrorCode.DATA_TOO_OLD
+            ):
+                # Two Stores in one millisecond: once more, a moment later.
+                return deferLater(self.clock, 0.002, self._storeNow, aor, True)
+            waiting = self._publishing.pop(aor, [])
+            if waiting:
+                self._publishing[aor] = []
+                again = self._storeNow(aor)
+                for waiter in waiting:
+                    again.addBoth(_relay(waiter))
+                again.addErrback(lambda _: None)  # the waiters have it
+            return result
+
+        return d.addBoth(done)
 
     def _scheduleExpiry(self) -> None:
         if self._expiry is not None and self._expiry.active():
@@ -745,7 +803,7 @@ class SipProxy:
                 self.bindings[aor] = live
             else:
                 del self.bindings[aor]
-                self.client.unregister(aor).addErrback(lambda f: None)
+                self._publish(aor, []).addErrback(lambda f: None)
         self._scheduleExpiry()
 
     def withdraw(self) -> Deferred[Any]:
