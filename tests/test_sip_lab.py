@@ -362,6 +362,54 @@ def test_a_fuzzer_does_not_stop_the_front_end_serving_phones(sipLab: SipLab) -> 
     assert options(sipLab.ports["alice"]).startswith(b"SIP/2.0 200 OK")
 
 
+BARESIP_CONFIG = """poll_method epoll
+sip_listen 127.0.0.1:{port}
+audio_player aubridge,x
+audio_alert aubridge,x
+audio_source ausine,440
+ausrc_srate 48000
+ausrc_channels 2
+auplay_srate 48000
+module_path /usr/lib/baresip/modules
+module g711.so
+module ausine.so
+module aubridge.so
+module_app account.so
+module_app menu.so
+"""
+
+
+def test_baresip_registers_and_auto_answers_a_call_from_sipp(sipLab: SipLab) -> None:
+    baresip = requireTool("baresip", "baresip")
+    config = sipLab.directory / "baresip"
+    config.mkdir()
+    (config / "config").write_text(BARESIP_CONFIG.format(port=freeListenPort()))
+    (config / "accounts").write_text(
+        f"<sip:frank@{DOMAIN};transport=udp>;"
+        f'outbound="sip:127.0.0.1:{sipLab.ports["frank"]};transport=udp";'
+        "regint=300;answermode=auto;audio_codecs=PCMU\n"
+    )
+    (config / "contacts").write_text("")
+    log = sipLab.directory / "baresip.log"
+    with open(log, "wb") as out:
+        phone = subprocess.Popen(
+            [baresip, "-f", str(config), "-t", "40"], stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        registered = eventually(lambda: "200 OK (reload-sip)" in log.read_text(), 15)
+        assert registered, log.read_text()
+        code, errors = runSipp(
+            sipLab.directory, "baresip-uac", SCENARIOS / "uac-sdp.xml", sipLab.ports["alice"],
+            "udp", caller=f"alice@{DOMAIN}", callee=f"frank@{DOMAIN}",
+        )  # fmt: skip
+        assert code == 0, errors
+        assert "Call established: sip:alice@example.com" in log.read_text()
+    finally:
+        phone.terminate()
+        phone.wait(timeout=10)
+
+
 def test_a_peer_that_leaves_removes_its_phones_registrations(sipLab: SipLab) -> None:
     register(sipLab, "judy", freeListenPort(), "udp")
     admin = sipLab.peer("alice").admin

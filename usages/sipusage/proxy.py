@@ -307,6 +307,15 @@ class SipProxy:
             raise SipParseError(f"Request-URI {request.uri!r} is not a sip: URI")
         Uri.parse(request.uri)
 
+    def _isMe(self, uri: Uri) -> bool:
+        """Whether a Route URI names this proxy (RFC 3261 section 16.4):
+        one this peer Record-Routed, or its front end's address (an
+        outbound proxy a phone preloads)."""
+        node = uri.params.get("reload-node")
+        if node is not None:
+            return bool(node == self.nodeHex)
+        return bool(uri.host == self.host and (uri.port or 5060) == self.port and not uri.user)
+
     def _maxForwards(self, request: SipMessage) -> int:
         raw = request.get("Max-Forwards")
         if raw is None:
@@ -338,7 +347,7 @@ class SipProxy:
         popped: Uri | None = None
         if routes:
             top = Uri.parse(routes[0])
-            if top.params.get("reload-node") == self.nodeHex:
+            if self._isMe(top):
                 popped = top
                 routes = routes[1:]
                 request.setValues("Route", routes)
@@ -635,8 +644,8 @@ class SipProxy:
         if top.get("reload-node") != self.nodeHex:
             return  # not ours: RFC 3261 section 18.1.2 drops it
         rest = vias[1:]
-        if not rest:
-            return
+        if not rest or response.status == 100:
+            return  # 100 Trying is hop by hop (RFC 3261 section 16.7 step 3)
         txn = self.byOutBranch.get(top.get("branch", ""))
         final = response.status >= 200 and response.cseq[1] == "INVITE"
         if txn is not None and final and txn.state == "forwarded":
