@@ -36,6 +36,8 @@ from .replication_support import eventually
 SCENARIOS = Path(__file__).parent / "sip"
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy")
 DOMAIN = "example.com"
+#: The peer whose front end also listens for TLS (a self-signed certificate).
+TLS_USER = "frank"
 
 
 class SipLab:
@@ -147,6 +149,11 @@ def sipLab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SipLab]:
                 "--usage", "SIP", "--user", f"{user}@{DOMAIN}",
                 "--usage-option", f"SIP:listen=127.0.0.1:{ports[user]}",
             ]  # fmt: skip
+            if user == TLS_USER:
+                ports[f"{user}-tls"] = freeListenPort()
+                lab.extraArgs += [
+                    "--usage-option", f"SIP:tls-listen=127.0.0.1:{ports[f'{user}-tls']}"
+                ]  # fmt: skip
             lab.startPeer()
             lab.waitConverged(90)
         yield SipLab(lab, ports, directory)
@@ -379,29 +386,35 @@ module_app menu.so
 """
 
 
-def test_baresip_registers_and_auto_answers_a_call_from_sipp(sipLab: SipLab) -> None:
+@pytest.mark.parametrize("transport", ["udp", "tls"])
+def test_baresip_registers_and_auto_answers_a_call_from_sipp(
+    sipLab: SipLab, transport: str
+) -> None:
     baresip = requireTool("baresip", "baresip")
-    config = sipLab.directory / "baresip"
+    config = sipLab.directory / f"baresip-{transport}"
     config.mkdir()
     (config / "config").write_text(BARESIP_CONFIG.format(port=freeListenPort()))
+    port = sipLab.ports[TLS_USER + ("-tls" if transport == "tls" else "")]
     (config / "accounts").write_text(
-        f"<sip:frank@{DOMAIN};transport=udp>;"
-        f'outbound="sip:127.0.0.1:{sipLab.ports["frank"]};transport=udp";'
+        f"<sip:{TLS_USER}@{DOMAIN};transport={transport}>;"
+        f'outbound="sip:127.0.0.1:{port};transport={transport}";'
         "regint=300;answermode=auto;audio_codecs=PCMU\n"
     )
     (config / "contacts").write_text("")
-    log = sipLab.directory / "baresip.log"
+    log = sipLab.directory / f"baresip-{transport}.log"
     with open(log, "wb") as out:
         phone = subprocess.Popen(
             [baresip, "-f", str(config), "-t", "40"], stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
     try:
-        registered = eventually(lambda: "200 OK (reload-sip)" in log.read_text(), 15)
+        # baresip prints "frank@example.com: {0/TLS/v4} 200 OK (reload-sip)".
+        said = f"/{transport.upper()}/v4}} 200 OK (reload-sip)"
+        registered = eventually(lambda: said in log.read_text(), 15)
         assert registered, log.read_text()
         code, errors = runSipp(
-            sipLab.directory, "baresip-uac", SCENARIOS / "uac-sdp.xml", sipLab.ports["alice"],
-            "udp", caller=f"alice@{DOMAIN}", callee=f"frank@{DOMAIN}",
+            sipLab.directory, f"baresip-{transport}-uac", SCENARIOS / "uac-sdp.xml",
+            sipLab.ports["alice"], "udp", caller=f"alice@{DOMAIN}", callee=f"{TLS_USER}@{DOMAIN}",
         )  # fmt: skip
         assert code == 0, errors
         assert "Call established: sip:alice@example.com" in log.read_text()

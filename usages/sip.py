@@ -29,6 +29,7 @@ operations of :class:`SipService`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,6 +37,7 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.ssl import KeyPair, PrivateCertificate
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -134,8 +136,22 @@ class SipService(MultiService):
         )
         self.proxy.udp = udp
         self.proxy.connectPhone = self._connectPhone
+        if self.options.tlsListen is not None:
+            tlsPort = reactor.listenSSL(
+                self.options.tlsListen[1],
+                StreamFactory(lambda: self._phoneStream("TLS")),
+                self._tlsCertificate(host).options(),
+                interface=host,
+            )
+            self.ports.append(tlsPort)
+            self.proxy.tlsPort = tlsPort.getHost().port
         connections.listen()
-        self.log.info("SIP: front end on {host}:{port} (UDP, TCP)", host=host, port=port)
+        self.log.info(
+            "SIP: front end on {host}:{port} (UDP, TCP){tls}",
+            host=host,
+            port=port,
+            tls=f", TLS on {self.proxy.tlsPort}" if self.proxy.tlsPort is not None else "",
+        )
 
     def _receive(self, message: Any, flow: Any) -> None:
         if self.proxy is not None:
@@ -145,8 +161,21 @@ class SipService(MultiService):
         if self.proxy is not None:
             self.proxy.badInput(reason, data, flow)
 
-    def _phoneStream(self) -> StreamFlow:
-        flow = StreamFlow(self._receive, self._bad, "TCP", None, self._phoneClosed)
+    def _tlsCertificate(self, host: str) -> PrivateCertificate:
+        """The TLS listener's certificate: ``SIP:tls-certificate``, else a
+        self-signed one for ``host`` made now (phones that check it need
+        the file)."""
+        certificate: PrivateCertificate
+        if self.options.tlsCertificate is not None:
+            with open(self.options.tlsCertificate, "rb") as pem:
+                certificate = PrivateCertificate.loadPEM(pem.read())
+        else:
+            key = KeyPair.generate(size=2048)
+            certificate = key.selfSignedCert(int(time.time()), CN=host)
+        return certificate
+
+    def _phoneStream(self, proto: str = "TCP") -> StreamFlow:
+        flow = StreamFlow(self._receive, self._bad, proto, None, self._phoneClosed)
         flow.onMade = self._phoneMade
         return flow
 

@@ -4,6 +4,10 @@
 ``listen``              the front end's address, ``HOST:PORT`` (UDP and
                         TCP), default ``127.0.0.1:5060``; ``none`` runs
                         no front end (the Python API and reloadctl only)
+``tls-listen``          ``HOST:PORT`` of a TLS listener for phones (same
+                        host as ``listen``; default none)
+``tls-certificate``     PEM file with the TLS listener's certificate and
+                        key (default: a self-signed one made at start)
 ``max-depth``           AoR -> AoR steps resolution follows (default 8)
 ``lifetime``            seconds a registration made with ``reloadctl sip
                         register`` lives (default 3600)
@@ -28,6 +32,8 @@ OPTIONS = {
     "listen": (
         "the SIP front end's HOST:PORT, UDP and TCP (default 127.0.0.1:5060); none: no front end"
     ),
+    "tls-listen": "HOST:PORT of a TLS listener for phones, on the listen host (default none)",
+    "tls-certificate": "PEM file: the TLS listener's certificate and key (default self-signed)",
     "max-depth": f"AoR -> AoR steps a resolution follows (default {MAX_DEPTH})",
     "lifetime": "seconds a registration made with reloadctl sip register lives (default 3600)",
     "max-expires": "the most seconds a phone's REGISTER is granted (default 3600)",
@@ -37,23 +43,25 @@ OPTIONS = {
 @dataclass(frozen=True, slots=True)
 class SipOptions:
     listen: tuple[str, int] | None = ("127.0.0.1", 5060)
+    tlsListen: tuple[str, int] | None = None
+    tlsCertificate: str | None = None
     maxDepth: int = MAX_DEPTH
     lifetime: int = 3600
     maxExpires: int = 3600
 
 
-def parseEndpoint(text: str) -> tuple[str, int]:
+def parseEndpoint(text: str, key: str = "listen") -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` for IPv6); ValueError naming what is wrong."""
     host, colon, port = text.strip().rpartition(":")
     if not colon or not host:
-        raise ValueError(f"listen: {text!r} is not HOST:PORT")
+        raise ValueError(f"{key}: {text!r} is not HOST:PORT")
     host = host.strip("[]")
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"listen: {host!r} is not an IP address") from None
+        raise ValueError(f"{key}: {host!r} is not an IP address") from None
     if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"listen: {port!r} is not a port (0 to 65535)")
+        raise ValueError(f"{key}: {port!r} is not a port (0 to 65535)")
     return host, int(port)
 
 
@@ -77,8 +85,24 @@ def parseOptions(options: Mapping[str, str]) -> SipOptions:
             raise ValueError(f"{key}: not an option of SIP (one of {', '.join(OPTIONS)})")
     raw = options.get("listen", DEFAULT_LISTEN)
     listen = None if raw.strip().lower() == "none" else parseEndpoint(raw)
+    tlsListen = None
+    if options.get("tls-listen", "none").strip().lower() != "none":
+        tlsListen = parseEndpoint(options["tls-listen"], "tls-listen")
+        if listen is None or tlsListen[0] != listen[0]:
+            raise ValueError("tls-listen: needs listen, on the same host")
+    certificate = options.get("tls-certificate") or None
+    if certificate is not None:
+        try:
+            with open(certificate, "rb") as pem:
+                text = pem.read()
+        except OSError as exc:
+            raise ValueError(f"tls-certificate: {certificate}: {exc.strerror}") from None
+        if b"PRIVATE KEY" not in text or b"CERTIFICATE" not in text:
+            raise ValueError(f"tls-certificate: {certificate} lacks a certificate or a key")
     return SipOptions(
         listen=listen,
+        tlsListen=tlsListen,
+        tlsCertificate=certificate,
         maxDepth=_integer(options, "max-depth", MAX_DEPTH, 0, 64),
         lifetime=_integer(options, "lifetime", 3600, 10, 86400 * 7),
         maxExpires=_integer(options, "max-expires", 3600, 10, 86400),

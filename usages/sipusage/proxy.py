@@ -184,6 +184,8 @@ class SipProxy:
         self.clock = clock
         self.host = host
         self.port = port
+        #: The TLS listener's port for phones (None: no TLS).
+        self.tlsPort: int | None = None
         self.maxDepth = maxDepth
         self.maxExpires = maxExpires
         self.nodeHex = self.node.nodeId.hex()
@@ -314,7 +316,8 @@ class SipProxy:
         node = uri.params.get("reload-node")
         if node is not None:
             return bool(node == self.nodeHex)
-        return bool(uri.host == self.host and (uri.port or 5060) == self.port and not uri.user)
+        ports = (self.port, self.tlsPort)
+        return bool(uri.host == self.host and (uri.port or 5060) in ports and not uri.user)
 
     def _maxForwards(self, request: SipMessage) -> int:
         raw = request.get("Max-Forwards")
@@ -540,7 +543,7 @@ class SipProxy:
             MAGIC
             + hashlib.sha1(f"{self.nodeHex}|{incoming}|{target.token}".encode()).hexdigest()[:20]
         )
-        sentBy = f"{self.host}:{self.port}"
+        sentBy = f"{self.host}:{self.tlsPort if target.proto == 'TLS' else self.port}"
         outgoing.prepend(
             "Via", f"SIP/2.0/{target.proto} {sentBy};branch={branch};reload-node={self.nodeHex}"
         )
@@ -550,11 +553,12 @@ class SipProxy:
             and not _tagOf(request.get("To"))
         ):
             phone = source if source.nodeId is None else target
-            transport = ";transport=tcp" if phone.proto == "TCP" else ""
-            outgoing.prepend(
-                "Record-Route",
-                f"<sip:{self.host}:{self.port}{transport};lr;reload-node={self.nodeHex};flow={phone.token}>",
-            )
+            # The phone's own transport and port: it sends its in-dialog
+            # requests to this route.
+            port = self.tlsPort if phone.proto == "TLS" else self.port
+            transport = {"TCP": ";transport=tcp", "TLS": ";transport=tls"}.get(phone.proto, "")
+            route = f"{self.host}:{port}{transport};lr;reload-node={self.nodeHex}"
+            outgoing.prepend("Record-Route", f"<sip:{route};flow={phone.token}>")
         if txn is not None:
             txn.state = "forwarded"
             txn.target = target
@@ -575,8 +579,10 @@ class SipProxy:
         the TCP connection it registered on while that is open, else its
         Contact -- UDP, or a TCP connection this peer opens (or has)."""
         flow = binding.flow
-        if flow.proto == "TCP" and flow.alive:
+        if flow.proto in ("TCP", "TLS") and flow.alive:
             return succeed(flow)
+        if flow.proto == "TLS":
+            return fail(ConnectionError("the phone's TLS connection is closed"))
         uri = Uri.parse(binding.contact)
         address = (uri.host, uri.port or 5060)
         if uri.params.get("transport", "").lower() == "tcp" or flow.proto == "TCP":
@@ -829,7 +835,8 @@ class SipProxy:
     def status(self) -> dict[str, Any]:
         c = self.counters
         return {
-            "listen": f"{self.host}:{self.port}",
+            "listen": f"{self.host}:{self.port}"
+            + (f", TLS {self.host}:{self.tlsPort}" if self.tlsPort is not None else ""),
             "bindings": {aor: [b.contact for b in bs] for aor, bs in self.bindings.items()},
             "registers": c.registers,
             "registers refused": c.refused,
