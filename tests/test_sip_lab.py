@@ -38,6 +38,8 @@ USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "iv
 DOMAIN = "example.com"
 #: The peer whose front end also listens for TLS (a self-signed certificate).
 TLS_USER = "frank"
+#: The peer whose phones must authenticate (SIP:passwords), and the password.
+AUTH_USER, PASSWORD = "grace", "s3cret"
 
 
 class SipLab:
@@ -76,11 +78,17 @@ def sippArgs(
 
 
 def runSipp(
-    directory: Path, name: str, scenario: Path, target: int, transport: str, **keys: str
+    directory: Path,
+    name: str,
+    scenario: Path,
+    target: int,
+    transport: str,
+    *extra: str,
+    **keys: str,
 ) -> tuple[int, str]:
-    """sipp as a client of the front end on port ``target``; its exit
-    status and its error log."""
-    args = sippArgs(directory, name, scenario, transport, keys)
+    """sipp as a client of the front end on port ``target`` (``extra``
+    options added); its exit status and its error log."""
+    args = [*sippArgs(directory, name, scenario, transport, keys), *extra]
     args += ["-p", str(freeListenPort()), f"127.0.0.1:{target}"]
     result = subprocess.run(args, capture_output=True, timeout=60)
     errors = directory / f"{name}.err"
@@ -149,6 +157,10 @@ def sipLab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SipLab]:
                 "--usage", "SIP", "--user", f"{user}@{DOMAIN}",
                 "--usage-option", f"SIP:listen=127.0.0.1:{ports[user]}",
             ]  # fmt: skip
+            if user == AUTH_USER:
+                passwords = directory / "passwords"
+                passwords.write_text(f"# AOR:PASSWORD\n{AUTH_USER}@{DOMAIN}:{PASSWORD}\n")
+                lab.extraArgs += ["--usage-option", f"SIP:passwords={passwords}"]
             if user == TLS_USER:
                 ports[f"{user}-tls"] = freeListenPort()
                 lab.extraArgs += [
@@ -295,6 +307,28 @@ def test_registering_someone_elses_aor_is_forbidden(sipLab: SipLab) -> None:
         aor=f"bob@{DOMAIN}", domain=DOMAIN, contact="mallory@127.0.0.1:9", expires="300",
     )  # fmt: skip
     assert code == 0, errors
+
+
+@pytest.mark.parametrize(("password", "final"), [(PASSWORD, 200), ("wrong", 401)])
+def test_phones_prove_their_password_with_digest_authentication(
+    sipLab: SipLab, password: str, final: int
+) -> None:
+    d = sipLab.directory
+    text = (SCENARIOS / "register-auth.xml").read_text().replace("FINAL", str(final))
+    code, errors = runSipp(
+        d, f"auth-{final}", scenario(d, f"register-auth-{final}", text),
+        sipLab.ports[AUTH_USER], "udp", "-au", AUTH_USER, "-ap", password,
+        aor=f"{AUTH_USER}@{DOMAIN}", domain=DOMAIN, contact=f"{AUTH_USER}@127.0.0.1:9",
+    )  # fmt: skip
+    assert code == 0, errors
+    # Without credentials a call is challenged (407); acting for someone
+    # else's AoR is refused (403).
+    for caller, status in ((AUTH_USER, 407), ("alice", 403)):
+        code, errors = runSipp(
+            d, f"auth-invite-{status}", inviteScenario(d, status), sipLab.ports[AUTH_USER],
+            "udp", caller=f"{caller}@{DOMAIN}", callee=f"bob@{DOMAIN}", hops="70",
+        )  # fmt: skip
+        assert code == 0, errors
 
 
 def test_expires_zero_removes_the_registration(sipLab: SipLab) -> None:

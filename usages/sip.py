@@ -56,6 +56,7 @@ from usages.sipusage.connections import (
     StreamFactory,
     StreamFlow,
 )
+from usages.sipusage.digest import DigestAuthenticator
 from usages.sipusage.kind import SIP_REGISTRATION, SIP_REGISTRATION_KIND_ID
 from usages.sipusage.options import OPTIONS, SipOptions, parseOptions
 from usages.sipusage.proxy import SipProxy
@@ -135,6 +136,8 @@ class SipService(MultiService):
             self.options.maxExpires,
         )
         self.proxy.udp = udp
+        if self.options.passwords is not None:
+            self.proxy.authenticator = DigestAuthenticator(self.options.passwords)
         self.proxy.connectPhone = self._connectPhone
         if self.options.tlsListen is not None:
             tlsPort = reactor.listenSSL(

@@ -8,6 +8,9 @@
                         host as ``listen``; default none)
 ``tls-certificate``     PEM file with the TLS listener's certificate and
                         key (default: a self-signed one made at start)
+``passwords``           a file of ``AOR:PASSWORD`` lines: phones must prove
+                        the password with digest authentication (default:
+                        none asked)
 ``max-depth``           AoR -> AoR steps resolution follows (default 8)
 ``lifetime``            seconds a registration made with ``reloadctl sip
                         register`` lives (default 3600)
@@ -22,6 +25,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from usages.sipusage.digest import loadPasswords
 from usages.sipusage.resolver import MAX_DEPTH
 
 __all__ = ["DEFAULT_LISTEN", "OPTIONS", "SipOptions", "parseEndpoint", "parseOptions"]
@@ -34,6 +38,7 @@ OPTIONS = {
     ),
     "tls-listen": "HOST:PORT of a TLS listener for phones, on the listen host (default none)",
     "tls-certificate": "PEM file: the TLS listener's certificate and key (default self-signed)",
+    "passwords": "file of AOR:PASSWORD lines; phones must authenticate (default: none asked)",
     "max-depth": f"AoR -> AoR steps a resolution follows (default {MAX_DEPTH})",
     "lifetime": "seconds a registration made with reloadctl sip register lives (default 3600)",
     "max-expires": "the most seconds a phone's REGISTER is granted (default 3600)",
@@ -45,6 +50,7 @@ class SipOptions:
     listen: tuple[str, int] | None = ("127.0.0.1", 5060)
     tlsListen: tuple[str, int] | None = None
     tlsCertificate: str | None = None
+    passwords: dict[str, str] | None = None
     maxDepth: int = MAX_DEPTH
     lifetime: int = 3600
     maxExpires: int = 3600
@@ -99,8 +105,17 @@ def parseOptions(options: Mapping[str, str]) -> SipOptions:
             raise ValueError(f"tls-certificate: {certificate}: {exc.strerror}") from None
         if b"PRIVATE KEY" not in text or b"CERTIFICATE" not in text:
             raise ValueError(f"tls-certificate: {certificate} lacks a certificate or a key")
+    passwords = None
+    if options.get("passwords"):
+        try:
+            passwords = loadPasswords(options["passwords"])
+        except OSError as exc:
+            raise ValueError(f"passwords: {options['passwords']}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ValueError(f"passwords: {exc}") from None
     return SipOptions(
         listen=listen,
+        passwords=passwords,
         tlsListen=tlsListen,
         tlsCertificate=certificate,
         maxDepth=_integer(options, "max-depth", MAX_DEPTH, 0, 64),

@@ -48,6 +48,7 @@ from reload.api.data import Destination
 from reload.api.topology import ErrorCode
 from reload.errors import ReloadError
 from usages.sipusage.connections import Flow, OverlayConnections, StreamFlow, UdpFlow
+from usages.sipusage.digest import DigestAuthenticator
 from usages.sipusage.message import (
     SipMessage,
     SipParseError,
@@ -74,8 +75,10 @@ REASONS = {
     100: "Trying",
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    407: "Proxy Authentication Required",
     416: "Unsupported URI Scheme",
     480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist",
@@ -120,6 +123,7 @@ class Counters:
     forwarded: int = 0
     delivered: int = 0
     malformed: int = 0
+    challenged: int = 0
     answered: dict[int, int] = field(default_factory=dict)
 
 
@@ -200,6 +204,8 @@ class SipProxy:
         #: ``(host, port) -> Deferred[StreamFlow]``: a TCP connection to a
         #: phone's Contact.
         self.connectPhone: Callable[[str, int], Deferred[Flow]] | None = None
+        #: Digest authentication of phones (``SIP:passwords``), or None.
+        self.authenticator: DigestAuthenticator | None = None
         #: AoR -> callers waiting for the next Store (one in flight per AoR).
         self._publishing: dict[str, list[Deferred[Any]]] = {}
 
@@ -438,6 +444,18 @@ class SipProxy:
         except BadAor:
             self._answer(request, flow, 404, "Not Found (the Request-URI is no AoR)")
             return
+        if flow.nodeId is None and self.authenticator is not None:
+            # A phone acts for the AoR of its From, which must be this
+            # peer's and proven by its password (RFC 3261 section 22.3).
+            try:
+                caller = normaliseAor(_uriOf(request.get("From") or ""))
+            except BadAor as exc:
+                raise SipParseError(str(exc)) from None
+            if caller != self._ownAor():
+                self._answer(request, flow, 403, f"Forbidden (no identity for {caller} here)")
+                return
+            if not self._authenticated(request, flow, caller, "Proxy-Authorization", 407):
+                return
         txn = self._remember(request, flow)
         if request.method == "INVITE":
             self.counters.invites += 1
@@ -683,6 +701,30 @@ class SipProxy:
 
     # -- the registrar ---------------------------------------------------------------
 
+    def _ownAor(self) -> str:
+        try:
+            return self.client.aor
+        except ValueError:
+            return ""
+
+    def _authenticated(
+        self, request: SipMessage, flow: Flow, aor: str, header: str, status: int
+    ) -> bool:
+        """True when no passwords are configured or the request's
+        credentials prove ``aor``'s; else answers 401 or 407 with a
+        challenge (RFC 3261 sections 22.2, 22.3) and returns False."""
+        if self.authenticator is None:
+            return True
+        now = self.clock.seconds()
+        verdict = self.authenticator.check(aor, request.method, request.get(header), now)
+        if verdict == "ok":
+            return True
+        self.counters.challenged += 1
+        challenge = self.authenticator.challenge(aor, now, stale=verdict == "stale")
+        name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+        self._answer(request, flow, status, extra=[(name, challenge)])
+        return False
+
     def _register(self, request: SipMessage, flow: Flow) -> None:
         self.counters.registers += 1
         if flow.nodeId is not None:
@@ -699,6 +741,8 @@ class SipProxy:
         if aor != own:
             self.counters.refused += 1
             self._answer(request, flow, 403, f"Forbidden (this peer holds no identity for {aor})")
+            return
+        if not self._authenticated(request, flow, aor, "Authorization", 401):
             return
         callId = request.get("Call-ID") or ""
         cseq = request.cseq[0]
@@ -844,6 +888,7 @@ class SipProxy:
             "forwarded to peers": c.forwarded,
             "delivered to phones": c.delivered,
             "malformed": c.malformed,
+            "challenged": c.challenged,
             "answered": {str(k): v for k, v in sorted(c.answered.items())},
             "connections": {
                 "open": len(self.connections.flows),
