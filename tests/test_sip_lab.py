@@ -2,7 +2,8 @@
 wrote: sipp (Debian ``sip-tester``) registers at one peer's front end and
 calls through another's.  sipp's exit status is each verdict.
 
-Ten peers, each with a user (``--user NAME@example.com``: RFC 7904 binds
+Twelve peers: ten each with a user, and two with one user between them
+(a forked call), each peer with a user (``--user NAME@example.com``: RFC 7904 binds
 the AoR to the certificate's user name) and a front end on its own port.
 A callee sipp registers at its peer (REGISTER, 200), a UAS sipp answers
 there, a UAC sipp at another peer calls the AoR: INVITE, 100, 180, 200,
@@ -38,6 +39,9 @@ USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "iv
 DOMAIN = "example.com"
 #: The peer whose front end also listens for TLS (a self-signed certificate).
 TLS_USER = "frank"
+#: The user of two peers (two devices, two certificates with one user
+#: name): a call to it forks.
+FORKED_USER = "kim"
 #: The peer whose phones must authenticate (SIP:passwords), and the password.
 AUTH_USER, PASSWORD = "grace", "s3cret"
 
@@ -47,7 +51,9 @@ class SipLab:
         self.lab = lab
         self.ports = ports
         self.directory = directory
-        self.peers = dict(zip(USERS, lab.peers, strict=True))
+        self.peers = dict(zip(USERS, lab.peers[: len(USERS)], strict=True))
+        #: Two more peers with one user: two devices of FORKED_USER.
+        self.devices = lab.peers[len(USERS) :]
 
     def peer(self, user: str) -> LabPeer:
         return self.peers[user]
@@ -168,6 +174,14 @@ def sipLab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SipLab]:
                 ]  # fmt: skip
             lab.startPeer()
             lab.waitConverged(90)
+        for device in (1, 2):
+            ports[f"{FORKED_USER}{device}"] = freeListenPort()
+            lab.extraArgs = [
+                "--usage", "SIP", "--user", f"{FORKED_USER}@{DOMAIN}",
+                "--usage-option", f"SIP:listen=127.0.0.1:{ports[f'{FORKED_USER}{device}']}",
+            ]  # fmt: skip
+            lab.startPeer()
+            lab.waitConverged(90)
         yield SipLab(lab, ports, directory)
     finally:
         lab.stop()
@@ -232,6 +246,66 @@ def test_a_caller_cancels_a_ringing_call(sipLab: SipLab, transport: str) -> None
         sipLab, "alice", f"bob@{DOMAIN}", transport, f"cancel-{transport}",
         scenarios=("uac-cancel.xml", "uas-cancel.xml"),
     )  # fmt: skip
+
+
+def test_a_call_between_two_phones_of_one_peer_stays_there(sipLab: SipLab) -> None:
+    # The callee's registration routes to the caller's own peer: no
+    # AppAttach, the front end hands the call to its own phone.
+    call(sipLab, "heidi", f"heidi@{DOMAIN}", "udp", "local")
+    _, status, _ = reloadctl(sipLab.peer("heidi").admin, "status")
+    front = next(u for u in status["usages"] if u["name"] == "SIP")["status"]["front end"]
+    assert front["connections"]["opened"] == 0
+    assert front["forwarded to peers"] == 0
+    assert front["delivered to phones"] >= 3  # INVITE, ACK, BYE
+
+
+def test_a_call_to_an_aor_on_two_peers_forks_and_the_loser_is_cancelled(
+    sipLab: SipLab,
+) -> None:
+    d = sipLab.directory
+    # Device 1 answers after a second of ringing; device 2 rings until the
+    # proxy CANCELs it (RFC 3261 section 16.7 step 10) and answers 487.
+    slow = (SCENARIOS / "uas.xml").read_text()
+    slow = slow.replace(
+        '<send retrans="500">', '<pause milliseconds="1000"/>\n  <send retrans="500">', 1
+    )
+    phones = []
+    try:
+        for device, name in ((1, slow), (2, None)):
+            port = freeListenPort()
+            code, errors = runSipp(
+                d, f"fork-register-{device}", SCENARIOS / "register.xml",
+                sipLab.ports[f"{FORKED_USER}{device}"], "udp",
+                aor=f"{FORKED_USER}@{DOMAIN}", domain=DOMAIN,
+                contact=f"{FORKED_USER}@127.0.0.1:{port}", expires="300",
+            )  # fmt: skip
+            assert code == 0, errors
+            path = scenario(d, "uas-slow", name) if name else SCENARIOS / "uas-cancel.xml"
+            phones.append(
+                subprocess.Popen(
+                    [*sippArgs(d, f"fork-uas-{device}", path, "udp", {}), "-p", str(port)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        code, found, err = reloadctl(
+            sipLab.peer("alice").admin, "sip", "resolve", f"{FORKED_USER}@{DOMAIN}"
+        )
+        assert code == 0 and len(found["targets"]) == 2, err
+        time.sleep(0.5)
+        code, errors = runSipp(
+            d, "fork-uac", SCENARIOS / "uac.xml", sipLab.ports["alice"], "udp",
+            caller=f"alice@{DOMAIN}", callee=f"{FORKED_USER}@{DOMAIN}",
+        )  # fmt: skip
+        assert code == 0, errors
+        for device, phone in enumerate(phones, 1):
+            err = d / f"fork-uas-{device}.err"
+            assert phone.wait(timeout=30) == 0, err.read_text() if err.exists() else ""
+    finally:
+        for phone in phones:
+            if phone.poll() is None:
+                phone.kill()
+                phone.wait()
 
 
 def test_a_second_call_reuses_the_appattach_connection(sipLab: SipLab) -> None:

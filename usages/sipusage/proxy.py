@@ -113,6 +113,26 @@ class Transaction:
     target: Flow | None = None
     outBranch: str = ""
     timer: IDelayedCall | None = None
+    #: Forking (RFC 3261 section 16.7): the branches by their branch
+    #: parameter, AppAttaches still under way, the best final response
+    #: held so far, and whether a 2xx went upstream or a CANCEL came.
+    forked: bool = False
+    branches: dict[str, Branch] = field(default_factory=dict)
+    pending: int = 0
+    best: SipMessage | None = None
+    answered2xx: bool = False
+    cancelled: bool = False
+    finished: bool = False
+
+
+@dataclass(slots=True)
+class Branch:
+    """One forked copy of a request: where it went, what was sent (for its
+    CANCEL and the ACK of its non-2xx answer), its final status so far."""
+
+    target: Flow
+    sent: SipMessage
+    final: int = 0
 
 
 @dataclass(slots=True)
@@ -138,6 +158,17 @@ def _relay(waiter: Deferred[Any]) -> Callable[[Any], Any]:
         return result
 
     return relay
+
+
+def _better(status: int, best: int) -> bool:
+    """Whether final ``status`` beats ``best`` (0: none yet) as the answer
+    of a forked request (RFC 3261 section 16.7 step 6, simplified): a 6xx
+    wins, otherwise the lowest class and code."""
+    if best == 0:
+        return True
+    if best >= 600:
+        return False
+    return status >= 600 or status < best
 
 
 def _branchOf(message: SipMessage) -> str:
@@ -289,13 +320,27 @@ class SipProxy:
         """A response of this front end to ``request``, sent back on ``flow``
         (RFC 3261 section 8.2.6)."""
         answer = SipMessage(status=status, reason=reason or REASONS.get(status, "Unknown"))
+        self._answerWith(request, flow, answer, "", extra)
+
+    def _answerWith(
+        self,
+        request: SipMessage,
+        flow: Flow,
+        answer: SipMessage,
+        tag: str,
+        extra: Sequence[tuple[str, str]],
+    ) -> None:
+        """``answer`` completed from ``request`` (RFC 3261 section 8.2.6.2:
+        its Vias, From, To, Call-ID and CSeq; a To tag, ``tag`` or one of
+        this proxy's) and sent on ``flow``."""
+        status = answer.status
         for name in ("Via", "From", "To", "Call-ID", "CSeq"):
             for value in request.values(name) if name == "Via" else [request.get(name) or ""]:
                 if value:
                     answer.headers.append((name, value))
         if status > 100 and not _tagOf(request.get("To")):
             to = request.get("To") or ""
-            tag = hashlib.sha1((_branchOf(request) + self.nodeHex).encode()).hexdigest()[:12]
+            tag = tag or hashlib.sha1((_branchOf(request) + self.nodeHex).encode()).hexdigest()[:12]
             answer.set("To", f"{to};tag={tag}")
         answer.headers.append(("Server", "reload-sip"))
         answer.headers.extend(extra)
@@ -354,12 +399,16 @@ class SipProxy:
         hops = self._maxForwards(request)
         routes = request.values("Route")
         popped: Uri | None = None
-        if routes:
+        # Every leading route that names this proxy goes (RFC 3261 section
+        # 16.4); a call between two phones of this peer has two, one per
+        # side, and the last names the flow to send on.
+        while routes:
             top = Uri.parse(routes[0])
-            if self._isMe(top):
-                popped = top
-                routes = routes[1:]
-                request.setValues("Route", routes)
+            if not self._isMe(top):
+                break
+            popped = top
+            routes = routes[1:]
+            request.setValues("Route", routes)
         if request.method == "REGISTER" and not routes:
             self._register(request, flow)
             return
@@ -435,7 +484,7 @@ class SipProxy:
             # A retransmission: the transaction is under way.
             if known.state == "resolving" and request.method == "INVITE":
                 self._answer(request, flow, 100)
-            elif known.state == "forwarded" and known.target is not None:
+            elif known.state == "forwarded" and known.target is not None and not known.forked:
                 self._send(request, flow, known.target, hops, addRoute=True, txn=known)
             return
         try:
@@ -503,11 +552,125 @@ class SipProxy:
             txn.state = "answered"
             self._answer(request, flow, 480)
             return
+        byNode: dict[bytes, str] = {}
+        for target in targets:
+            byNode.setdefault(target.nodeId, target.aor)
+        if len(byNode) > 1 and request.method == "INVITE":
+            self._fork(request, flow, byNode, found.aor, hops, txn)
+            return
         if targets[0].aor != found.aor:
             # Retargeting (RFC 3261 section 16.5): the AoR the route was
             # registered for, which the answering peer has the phone of.
             request.uri = f"sip:{targets[0].aor}"
         self._toPeer(request, flow, [t.nodeId for t in targets], hops, addRoute=True, txn=txn)
+
+    # -- forking (RFC 3261 section 16.7, RFC 7904 section 4.2) -----------------------
+
+    def _fork(
+        self,
+        request: SipMessage,
+        flow: Flow,
+        byNode: dict[bytes, str],
+        aor: str,
+        hops: int,
+        txn: Transaction,
+    ) -> None:
+        """An INVITE to every peer the AoR resolved to at once: responses
+        go upstream as they come, the first 2xx CANCELs the others, and
+        when every branch has failed the best final response goes
+        upstream."""
+        txn.forked = True
+        txn.state = "forwarded"
+        txn.pending = len(byNode)
+        for nodeId, targetAor in byNode.items():
+            uri = request.uri if targetAor == aor else f"sip:{targetAor}"
+            copy = SipMessage(
+                method=request.method, uri=uri, headers=list(request.headers), body=request.body
+            )
+            d = self.connections.connect(nodeId)
+            d.addCallbacks(
+                lambda peer, copy=copy: self._forkSend(txn, copy, flow, peer, hops),
+                lambda failure: self._forkLost(txn),
+            )
+
+    def _forkSend(
+        self, txn: Transaction, copy: SipMessage, flow: Flow, peer: Flow, hops: int
+    ) -> None:
+        txn.pending -= 1
+        if txn.cancelled or txn.answered2xx or txn.finished:
+            self._forkDone(txn)
+            return
+        branch, sent = self._send(copy, flow, peer, hops, addRoute=True, txn=txn)
+        txn.branches[branch] = Branch(peer, sent)
+
+    def _forkLost(self, txn: Transaction) -> None:
+        txn.pending -= 1
+        self._forkDone(txn)
+
+    def _forkDone(self, txn: Transaction) -> None:
+        """Once no branch can answer any more: the best final response
+        upstream (487 after a CANCEL, 480 when no peer was reached)."""
+        if txn.finished or txn.answered2xx or txn.pending:
+            return
+        if any(branch.final == 0 for branch in txn.branches.values()):
+            return
+        txn.finished = True
+        txn.state = "answered"
+        if txn.best is not None:
+            # The best answer, as this proxy's answer to the INVITE it got
+            # (its Via set, the answering phone's To tag and reason).
+            best = txn.best
+            tag = _tagOf(best.get("To"))
+            extra = [("Warning", w) for w in best.values("Warning")]
+            answer = SipMessage(status=best.status, reason=best.reason)
+            self._answerWith(txn.request, txn.source, answer, tag, extra)
+        elif txn.cancelled:
+            self._answer(txn.request, txn.source, 487)
+        else:
+            self._answer(txn.request, txn.source, 480, "Temporarily Unavailable (no peer answered)")
+
+    def _hopRequest(self, branch: Branch, method: str, to: str | None) -> SipMessage:
+        """A CANCEL or ACK for one branch, built as its INVITE's client
+        transaction would (RFC 3261 sections 9.1, 17.1.1.3)."""
+        sent = branch.sent
+        number = sent.cseq[0]
+        message = SipMessage(method=method, uri=sent.uri)
+        message.headers = [
+            ("Via", sent.values("Via")[0]),
+            ("From", sent.get("From") or ""),
+            ("To", to or sent.get("To") or ""),
+            ("Call-ID", sent.get("Call-ID") or ""),
+            ("CSeq", f"{number} {method}"),
+            ("Max-Forwards", str(DEFAULT_MAX_FORWARDS)),
+        ]
+        return message
+
+    def _forkResponse(self, txn: Transaction, branchId: str, response: SipMessage) -> bool:
+        """A response on a branch of a forked INVITE; True when it goes
+        upstream."""
+        branch = txn.branches.get(branchId)
+        if branch is None:
+            return False
+        status = response.status
+        if status < 200:
+            return not txn.finished
+        if branch.final:
+            return status < 300 and not txn.finished  # a retransmitted 2xx
+        branch.final = status
+        if status < 300:
+            if not txn.answered2xx:
+                txn.answered2xx = True
+                txn.finished = True
+                for other in txn.branches.values():
+                    if other is not branch and other.final == 0:
+                        other.target.send(self._hopRequest(other, "CANCEL", None).serialise())
+            return True
+        # A non-2xx final answer: this proxy ACKs it and keeps the best.
+        branch.target.send(self._hopRequest(branch, "ACK", response.get("To")).serialise())
+        if not txn.answered2xx and _better(status, txn.best.status if txn.best else 0):
+            txn.best = response
+        self._forkDone(txn)
+        return False
 
     def _toPeer(
         self,
@@ -549,9 +712,10 @@ class SipProxy:
         hops: int,
         addRoute: bool,
         txn: Transaction | None = None,
-    ) -> None:
+    ) -> tuple[str, SipMessage]:
         """Forward ``request`` to ``target`` with this peer's Via, one hop
-        less, and a Record-Route on a dialog-creating request."""
+        less, and a Record-Route on a dialog-creating request; the branch
+        and the message sent."""
         outgoing = SipMessage(
             method=request.method, uri=request.uri, headers=list(request.headers), body=request.body
         )
@@ -561,7 +725,8 @@ class SipProxy:
             MAGIC
             + hashlib.sha1(f"{self.nodeHex}|{incoming}|{target.token}".encode()).hexdigest()[:20]
         )
-        sentBy = f"{self.host}:{self.tlsPort if target.proto == 'TLS' else self.port}"
+        phoneTls = target.nodeId is None and target.proto == "TLS"
+        sentBy = f"{self.host}:{self.tlsPort if phoneTls else self.port}"
         outgoing.prepend(
             "Via", f"SIP/2.0/{target.proto} {sentBy};branch={branch};reload-node={self.nodeHex}"
         )
@@ -570,13 +735,17 @@ class SipProxy:
             and request.method in ("INVITE", "SUBSCRIBE", "REFER")
             and not _tagOf(request.get("To"))
         ):
-            phone = source if source.nodeId is None else target
-            # The phone's own transport and port: it sends its in-dialog
-            # requests to this route.
-            port = self.tlsPort if phone.proto == "TLS" else self.port
-            transport = {"TCP": ";transport=tcp", "TLS": ";transport=tls"}.get(phone.proto, "")
-            route = f"{self.host}:{port}{transport};lr;reload-node={self.nodeHex}"
-            outgoing.prepend("Record-Route", f"<sip:{route};flow={phone.token}>")
+            # One route per phone side, with the phone's own transport and
+            # port (it sends its in-dialog requests there) and its flow
+            # (where this proxy sends the other side's).  Between a phone
+            # and a peer that is one; between two phones of this peer, two
+            # (the caller's below the callee's, as RFC 5658 double-routes).
+            phones = [flow for flow in (source, target) if flow.nodeId is None]
+            for phone in phones:
+                port = self.tlsPort if phone.proto == "TLS" else self.port
+                transport = {"TCP": ";transport=tcp", "TLS": ";transport=tls"}.get(phone.proto, "")
+                route = f"{self.host}:{port}{transport};lr;reload-node={self.nodeHex}"
+                outgoing.prepend("Record-Route", f"<sip:{route};flow={phone.token}>")
         if txn is not None:
             txn.state = "forwarded"
             txn.target = target
@@ -587,6 +756,7 @@ class SipProxy:
         else:
             self.counters.delivered += 1
         target.send(outgoing.serialise())
+        return branch, outgoing
 
     def _localBindings(self, aor: str) -> list[Binding]:
         now = self.clock.seconds()
@@ -640,7 +810,10 @@ class SipProxy:
 
     def _ackForNon2xx(self, request: SipMessage, flow: Flow, hops: int) -> None:
         txn = self.transactions.get(self._transactionKey(request))
-        if txn is not None and txn.state in ("forwarded", "answered") and txn.target is not None:
+        if txn is None or txn.forked:
+            return  # ours to absorb: this proxy ACKed each branch itself
+        if txn.state in ("forwarded", "answered") and txn.target is not None:
+            request.uri = txn.request.uri  # the INVITE's, as this hop sent it
             self._send(request, flow, txn.target, hops, addRoute=False)
 
     def _cancel(self, request: SipMessage, flow: Flow) -> None:
@@ -652,6 +825,16 @@ class SipProxy:
             txn.state = "cancelled"
             self._answer(request, flow, 200)
             self._answer(txn.request, txn.source, 487)
+            return
+        if txn.forked:
+            # RFC 3261 section 16.10: answer it, CANCEL every branch.
+            self._answer(request, flow, 200)
+            if not txn.finished:
+                txn.cancelled = True
+                for branch in txn.branches.values():
+                    if branch.final == 0:
+                        branch.target.send(self._hopRequest(branch, "CANCEL", None).serialise())
+                self._forkDone(txn)
             return
         # Forwarded: the CANCEL takes the INVITE's path (same branch).
         assert txn.target is not None
@@ -667,13 +850,27 @@ class SipProxy:
         top = parseParams(vias[0].partition(";")[2])
         if top.get("reload-node") != self.nodeHex:
             return  # not ours: RFC 3261 section 18.1.2 drops it
-        rest = vias[1:]
-        if not rest or response.status == 100:
+        if response.status == 100:
             return  # 100 Trying is hop by hop (RFC 3261 section 16.7 step 3)
         txn = self.byOutBranch.get(top.get("branch", ""))
+        if txn is not None and txn.forked and response.cseq[1] == "INVITE":
+            if self._forkResponse(txn, top.get("branch", ""), response):
+                self._relayUp(response)
+            return
+        if not vias[1:]:
+            return  # the answer to a request of this proxy's own
         final = response.status >= 200 and response.cseq[1] == "INVITE"
         if txn is not None and final and txn.state == "forwarded":
             txn.state = "answered" if response.status >= 300 else "forwarded"
+        self._relayUp(response)
+
+    def _relayUp(self, response: SipMessage) -> None:
+        """A response without this peer's Via, to the next one: another
+        peer over its AppAttach connection, or a phone (RFC 3261 section
+        18.2.2: received/rport of its Via; its TCP connection)."""
+        rest = response.values("Via")[1:]
+        if not rest:
+            return
         response.setValues("Via", rest)
         nextVia = rest[0]
         params = parseParams(nextVia.partition(";")[2])
