@@ -11,7 +11,7 @@ import pytest
 
 from reload.api.data import Destination
 from reload.config.defaults import defaultConfiguration
-from reload.config.model import Extension
+from reload.config.model import Extension, OverlayConfiguration
 from reload.config.namespaces import SIP
 from reload.errors import ReloadError
 from reload.testing import HarnessNode, MemoryOverlay
@@ -130,7 +130,7 @@ def test_a_hostile_peers_malformed_sip_registration_is_refused_by_the_storing_pe
         assert [t.nodeId for t in found.targets] == [hostile.nodeId]
 
 
-def _restricted(enable: str, patterns: str = "") -> object:
+def _restricted(enable: str, patterns: str = "") -> OverlayConfiguration:
     base = defaultConfiguration("overlay.example")
     extension = Extension(
         f'<sip:domain-restriction xmlns:sip="{SIP}" enable="{enable}">{patterns}'

@@ -299,8 +299,8 @@ def test_a_call_to_an_aor_on_two_peers_forks_and_the_loser_is_cancelled(
         )  # fmt: skip
         assert code == 0, errors
         for device, phone in enumerate(phones, 1):
-            err = d / f"fork-uas-{device}.err"
-            assert phone.wait(timeout=30) == 0, err.read_text() if err.exists() else ""
+            log = d / f"fork-uas-{device}.err"
+            assert phone.wait(timeout=30) == 0, log.read_text() if log.exists() else ""
     finally:
         for phone in phones:
             if phone.poll() is None:

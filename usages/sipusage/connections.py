@@ -20,7 +20,7 @@ SIP: these are the only connections SIP is sent on between peers.
 from __future__ import annotations
 
 import contextlib
-import itertools
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -49,8 +49,6 @@ SIP_APPLICATION = 5060
 KEEPALIVE = 25.0
 #: Seconds an AppAttach may take before the call gets 480.
 CONNECT_TIMEOUT = 8.0
-
-_counter = itertools.count(1)
 
 #: ``(message, flow)``: a parsed message from a flow.
 Receiver = Callable[[SipMessage, "Flow"], None]
@@ -133,7 +131,10 @@ class StreamFlow(Flow, Protocol):
         self.clock = clock
         self.onClosed = onClosed
         self.connected = False
-        self.token = f"t{next(_counter)}"
+        # Unguessable: an in-dialog request names the flow it goes to by
+        # this token (Record-Route's flow=), so a phone cannot aim at
+        # another phone's connection by counting.
+        self.token = f"t{secrets.token_hex(8)}"
         self._keepalive: IDelayedCall | None = None
         self.onMade: Callable[[StreamFlow], None] | None = None
 
