@@ -343,6 +343,25 @@ def test_reloadctl_sip_resolve_and_forward(sipLab: SipLab) -> None:
     )  # fmt: skip
     assert human.returncode == 0, human.stderr
     assert f"-> peer {bobNode} (through bob@{DOMAIN})" in human.stdout
+    # A peer registers its own AoR by hand, and withdraws it.
+    ivan = sipLab.peer("ivan")
+    ivanNode = sipLab.lab.status(ivan)["nodeId"]
+    said = subprocess.run(
+        [commandPath("reloadctl"), "sip", "register", "--lifetime", "60", "--admin", ivan.admin],
+        capture_output=True, text=True, env=sourceEnv(), timeout=60,
+    )  # fmt: skip
+    assert said.returncode == 0, said.stderr
+    assert said.stdout.startswith(f"ivan@{DOMAIN} registered: calls go to {ivanNode} for 60 s")
+    assert f"GRUU ivan@{DOMAIN};gr=" in said.stdout
+    code, found, err = reloadctl(admin, "sip", "resolve", f"ivan@{DOMAIN}")
+    assert code == 0 and [t["nodeId"] for t in found["targets"]] == [ivanNode], err
+    code, _, err = reloadctl(ivan.admin, "sip", "unregister")
+    assert code == 0, err
+    code, _, err = reloadctl(admin, "sip", "resolve", f"ivan@{DOMAIN}")
+    assert code == 1 and "no registration" in err
+    # Someone else's AoR: refused before the overlay is asked.
+    code, _, err = reloadctl(ivan.admin, "sip", "register", f"bob@{DOMAIN}")
+    assert code == 1 and "is not this peer's AoR" in err
 
 
 def test_a_gruu_call_goes_straight_to_the_peer(sipLab: SipLab) -> None:
