@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from reload.appattach import AppAttachService
+from reload.certificatepublisher import CertificatePublisher
 from reload.config import OverlayConfiguration, writeConfiguration
 from reload.config.sequence import ANY_SEQUENCE
 from reload.configupdate import ConfigurationUpdater
@@ -43,7 +44,7 @@ from reload.security.trust import TrustPolicy
 from reload.settings import DEFAULT_CONFIGURATION_FILE, BootstrapAddress, PeerSettings
 from reload.storage.kinds import CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER
 from reload.storage.sqlite import SQLiteStore
-from reload.storageclient import StorageClient
+from reload.storageclient import DEFAULT_LIFETIME, StorageClient
 from reload.storagestack import StorageStack
 from reload.transport.attach import NoIceAttachHandler, hostCandidate
 from reload.transport.node_api import TransportNode
@@ -87,6 +88,8 @@ class OverlayPeer(Service):
         self.store: SQLiteStore | None = None
         self.storage: StorageClient | None = None
         self.storageStack: StorageStack | None = None
+        #: Keeps this peer's certificate stored in the overlay (section 11.3.1).
+        self.certificates: CertificatePublisher | None = None
         #: The INode usages and topologies are given.
         self.api: OverlayNode | None = None
         self.usages = UsageRunner(settings.usages, settings.usageOptions)
@@ -275,26 +278,21 @@ class OverlayPeer(Service):
         """Section 11.3.1: a peer stores its certificate in the overlay, at
         its Node-ID (CERTIFICATE_BY_NODE) and at its user name
         (CERTIFICATE_BY_USER), for those who need it to verify a signature
-        (section 8)."""
+        (section 8) -- and keeps it there while it runs (retried after a
+        failure, refreshed before it expires: CertificatePublisher)."""
         assert self.storage is not None and self.topology is not None
+        storage, topology = self.storage, self.topology
         value = ArrayEntry(0, DataValue(True, identity.certificateDer))
         targets = [(CERTIFICATE_BY_NODE, identity.nodeId)]
         if identity.userName:
             targets.append((CERTIFICATE_BY_USER, identity.userName.encode()))
-        for kindId, name in targets:
-            if self.storage.service.kinds.get(kindId) is None:
-                continue
-            resourceId = self.topology.hashResource(name)
-            self.storage.store(resourceId, kindId, [value]).addErrback(
-                self._certificateNotStored, kindId
-            )
+        targets = [(k, name) for k, name in targets if storage.service.kinds.get(k) is not None]
 
-    def _certificateNotStored(self, failure: Failure, kindId: int) -> None:
-        self.log.warn(
-            "Cannot store this peer's certificate (Kind {kind}): {error}",
-            kind=kindId,
-            error=failure.getErrorMessage(),
-        )
+        def store(kindId: int, name: bytes, lifetime: int) -> Deferred[Any]:
+            return storage.store(topology.hashResource(name), kindId, [value], lifetime=lifetime)
+
+        self.certificates = CertificatePublisher(store, targets, self.reactor, DEFAULT_LIFETIME)
+        self.certificates.start()
 
     def _reconfigure(self, configuration: OverlayConfiguration, document: bytes) -> None:
         """Section 6.5.4.2: make a verified, newer configuration the one in
@@ -439,6 +437,8 @@ class OverlayPeer(Service):
             return leaving
 
         def close(_: object) -> Deferred[Any]:
+            if self.certificates is not None:
+                self.certificates.stop()
             if self.storageStack is not None:
                 self.storageStack.stop()
             if self.node is not None:
