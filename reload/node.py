@@ -156,6 +156,33 @@ class Node(MultiService):
         if settings.admin is not None:
             self._addAdmin(settings.admin, reactor)
 
+    def setServiceParent(self, parent: Any) -> Any:
+        """Under twistd ``parent`` is the application: with ``--log-level``
+        or ``--log-format`` given, its log observer component is ours,
+        which twistd then uses (:mod:`reload.logoptions`)."""
+        result = super().setServiceParent(parent)
+        settings = self.settings
+        if (settings.logLevel, settings.logFormat) != ("info", "text") and hasattr(
+            parent, "setComponent"
+        ):
+            from twisted.logger import ILogObserver
+
+            from reload.logoptions import LogError, logObserver
+
+            try:
+                observer = logObserver(
+                    settings.logLevel,
+                    settings.logFormat,
+                    settings.logFile,
+                    settings.noDaemon,
+                    settings.logKeep,
+                )
+            except LogError as exc:
+                failStartup(str(exc), self.reactor)
+            else:
+                parent.setComponent(ILogObserver, observer)
+        return result
+
     def _addAdmin(self, endpoint: str, reactor: IReactorTime) -> None:
         """The HTTP admin API on ``endpoint`` (``--admin``).  Imported here:
         Twisted's web server costs a peer without ``--admin`` (the default)

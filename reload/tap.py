@@ -25,6 +25,7 @@ from reload.config import (
 from reload.endpoints import EndpointSyntaxError, checkServerEndpoint
 from reload.link.table import DEFAULT_MAX_LINKS, SLOT_COUNT
 from reload.link.tls import LinkSettings
+from reload.logoptions import FORMATS, LEVELS
 from reload.options import OneLineUsageErrors, checkDataDirectory, checkHostName
 from reload.plugins import PluginError, loadTopology, loadUsages
 from reload.settings import (
@@ -307,6 +308,19 @@ class Options(OneLineUsageErrors, usage.Options):
             5,
             "Rotated log files twistd --logfile keeps (0 to 1000); older ones are removed.",
         ],
+        [
+            "log-level",
+            None,
+            "info",
+            "Least severe events logged: debug, info, warn, error or critical.",
+        ],
+        [
+            "log-format",
+            None,
+            "text",
+            "text, or json: one JSON object per line (Twisted's jsonFileLogObserver) "
+            "for log shippers, to --logfile or standard output.",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -352,6 +366,7 @@ class Options(OneLineUsageErrors, usage.Options):
         storageSync = _storageSync(self["storage-sync"])
         directLinks = _directLinks(self["direct-links"])
         limits = {name: self._number(name, *bounds) for name, bounds in _RANGES.items()}
+        logOptions = self._logOptions()
         try:
             checkServerEndpoint(self["listen"])
         except EndpointSyntaxError as exc:
@@ -446,7 +461,28 @@ class Options(OneLineUsageErrors, usage.Options):
             linkSettings=linkSettings,
             maxLinks=int(limits["max-links"]),
             logKeep=int(limits["log-keep"]),
+            **logOptions,
         )
+
+    def _logOptions(self) -> dict[str, Any]:
+        """``--log-level``, ``--log-format`` and where twistd was told to log."""
+        level = str(self["log-level"]).strip().lower()
+        if level not in LEVELS:
+            raise usage.UsageError(
+                f"--log-level {self['log-level']!r}: expected one of {', '.join(LEVELS)}"
+            )
+        format = str(self["log-format"]).strip().lower()
+        if format not in FORMATS:
+            raise usage.UsageError(f"--log-format {self['log-format']!r}: expected text or json")
+        twistd = getattr(self, "parent", None) or {}
+        if format == "json" and twistd.get("syslog"):
+            raise usage.UsageError("--log-format json: twistd --syslog writes text to syslog")
+        return {
+            "logLevel": level,
+            "logFormat": format,
+            "logFile": twistd.get("logfile") or None,
+            "noDaemon": bool(twistd.get("nodaemon")),
+        }
 
     def _number(self, name: str, low: float, high: float, integer: bool) -> float:
         """``--NAME``'s value, checked against its range (one-line error)."""
