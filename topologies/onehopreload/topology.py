@@ -324,6 +324,11 @@ class OneHopTopology:
             self.exchangeDigests(self._rng.choice(others))
         self._arm("digest", self.settings.digestInterval, self._digestRound)
 
+    def _catchUp(self) -> None:
+        others = [p for p in self._linkedMembers() if p != self._admitting]
+        if others:
+            self.exchangeDigests(self._rng.choice(others))
+
     def exchangeDigests(self, peer: bytes) -> Deferred[int]:
         """Compare segment digests with ``peer``: take the entries it sends
         for the segments that differ, push back the ones it lacks.  Fires
@@ -492,6 +497,10 @@ class OneHopTopology:
             if not await self.exchangeDigests(admitting):
                 break
         self._enterRing()
+        # Peers that joined while this one did are in neither the
+        # admitting peer's answer nor the gossip this one heard: one more
+        # digest exchange, with another peer, a few gossip rounds later.
+        self._arm("catchUp", 3 * self.settings.gossipInterval, self._catchUp)
         # Tell the ring neighbours at once (storage hands over to this
         # node, section 10.5 step 6); everyone else hears it by gossip.
         me = [self.members.me]
