@@ -15,7 +15,7 @@ from reload.lab import Lab
 from .conftest import sourceEnv
 from .replication_support import fetchSpread, holders, spreadResource, storeSpread, writeOverlay
 
-ALTERNATIVES = ("ONE-HOP-RELOAD",)
+ALTERNATIVES = ("ONE-HOP-RELOAD", "CHORD-SELF-TUNING")
 PEERS = 10
 
 
