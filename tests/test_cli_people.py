@@ -69,6 +69,9 @@ def test_a_bad_twistd_option_is_one_line_naming_it(
         (["ping", "--count", "-1", "abcd"], "reloadctl ping: error: argument --count: must be from 1 to 10000, got -1"),
         (["store", "--kind", "1", "--value", "x"], "reloadctl store: error: one of the arguments --name --resource --node is required"),
         (["frobnicate"], "reloadctl: error: argument COMMAND: invalid choice: 'frobnicate'"),
+        (["status", "--admin", "tcp:notaport"], "reloadctl status: error: argument --admin: 'tcp:notaport' is not HOST:PORT or a URL"),
+        (["held", "--admin", "127.0.0.1:99999", "--resource", "00"], "reloadctl held: error: argument --admin: '127.0.0.1:99999' is not HOST:PORT or a URL (Port out of range 0-65535)"),
+        (["service", "list", "--admin", "ftp://h:1"], "reloadctl service: error: argument --admin: 'ftp://h:1': the admin API speaks http or https"),
     ],
 )  # fmt: skip
 def test_a_bad_reloadctl_argument_is_one_line_naming_it(args: list[str], expected: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from reload import __version__
 from reload.admin.token import TokenFileError, authorizationHeader, readToken
 from reload.ctl.lab import addLabCommands
-from reload.ctl.options import OneLineParser, intRange, seconds
+from reload.ctl.options import OneLineParser, adminAddress, intRange, seconds
 from reload.ctl.text import fetchText, statText, statusText, table
 from reload.ctl.usages import addUsageCommands
 from reload.plugins import PluginError, installedTopologies, installedUsages
@@ -279,7 +279,10 @@ def _addStorage(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
 
 def _addAdmin(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--admin", default="127.0.0.1:8084", help="HOST:PORT or URL of the peer's admin API"
+        "--admin",
+        type=adminAddress,
+        default="127.0.0.1:8084",
+        help="HOST:PORT or URL of the peer's admin API",
     )
     parser.add_argument("--timeout", type=seconds(86400), default=30.0, help="seconds to wait")
     parser.add_argument(
