@@ -9,7 +9,7 @@ from typing import Any
 
 from reload.admin.units import duration, size
 
-__all__ = ["duration", "fetchText", "plain", "size", "statText", "statusText", "table"]
+__all__ = ["duration", "fetchText", "flattened", "plain", "size", "statText", "statusText", "table"]
 
 
 def plain(value: Any) -> str:
@@ -114,18 +114,18 @@ def statusText(status: Mapping[str, Any]) -> str:
     for usage in usages:
         own = usage.get("status")
         if isinstance(own, Mapping) and own:
-            text += f"\n{usage.get('name')}:\n" + "\n".join(_flattened(own, "  "))
+            text += f"\n{usage.get('name')}:\n" + "\n".join(flattened(own, "  "))
     return text
 
 
-def _flattened(data: Mapping[str, Any], indent: str, prefix: str = "") -> list[str]:
+def flattened(data: Mapping[str, Any], indent: str, prefix: str = "") -> list[str]:
     """``key.sub  value`` lines of a usage's own status (IUsageStatus),
     nested mappings flattened, sorted."""
     lines = []
     for key, value in sorted(data.items()):
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            lines += _flattened(value, indent, f"{name}.")
+            lines += flattened(value, indent, f"{name}.")
         else:
             lines.append(f"{indent}{name}  {plain(value)}")
     return lines
