@@ -31,15 +31,24 @@ failed or partial :meth:`NatLab.build`.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import itertools
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import subprocess as _subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-__all__ = ["NatLab", "NatLabError", "Segment", "natLabAvailable"]
+from reload.lab import Lab, LabPeer
+
+__all__ = ["NatLab", "NatLabError", "NatLabPeer", "NatPeerLab", "Segment", "natLabAvailable"]
 
 #: The public segment (RFC 2544 benchmarking range).
 PUBLIC_NETWORK = "198.18.0"
@@ -219,3 +228,131 @@ class NatLab:
 
     def __exit__(self, *exc: object) -> None:
         self.teardown()
+
+
+@dataclass
+class NatLabPeer(LabPeer):
+    """A peer of a :class:`NatPeerLab`: in a namespace, on an address of
+    the lab, its admin API on a Unix socket in its data directory
+    (filesystem paths cross network namespaces; addresses do not)."""
+
+    namespace: str = ""
+    host: str = ""
+    side: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def adminSocket(self) -> Path:
+        return Path(self.dataDir) / "admin.sock"
+
+    @property
+    def admin(self) -> str:
+        return f"unix:{self.adminSocket}"
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("127.0.0.1", timeout=timeout)
+        self.socketPath = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socketPath)
+        self.sock = sock
+
+
+class NatPeerLab(Lab):
+    """``twistd reload`` processes placed in a :class:`NatLab`: public peers
+    on the public segment, others behind NAT ``a`` (friendly) or ``b``
+    (hostile).  The first peer started is the bootstrap peer of the rest."""
+
+    def __init__(
+        self,
+        directory: Path,
+        net: NatLab,
+        extraArgs: Sequence[str] = (),
+        environment: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            directory,
+            basePort=16084,
+            adminBasePort=None,
+            extraArgs=extraArgs,
+            environment=environment,
+        )
+        self.net = net
+
+    def startPeerOn(
+        self, side: str, bootstrap: LabPeer | None = None, extraArgs: Sequence[str] = ()
+    ) -> NatLabPeer:
+        self.create()
+        where = self.net.host(side)
+        index = self._nextIndex()
+        dataDir = self.directory / f"peer-{index}"
+        dataDir.mkdir(parents=True)
+        peer = NatLabPeer(
+            index, 16083 + index, 0, str(dataDir), None, where.namespace, where.address, side
+        )
+        through = bootstrap if bootstrap is not None else (self.peers[0] if self.peers else None)
+        self._launch(peer, through, [*self.extraArgs, *extraArgs])
+        return peer
+
+    def _launch(self, peer: LabPeer, through: LabPeer | None, extraArgs: Sequence[str]) -> None:
+        assert isinstance(peer, NatLabPeer)
+        dataDir = Path(peer.dataDir)
+        args = [
+            *self._twistd(), "-n", "--pidfile=", f"--logfile={dataDir / 'twistd.log'}", "reload",
+            "--config", str(self.configPath), "--data-dir", str(dataDir),
+            "--listen", f"tcp:{peer.port}:interface={peer.host}",
+            "--admin", f"unix:{peer.adminSocket}",
+            *extraArgs,
+        ]  # fmt: skip
+        if through is not None:
+            args += ["--bootstrap", through.address]
+        process = _subprocess.Popen(
+            self.net.command(peer.namespace, args),
+            cwd=dataDir,
+            env=self.environment,
+            stdin=_subprocess.DEVNULL,
+            stdout=_subprocess.DEVNULL,
+            stderr=open(dataDir / "stderr.log", "ab"),  # noqa: SIM115 - the child owns it
+            start_new_session=True,
+        )
+        peer.pid = process.pid
+        self.lastStarted = time.monotonic()
+        self._processes[peer.index] = process
+        self.peers.append(peer)
+        self.save()
+
+    def adminGet(self, peer: LabPeer, path: str, timeout: float = 5.0) -> Any:
+        """GET ``path`` of a peer's admin API; the decoded JSON."""
+        assert isinstance(peer, NatLabPeer)
+        return self.adminCall(peer, "GET", path, None, timeout)
+
+    def adminCall(
+        self, peer: NatLabPeer, method: str, path: str, body: bytes | None, timeout: float = 10.0
+    ) -> Any:
+        connection = _UnixHTTPConnection(str(peer.adminSocket), timeout)
+        try:
+            headers = {"Host": "127.0.0.1", **peer.adminHeaders()}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+            if response.status >= 400:
+                raise OSError(f"{method} {path}: {response.status} {data[:200]!r}")
+            return json.loads(data)
+        finally:
+            connection.close()
+
+    def status(self, peer: LabPeer, timeout: float = 2.0) -> dict[str, Any]:
+        try:
+            status: dict[str, Any] = self.adminGet(peer, "/status", timeout)
+            return status
+        except (OSError, ValueError, http.client.HTTPException):
+            return {"state": "unreachable"}
