@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import socket
 from collections.abc import Callable, Sequence
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,6 +36,7 @@ from reload.files import writeAtomically
 from reload.identity import CredentialsError, peerIdentity
 from reload.link.dtls import DTLSEndpoint, DTLSSettings, listenDTLS
 from reload.link.listener import LinkListener
+from reload.link.stunport import StunPort
 from reload.link.table import ConnectionTable
 from reload.overlaynode import OverlayNode
 from reload.security.certificates import PeerIdentity
@@ -47,6 +49,7 @@ from reload.storage.sqlite import SQLiteStore
 from reload.storageclient import DEFAULT_LIFETIME, StorageClient
 from reload.storagestack import StorageStack
 from reload.transport.attach import NoIceAttachHandler, hostCandidate
+from reload.transport.iceattach import IceAttachHandler
 from reload.transport.node_api import TransportNode
 from reload.transport.security import SigningSecurity
 from reload.transport.trace import MessageObserver
@@ -83,6 +86,9 @@ class OverlayPeer(Service):
         #: Told of every message and request (set by the admin API's metrics).
         self.messageObserver: MessageObserver | None = None
         self.dtls: DTLSEndpoint | None = None
+        #: STUN on the DTLS port and ICE for Attach (section 6.5.1.3).
+        self.stun: StunPort | None = None
+        self.ice: IceAttachHandler | None = None
         #: AppAttach (section 6.5.2): ``listenApplication`` and ``appAttach``.
         self.applications: AppAttachService | None = None
         self.store: SQLiteStore | None = None
@@ -163,14 +169,13 @@ class OverlayPeer(Service):
         connectors: dict[int, Any] = {OverlayLinkType.TLS_TCP_FH_NO_ICE: self._connect}
         if self._dtls:
             connectors[OverlayLinkType.DTLS_UDP_SR_NO_ICE] = self._connectDTLS
+        noIce = NoIceAttachHandler(self._connect, self._candidates, connectors=connectors)
         node = TransportNode(
             identity.nodeId,
             security,
             self.reactor,
             configuration=configuration,
-            attachHandler=NoIceAttachHandler(
-                self._connect, self._candidates, connectors=connectors
-            ),
+            attachHandler=noIce,
             reactor=self.reactor,
         )
         self.node = node
@@ -208,6 +213,19 @@ class OverlayPeer(Service):
                 DTLSSettings(maxMessageSize=configuration.maxMessageSize),
                 interface=bound.host,
             )
+            # Section 6.5.1: the DTLS port is also a STUN server and where
+            # ICE checks run; Attach uses ICE whenever a NAT is involved.
+            self.stun = StunPort(self.dtls, self.reactor)
+            self.ice = IceAttachHandler(
+                noIce,
+                self.stun,
+                self._dtlsAddress,
+                self._connectDTLS,
+                isConnected=node.transport.isConnected,
+            )
+            assert node.attachService is not None
+            node.attachService.handler = self.ice
+            await self.ice.discover(self._stunServers())
         # TransportNode is the routing part of INode; storage joins it later.
         self.configuration = configuration
         self._configurationDocument = writeConfiguration(configuration)
@@ -366,6 +384,21 @@ class OverlayPeer(Service):
             for rank, linkType in enumerate(order)
         ]
 
+    def _dtlsAddress(self) -> tuple[str, int] | None:
+        """The DTLS port's host candidate address (same port number as TLS)."""
+        return self.address
+
+    def _stunServers(self) -> list[tuple[str, int]]:
+        """Section 6.5.1.4: the bootstrap peers are the first STUN servers
+        (their link ports; IP addresses only)."""
+        servers = []
+        for peer in self._bootstrapPeers():
+            try:
+                servers.append((str(ip_address(peer.host)), peer.port))
+            except ValueError:
+                continue
+        return servers
+
     def _connect(self, host: str, port: int, nodeId: bytes) -> Deferred[Any]:
         assert self.listener is not None
         return self.listener.connect(host, port, nodeId)
@@ -448,6 +481,8 @@ class OverlayPeer(Service):
             closing: list[Deferred[Any]] = []
             if self.applications is not None:
                 closing.append(self.applications.stop())
+            if self.stun is not None:
+                self.stun.stop()
             if self.dtls is not None:
                 closing.append(self.dtls.stop())
             if self.listener is not None:
@@ -479,6 +514,19 @@ class OverlayPeer(Service):
             out["linkTypes"] = {
                 "tls": len(self.listener.table.items()),
                 "dtls": 0 if self.dtls is None else len(self.dtls.links),
+            }
+        if self.ice is not None:
+            # Section 6.5.1: what ICE found out, and each ICE link's pair type.
+            out["nat"] = {
+                "behindNat": self.ice.behindNat,
+                "reflexive": None
+                if self.ice.reflexive is None
+                else f"{self.ice.reflexive[0]}:{self.ice.reflexive[1]}",
+                "pairTypes": {
+                    n.hex(): t
+                    for n, t in sorted(self.ice.pairTypes.items())
+                    if self.node is None or n in self.node.transport.connected
+                },
             }
         if self.node is not None:
             # Messages this peer sent, received, forwarded... since it started.
