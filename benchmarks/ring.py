@@ -29,6 +29,16 @@ Parts and targets:
   failures (0.5, 0.25 and 0.25 per second) with 10 lookups per second, then
   1,800 seconds to stabilise: 100% of 10,000 lookups correct.
 * ``signatures`` and ``tls``: what the switches cost (no target).
+
+``--topology all`` (or one topology name) instead runs the comparison of
+issue 22 (:mod:`reload.sim.compare`) on every installed topology plugin,
+each in a fresh interpreter, and prints them side by side:
+
+    python3 benchmarks/ring.py --topology all --peers 1000 --json compare.json
+
+Targets: ONE-HOP-RELOAD mean overlay links crossed <= 1.1 and maintenance
+<= 1 message per peer per second at 10%/min churn; CHORD-SELF-TUNING less
+idle maintenance than CHORD-RELOAD, lookup success >= 99% after churn.
 """
 
 from __future__ import annotations
@@ -50,6 +60,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from reload.plugins import installedTopologies
+from reload.sim.compare import compareTopology
 from reload.sim.report import table, toJson
 from reload.sim.scenarios import (
     SimSettings,
@@ -205,11 +217,12 @@ RUNNERS: dict[str, Callable[[int], dict[str, Any]]] = {
 }
 
 
-def runPart(name: str, seed: int) -> dict[str, Any]:
+def runPart(name: str, seed: int, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """``name`` in a fresh interpreter; its result."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "part.json"
         command = [sys.executable, __file__, "--part", name, "--out", str(out), "--seed", str(seed)]
+        command += extra
         subprocess.run(command, check=True)
         result: dict[str, Any] = json.loads(out.read_text())
         return result
@@ -323,15 +336,106 @@ def rows(results: dict[str, Any]) -> list[list[object]]:
     return out
 
 
+def compareRows(results: list[dict[str, Any]]) -> list[list[object]]:
+    """One row per topology: the issue 22 comparison."""
+    out: list[list[object]] = []
+    for r in results:
+        h = r["lookups"]
+        out.append(
+            [
+                r["topology"],
+                r["peers"],
+                f"{h['hops']['mean']} / {h['hops']['p99']}",
+                h["meanLinks"],
+                _pct(h["successRate"]),
+                r["idleMessagesPerPeerSecond"],
+                r["churnMessagesPerPeerSecond"],
+                _pct(r["lookupsAfterChurn"]["successRate"]),
+                _pct(r["lookupsUnderFailure"]["successRate"]),
+                f"{r['bytesPerNode'] / KIB:.0f} kB",
+                r["wallSeconds"],
+            ]
+        )
+    return out
+
+
+COMPARE_HEADER = [
+    "topology",
+    "peers",
+    "hops mean / p99",
+    "links crossed",
+    "lookups ok",
+    "idle msg/peer/s",
+    "churn msg/peer/s",
+    "ok after churn",
+    "ok, 20% failed",
+    "memory/node",
+    "wall s",
+]
+
+
+def plotCompare(results: list[dict[str, Any]], path: Path) -> bool:
+    """A bar chart of the comparison, when matplotlib is installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = [r["topology"] for r in results]
+    panels = [
+        ("mean links crossed", [r["lookups"]["meanLinks"] for r in results]),
+        ("idle msg/peer/s", [r["idleMessagesPerPeerSecond"] for r in results]),
+        ("churn msg/peer/s", [r["churnMessagesPerPeerSecond"] for r in results]),
+        ("memory/node (kB)", [r["bytesPerNode"] / KIB for r in results]),
+    ]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.5))
+    for axis, (title, values) in zip(axes, panels, strict=True):
+        axis.bar(range(len(names)), values)
+        axis.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
+        axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--topology", help="'all' or a topology name: compare topologies (issue 22)"
+    )
+    parser.add_argument("--peers", type=int, default=1000, help="peers for --topology")
+    parser.add_argument("--lookups", type=int, default=10000, help="lookups for --topology")
+    parser.add_argument("--plot", type=Path, help="with --topology: write a PNG chart here")
+    parser.add_argument("--part", choices=(*PARTS, "compare"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.part == "compare":
+        assert args.out is not None
+        result = compareTopology(
+            args.topology,
+            peers=args.peers,
+            lookups=args.lookups,
+            seed=args.seed,
+            progress=_progress("compare"),
+        )
+        args.out.write_text(toJson(result))
+        return 0
+    if args.topology:
+        names = sorted(installedTopologies()) if args.topology == "all" else [args.topology]
+        extra = ("--peers", str(args.peers), "--lookups", str(args.lookups))
+        compared = [runPart("compare", args.seed, ("--topology", n, *extra)) for n in names]
+        print(table(compareRows(compared), COMPARE_HEADER))
+        if args.plot is not None and plotCompare(compared, args.plot):
+            print(f"plot: {args.plot}")
+        if args.json:
+            args.json.write_text(toJson({"benchmark": "ring-compare", "results": compared}))
+        return 0
     if args.part:
         result = RUNNERS[args.part](args.seed)
         assert args.out is not None

@@ -85,9 +85,12 @@ class LabPeer:
         return urllib.request.Request(self.admin + path, data=data, headers=self.adminHeaders())
 
 
-def ringErrors(statuses: Sequence[dict[str, Any]]) -> list[str]:
-    """What is wrong with the ring the peers report (empty when every peer's
-    first successor and predecessor are its neighbours in Node-ID order)."""
+def ringErrors(statuses: Sequence[dict[str, Any]], depth: int = 2) -> list[str]:
+    """What is wrong with the ring the peers report: empty when every
+    peer's first successor and predecessor are its neighbours in Node-ID
+    order, and so are the next ones it lists, up to ``depth`` each way --
+    the peers a value is replicated on (RFC 6940 section 10.4) must agree
+    on who they are, whatever the topology."""
     joined = [s for s in statuses if s.get("state") == "joined" and "nodeId" in s]
     errors = [
         f"peer {s.get('nodeId', '?')} is {s.get('state')}" for s in statuses if s not in joined
@@ -96,18 +99,22 @@ def ringErrors(statuses: Sequence[dict[str, Any]]) -> list[str]:
     if len(ring) < 2:
         return errors
     position = {nodeId: i for i, nodeId in enumerate(ring)}
+    reach = min(depth, len(ring) - 1)
     for status in joined:
         i = position[status["nodeId"]]
-        successor, predecessor = ring[(i + 1) % len(ring)], ring[i - 1]
         neighbours = status.get("neighbours", {})
-        successors = neighbours.get("successors", [])
-        predecessors = neighbours.get("predecessors", [])
-        if not successors or successors[0] != successor:
-            errors.append(f"{status['nodeId'][:8]}: successor {successors[:1]} != {successor[:8]}")
-        if not predecessors or predecessors[0] != predecessor:
-            errors.append(
-                f"{status['nodeId'][:8]}: predecessor {predecessors[:1]} != {predecessor[:8]}"
-            )
+        for role, step in (("successor", 1), ("predecessor", -1)):
+            listed = neighbours.get(f"{role}s", [])
+            if not listed:
+                errors.append(f"{status['nodeId'][:8]}: no {role}")
+                continue
+            for k, reported in enumerate(listed[:reach]):
+                expected = ring[(i + step * (k + 1)) % len(ring)]
+                if reported != expected:
+                    errors.append(
+                        f"{status['nodeId'][:8]}: {role} {k + 1} {reported[:8]} != {expected[:8]}"
+                    )
+                    break
     return errors
 
 

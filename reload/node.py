@@ -18,7 +18,7 @@ from typing import IO, Any
 from twisted.application import strports
 from twisted.application.service import MultiService
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, globalLogPublisher
 
 from reload import __version__
 from reload.config import writeConfiguration
@@ -149,12 +149,41 @@ class Node(MultiService):
         self.adminTokenFile: str | None = None
         #: The Prometheus metrics (with --admin; reload.admin.metrics).
         self.metrics: Any = None
+        #: The recent warnings of the log, for the status page (with --admin).
+        self.warnings: Any = None
         self.lock = DataDirectoryLock(settings.dataDir.path)
         self.peer = OverlayPeer(settings, reactor)
         self.peer.onFatal = lambda error: failStartup(error, reactor)
         self.peer.setServiceParent(self)
         if settings.admin is not None:
             self._addAdmin(settings.admin, reactor)
+
+    def setServiceParent(self, parent: Any) -> Any:
+        """Under twistd ``parent`` is the application: with ``--log-level``
+        or ``--log-format`` given, its log observer component is ours,
+        which twistd then uses (:mod:`reload.logoptions`)."""
+        result = super().setServiceParent(parent)
+        settings = self.settings
+        if (settings.logLevel, settings.logFormat) != ("info", "text") and hasattr(
+            parent, "setComponent"
+        ):
+            from twisted.logger import ILogObserver
+
+            from reload.logoptions import LogError, logObserver
+
+            try:
+                observer = logObserver(
+                    settings.logLevel,
+                    settings.logFormat,
+                    settings.logFile,
+                    settings.noDaemon,
+                    settings.logKeep,
+                )
+            except LogError as exc:
+                failStartup(str(exc), self.reactor)
+            else:
+                parent.setComponent(ILogObserver, observer)
+        return result
 
     def _addAdmin(self, endpoint: str, reactor: IReactorTime) -> None:
         """The HTTP admin API on ``endpoint`` (``--admin``).  Imported here:
@@ -164,8 +193,9 @@ class Node(MultiService):
 
         from reload.admin import storage as adminStorage
         from reload.admin.access import AccessPolicy, GuardedSite
-        from reload.admin.metrics import MetricsResource, PeerMetrics
+        from reload.admin.metrics import MetricsResource, PeerMetrics, linksOf, storedByKind
         from reload.admin.overlay import OverlayOperation, ping, routeQuery
+        from reload.admin.page import RecentWarnings, StatusPage
         from reload.admin.status import adminRoot
         from reload.admin.usages import UsageOperationsResource
 
@@ -192,7 +222,15 @@ class Node(MultiService):
             lambda: self.peer.state == "joined", self.peer.usages.operations
         )
         policy = AccessPolicy(lambda: self.adminToken, settings.adminHosts)
-        site = GuardedSite(adminRoot(self.status, operations), policy)
+        self.warnings = RecentWarnings()
+        page = StatusPage(
+            self.status,
+            lambda: linksOf(self.peer),
+            lambda: storedByKind(self.peer),
+            self.warnings,
+            reactor.seconds,
+        )
+        site = GuardedSite(adminRoot(self.status, operations, page), policy)
         strports.service(endpoint, site).setServiceParent(self)
 
     def startService(self) -> None:
@@ -214,6 +252,8 @@ class Node(MultiService):
             # (and for peers an operator points at it with --config).
             stored.setContent(writeConfiguration(settings.configuration))
         self.startedAt = self.reactor.seconds()
+        if self.warnings is not None:
+            globalLogPublisher.addObserver(self.warnings)
         self.log.info(
             "RELOAD peer {version} starting: overlay {overlay} ({topology}), "
             "usages {usages}, data in {dataDir}",
@@ -229,6 +269,8 @@ class Node(MultiService):
         if not self.lock.held:
             return None  # never started: the directory belongs to another peer
         self.log.info("RELOAD peer stopping")
+        if self.warnings is not None:
+            globalLogPublisher.removeObserver(self.warnings)
         stopping = super().stopService()
         if stopping is None:
             self.lock.release()
@@ -268,6 +310,7 @@ class Node(MultiService):
             "dataDir": os.path.abspath(settings.dataDir.path),
             # Where reloadctl finds the token (readable by the peer's user only).
             "adminTokenFile": self.adminTokenFile,
+            "recentWarnings": self.warnings.recent() if self.warnings is not None else [],
             "listen": settings.listen,
             "bootstrap": [str(b) for b in settings.bootstrap],
             "running": bool(self.running),

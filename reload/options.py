@@ -20,7 +20,9 @@ from typing import Any
 
 from twisted.python import usage
 
-__all__ = ["OneLineUsageErrors", "checkDataDirectory", "checkHostName", "oneLine"]
+from reload.config import KindConfig
+
+__all__ = ["OneLineUsageErrors", "checkDataDirectory", "checkHostName", "oneLine", "parseKind"]
 
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
@@ -82,3 +84,44 @@ def checkHostName(option: str, value: str) -> str:
     ):
         return name
     raise usage.UsageError(f"{option} {value!r}: not an IP address or a host name")
+
+
+#: ``--kind`` data models and access policies (RFC 6940 sections 7.2, 7.3).
+_MODELS = ("SINGLE", "ARRAY", "DICTIONARY")
+_POLICIES = ("USER-MATCH", "NODE-MATCH", "USER-NODE-MATCH", "NODE-MULTIPLE")
+#: Limits a ``--kind`` gets: room for a person's notes, not for files.
+KIND_MAX_COUNT = 64
+KIND_MAX_SIZE = 4096
+
+
+def parseKind(option: str, text: str) -> KindConfig:
+    """``--kind ID[:MODEL[:POLICY]]``: a Kind a new overlay lists, e.g.
+    ``0xf0000001`` (an ARRAY under USER-MATCH: the peer's user stores
+    under the hash of its user name) or ``0xf0000002:dictionary:node-match``.
+    IDs come from the private range 0xF0000001-0xFFFFFFFE (section 14.6)."""
+    parts = text.strip().split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise usage.UsageError(f"{option} {text!r}: expected ID[:MODEL[:POLICY]]")
+    try:
+        kindId = int(parts[0], 0)
+    except ValueError:
+        raise usage.UsageError(f"{option} {text!r}: {parts[0]!r} is not a Kind-ID") from None
+    if not 0xF0000001 <= kindId <= 0xFFFFFFFE:
+        raise usage.UsageError(
+            f"{option} {text!r}: use a private Kind-ID, 0xf0000001 to 0xfffffffe "
+            "(RFC 6940 section 14.6)"
+        )
+    model = (parts[1] if len(parts) > 1 else "array").upper()
+    policy = (parts[2] if len(parts) > 2 else "user-match").upper()
+    if model not in _MODELS:
+        raise usage.UsageError(f"{option} {text!r}: data model {model.lower()!r} is not "
+                               "single, array or dictionary")  # fmt: skip
+    if policy not in _POLICIES:
+        raise usage.UsageError(
+            f"{option} {text!r}: access policy {policy.lower()!r} is not one of "
+            + ", ".join(p.lower() for p in _POLICIES)
+        )
+    return KindConfig(
+        kindId=kindId, maxCount=KIND_MAX_COUNT, maxSize=KIND_MAX_SIZE,
+        dataModel=model, accessControl=policy,
+    )  # fmt: skip

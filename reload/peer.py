@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import socket
 from collections.abc import Callable, Sequence
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from reload.appattach import AppAttachService
+from reload.certificatepublisher import CertificatePublisher
 from reload.config import OverlayConfiguration, writeConfiguration
 from reload.config.sequence import ANY_SEQUENCE
 from reload.configupdate import ConfigurationUpdater
@@ -34,6 +36,7 @@ from reload.files import writeAtomically
 from reload.identity import CredentialsError, peerIdentity
 from reload.link.dtls import DTLSEndpoint, DTLSSettings, listenDTLS
 from reload.link.listener import LinkListener
+from reload.link.stunport import StunPort
 from reload.link.table import ConnectionTable
 from reload.overlaynode import OverlayNode
 from reload.security.certificates import PeerIdentity
@@ -43,9 +46,10 @@ from reload.security.trust import TrustPolicy
 from reload.settings import DEFAULT_CONFIGURATION_FILE, BootstrapAddress, PeerSettings
 from reload.storage.kinds import CERTIFICATE_BY_NODE, CERTIFICATE_BY_USER
 from reload.storage.sqlite import SQLiteStore
-from reload.storageclient import StorageClient
+from reload.storageclient import DEFAULT_LIFETIME, StorageClient
 from reload.storagestack import StorageStack
 from reload.transport.attach import NoIceAttachHandler, hostCandidate
+from reload.transport.iceattach import IceAttachHandler
 from reload.transport.node_api import TransportNode
 from reload.transport.security import SigningSecurity
 from reload.transport.trace import MessageObserver
@@ -82,11 +86,16 @@ class OverlayPeer(Service):
         #: Told of every message and request (set by the admin API's metrics).
         self.messageObserver: MessageObserver | None = None
         self.dtls: DTLSEndpoint | None = None
+        #: STUN on the DTLS port and ICE for Attach (section 6.5.1.3).
+        self.stun: StunPort | None = None
+        self.ice: IceAttachHandler | None = None
         #: AppAttach (section 6.5.2): ``listenApplication`` and ``appAttach``.
         self.applications: AppAttachService | None = None
         self.store: SQLiteStore | None = None
         self.storage: StorageClient | None = None
         self.storageStack: StorageStack | None = None
+        #: Keeps this peer's certificate stored in the overlay (section 11.3.1).
+        self.certificates: CertificatePublisher | None = None
         #: The INode usages and topologies are given.
         self.api: OverlayNode | None = None
         self.usages = UsageRunner(settings.usages, settings.usageOptions)
@@ -160,14 +169,13 @@ class OverlayPeer(Service):
         connectors: dict[int, Any] = {OverlayLinkType.TLS_TCP_FH_NO_ICE: self._connect}
         if self._dtls:
             connectors[OverlayLinkType.DTLS_UDP_SR_NO_ICE] = self._connectDTLS
+        noIce = NoIceAttachHandler(self._connect, self._candidates, connectors=connectors)
         node = TransportNode(
             identity.nodeId,
             security,
             self.reactor,
             configuration=configuration,
-            attachHandler=NoIceAttachHandler(
-                self._connect, self._candidates, connectors=connectors
-            ),
+            attachHandler=noIce,
             reactor=self.reactor,
         )
         self.node = node
@@ -205,6 +213,19 @@ class OverlayPeer(Service):
                 DTLSSettings(maxMessageSize=configuration.maxMessageSize),
                 interface=bound.host,
             )
+            # Section 6.5.1: the DTLS port is also a STUN server and where
+            # ICE checks run; Attach uses ICE whenever a NAT is involved.
+            self.stun = StunPort(self.dtls, self.reactor)
+            self.ice = IceAttachHandler(
+                noIce,
+                self.stun,
+                self._dtlsAddress,
+                self._connectDTLS,
+                isConnected=node.transport.isConnected,
+            )
+            assert node.attachService is not None
+            node.attachService.handler = self.ice
+            await self.ice.discover(self._stunServers())
         # TransportNode is the routing part of INode; storage joins it later.
         self.configuration = configuration
         self._configurationDocument = writeConfiguration(configuration)
@@ -275,26 +296,21 @@ class OverlayPeer(Service):
         """Section 11.3.1: a peer stores its certificate in the overlay, at
         its Node-ID (CERTIFICATE_BY_NODE) and at its user name
         (CERTIFICATE_BY_USER), for those who need it to verify a signature
-        (section 8)."""
+        (section 8) -- and keeps it there while it runs (retried after a
+        failure, refreshed before it expires: CertificatePublisher)."""
         assert self.storage is not None and self.topology is not None
+        storage, topology = self.storage, self.topology
         value = ArrayEntry(0, DataValue(True, identity.certificateDer))
         targets = [(CERTIFICATE_BY_NODE, identity.nodeId)]
         if identity.userName:
             targets.append((CERTIFICATE_BY_USER, identity.userName.encode()))
-        for kindId, name in targets:
-            if self.storage.service.kinds.get(kindId) is None:
-                continue
-            resourceId = self.topology.hashResource(name)
-            self.storage.store(resourceId, kindId, [value]).addErrback(
-                self._certificateNotStored, kindId
-            )
+        targets = [(k, name) for k, name in targets if storage.service.kinds.get(k) is not None]
 
-    def _certificateNotStored(self, failure: Failure, kindId: int) -> None:
-        self.log.warn(
-            "Cannot store this peer's certificate (Kind {kind}): {error}",
-            kind=kindId,
-            error=failure.getErrorMessage(),
-        )
+        def store(kindId: int, name: bytes, lifetime: int) -> Deferred[Any]:
+            return storage.store(topology.hashResource(name), kindId, [value], lifetime=lifetime)
+
+        self.certificates = CertificatePublisher(store, targets, self.reactor, DEFAULT_LIFETIME)
+        self.certificates.start()
 
     def _reconfigure(self, configuration: OverlayConfiguration, document: bytes) -> None:
         """Section 6.5.4.2: make a verified, newer configuration the one in
@@ -368,6 +384,21 @@ class OverlayPeer(Service):
             for rank, linkType in enumerate(order)
         ]
 
+    def _dtlsAddress(self) -> tuple[str, int] | None:
+        """The DTLS port's host candidate address (same port number as TLS)."""
+        return self.address
+
+    def _stunServers(self) -> list[tuple[str, int]]:
+        """Section 6.5.1.4: the bootstrap peers are the first STUN servers
+        (their link ports; IP addresses only)."""
+        servers = []
+        for peer in self._bootstrapPeers():
+            try:
+                servers.append((str(ip_address(peer.host)), peer.port))
+            except ValueError:
+                continue
+        return servers
+
     def _connect(self, host: str, port: int, nodeId: bytes) -> Deferred[Any]:
         assert self.listener is not None
         return self.listener.connect(host, port, nodeId)
@@ -439,6 +470,8 @@ class OverlayPeer(Service):
             return leaving
 
         def close(_: object) -> Deferred[Any]:
+            if self.certificates is not None:
+                self.certificates.stop()
             if self.storageStack is not None:
                 self.storageStack.stop()
             if self.node is not None:
@@ -448,6 +481,8 @@ class OverlayPeer(Service):
             closing: list[Deferred[Any]] = []
             if self.applications is not None:
                 closing.append(self.applications.stop())
+            if self.stun is not None:
+                self.stun.stop()
             if self.dtls is not None:
                 closing.append(self.dtls.stop())
             if self.listener is not None:
@@ -479,6 +514,19 @@ class OverlayPeer(Service):
             out["linkTypes"] = {
                 "tls": len(self.listener.table.items()),
                 "dtls": 0 if self.dtls is None else len(self.dtls.links),
+            }
+        if self.ice is not None:
+            # Section 6.5.1: what ICE found out, and each ICE link's pair type.
+            out["nat"] = {
+                "behindNat": self.ice.behindNat,
+                "reflexive": None
+                if self.ice.reflexive is None
+                else f"{self.ice.reflexive[0]}:{self.ice.reflexive[1]}",
+                "pairTypes": {
+                    n.hex(): t
+                    for n, t in sorted(self.ice.pairTypes.items())
+                    if self.node is None or n in self.node.transport.connected
+                },
             }
         if self.node is not None:
             # Messages this peer sent, received, forwarded... since it started.

@@ -73,3 +73,9 @@ class PeerSettings:
     #: Rotated twistd log files kept beside the current one (None: twistd's
     #: default, all of them).
     logKeep: int | None = 5
+    #: ``--log-level`` and ``--log-format`` (reload.logoptions); twistd's own
+    #: ``--logfile`` and ``-n``, where a custom observer writes.
+    logLevel: str = "info"
+    logFormat: str = "text"
+    logFile: str | None = None
+    noDaemon: bool = False

@@ -25,7 +25,8 @@ from reload.config import (
 from reload.endpoints import EndpointSyntaxError, checkServerEndpoint
 from reload.link.table import DEFAULT_MAX_LINKS, SLOT_COUNT
 from reload.link.tls import LinkSettings
-from reload.options import OneLineUsageErrors, checkDataDirectory, checkHostName
+from reload.logoptions import FORMATS, LEVELS
+from reload.options import OneLineUsageErrors, checkDataDirectory, checkHostName, parseKind
 from reload.plugins import PluginError, loadTopology, loadUsages
 from reload.settings import (
     DEFAULT_CONFIGURATION_FILE,
@@ -307,6 +308,19 @@ class Options(OneLineUsageErrors, usage.Options):
             5,
             "Rotated log files twistd --logfile keeps (0 to 1000); older ones are removed.",
         ],
+        [
+            "log-level",
+            None,
+            "info",
+            "Least severe events logged: debug, info, warn, error or critical.",
+        ],
+        [
+            "log-format",
+            None,
+            "text",
+            "text, or json: one JSON object per line (Twisted's jsonFileLogObserver) "
+            "for log shippers, to --logfile or standard output.",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -315,6 +329,7 @@ class Options(OneLineUsageErrors, usage.Options):
         self["usage"] = []
         self["usage-option"] = []
         self["admin-host"] = []
+        self["kind"] = []
 
     def opt_bootstrap(self, value: str) -> None:
         """HOST:PORT of a peer to join through (repeatable; IPv6 as [ADDR]:PORT;
@@ -330,6 +345,12 @@ class Options(OneLineUsageErrors, usage.Options):
         if not name or any(c in name for c in "/:@ "):
             raise usage.UsageError(f"--admin-host {value!r}: expected a host name")
         self["admin-host"].append(name)
+
+    def opt_kind(self, value: str) -> None:
+        """ID[:MODEL[:POLICY]]: a Kind a new overlay lists (repeatable), so that
+        reloadctl store can store text under it, e.g. --kind 0xf0000001 (an
+        array under USER-MATCH); an existing overlay must list it already."""
+        self["kind"].append(parseKind("--kind", value))
 
     def opt_usage(self, value: str) -> None:
         """Run the usage plugin of this name (repeatable), e.g. --usage SIP."""
@@ -352,6 +373,7 @@ class Options(OneLineUsageErrors, usage.Options):
         storageSync = _storageSync(self["storage-sync"])
         directLinks = _directLinks(self["direct-links"])
         limits = {name: self._number(name, *bounds) for name, bounds in _RANGES.items()}
+        logOptions = self._logOptions()
         try:
             checkServerEndpoint(self["listen"])
         except EndpointSyntaxError as exc:
@@ -446,7 +468,28 @@ class Options(OneLineUsageErrors, usage.Options):
             linkSettings=linkSettings,
             maxLinks=int(limits["max-links"]),
             logKeep=int(limits["log-keep"]),
+            **logOptions,
         )
+
+    def _logOptions(self) -> dict[str, Any]:
+        """``--log-level``, ``--log-format`` and where twistd was told to log."""
+        level = str(self["log-level"]).strip().lower()
+        if level not in LEVELS:
+            raise usage.UsageError(
+                f"--log-level {self['log-level']!r}: expected one of {', '.join(LEVELS)}"
+            )
+        format = str(self["log-format"]).strip().lower()
+        if format not in FORMATS:
+            raise usage.UsageError(f"--log-format {self['log-format']!r}: expected text or json")
+        twistd = getattr(self, "parent", None) or {}
+        if format == "json" and twistd.get("syslog"):
+            raise usage.UsageError("--log-format json: twistd --syslog writes text to syslog")
+        return {
+            "logLevel": level,
+            "logFormat": format,
+            "logFile": twistd.get("logfile") or None,
+            "noDaemon": bool(twistd.get("nodaemon")),
+        }
 
     def _number(self, name: str, low: float, high: float, integer: bool) -> float:
         """``--NAME``'s value, checked against its range (one-line error)."""
@@ -470,19 +513,28 @@ class Options(OneLineUsageErrors, usage.Options):
         the node then writes there, so the overlay keeps it).  A new default
         overlay lists the Kinds of the usages this peer runs: the peer
         creating an overlay decides what it stores (section 11.1)."""
-        if self["config"]:
-            return loadConfigurationFile(self["config"])
         stored = dataDir.child(DEFAULT_CONFIGURATION_FILE)
-        if stored.exists():
-            return loadConfigurationFile(stored.path)
+        if self["config"] or stored.exists():
+            path = self["config"] or stored.path
+            configuration = loadConfigurationFile(path)
+            for kind in self["kind"]:
+                if configuration.kind(kind.kindId or 0) is None:
+                    raise usage.UsageError(
+                        f"--kind {kind.kindId:#x}: the overlay configuration {path} does not "
+                        "list it; only a peer starting a new overlay adds Kinds (add a "
+                        "<kind-block> to the configuration, or start with a new --data-dir)"
+                    )
+            return configuration
         default = defaultConfiguration()
         try:
-            added = tuple(
-                k for k in usageKindConfigs(usages) if default.kind(k.kindId or 0) is None
-            )
+            wanted = (*usageKindConfigs(usages), *self["kind"])
         except UsageError as exc:
             raise usage.UsageError(str(exc)) from None
-        return dataclasses.replace(default, kinds=default.kinds + added)
+        added: dict[int, Any] = {}
+        for kind in wanted:
+            if default.kind(kind.kindId or 0) is None:
+                added.setdefault(kind.kindId or 0, kind)
+        return dataclasses.replace(default, kinds=default.kinds + tuple(added.values()))
 
 
 def makeService(options: dict[str, Any]) -> IService:

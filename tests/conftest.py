@@ -15,7 +15,7 @@ from reload.lab import freeListenPort
 REPO = Path(__file__).resolve().parent.parent
 
 #: The harness fixture plugin authors load the same way (docs/plugins.md).
-pytest_plugins = ["reload.testing.fixtures"]
+pytest_plugins = ["reload.testing.fixtures", "tests.natlab"]
 
 
 def commandPath(name: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from reload.config import KindConfig
+from reload.config import KindConfig, defaultConfiguration, writeConfiguration
 from reload.ctl.main import buildParser
 from reload.lab import Lab
 
@@ -43,6 +43,8 @@ def _lines(result: subprocess.CompletedProcess[str]) -> list[str]:
         ("reload", ["--storage-sync", "sometimes"], "--storage-sync 'sometimes': expected normal or full"),
         ("reload", ["--admin-host", "a/b"], "--admin-host 'a/b': expected a host name"),
         ("reload", ["--no-such-option"], "option --no-such-option not recognized"),
+        ("reload", ["--kind", "42"], "--kind '42': use a private Kind-ID, 0xf0000001 to 0xfffffffe"),
+        ("reload", ["--kind", "0xf0000001:heap"], "--kind '0xf0000001:heap': data model 'heap' is not single, array or dictionary"),
         ("reload-enrollment", ["--data-dir", "/proc/forbidden"], "--data-dir /proc/forbidden: cannot create it"),
         ("reload-enrollment", ["--listen", "tcp:notaport"], "--listen 'tcp:notaport': the tcp port"),
         ("reload-enrollment", ["--node-ids-per-user", "abc"], "--node-ids-per-user 'abc': expected a number"),
@@ -67,6 +69,9 @@ def test_a_bad_twistd_option_is_one_line_naming_it(
         (["ping", "--count", "-1", "abcd"], "reloadctl ping: error: argument --count: must be from 1 to 10000, got -1"),
         (["store", "--kind", "1", "--value", "x"], "reloadctl store: error: one of the arguments --name --resource --node is required"),
         (["frobnicate"], "reloadctl: error: argument COMMAND: invalid choice: 'frobnicate'"),
+        (["status", "--admin", "tcp:notaport"], "reloadctl status: error: argument --admin: 'tcp:notaport' is not HOST:PORT or a URL"),
+        (["held", "--admin", "127.0.0.1:99999", "--resource", "00"], "reloadctl held: error: argument --admin: '127.0.0.1:99999' is not HOST:PORT or a URL (Port out of range 0-65535)"),
+        (["service", "list", "--admin", "ftp://h:1"], "reloadctl service: error: argument --admin: 'ftp://h:1': the admin API speaks http or https"),
     ],
 )  # fmt: skip
 def test_a_bad_reloadctl_argument_is_one_line_naming_it(args: list[str], expected: str) -> None:
@@ -189,3 +194,20 @@ def test_lab_and_lab_stop_print_json_for_scripts(tmp_path: Path) -> None:
         stopped = reloadctl("lab", "stop", "--dir", str(directory), "--json")
     assert stopped.returncode == 0, stopped.stderr
     assert json.loads(stopped.stdout) == {"dir": str(directory), "stopped": 1}
+
+
+def test_kind_is_added_to_a_new_overlay_and_refused_for_an_existing_one(tmp_path: Path) -> None:
+    from twisted.python import usage
+
+    from reload.tap import Options
+
+    fresh = Options()
+    fresh.parseOptions(["--data-dir", str(tmp_path / "new"), "--kind", "0xf0000002:dictionary"])
+    kind = fresh["settings"].configuration.kind(0xF0000002)
+    assert (kind.dataModel, kind.accessControl) == ("DICTIONARY", "USER-MATCH")
+    config = tmp_path / "overlay.xml"
+    config.write_bytes(writeConfiguration(defaultConfiguration("existing.reload.local")))
+    existing = Options()
+    with pytest.raises(usage.UsageError, match=r"--kind 0xf0000002: the overlay configuration"):
+        existing.parseOptions(["--config", str(config), "--data-dir", str(tmp_path / "old"),
+                               "--kind", "0xf0000002"])  # fmt: skip

@@ -19,7 +19,7 @@ from reload.testing import MemoryOverlay, UsageError
 from reload.wire.message import ErrorCode
 
 from .conftest import REPO
-from .topology_plugins import topologyPlugin
+from .topology_plugins import TOPOLOGIES, topologyPlugin
 
 
 def _loadGreeter() -> ModuleType:
@@ -90,7 +90,7 @@ def test_a_stopped_node_withdraws_its_greeting_and_a_failed_ones_data_survives()
         assert overlay.wait(service.greetingOf(crashing.nodeId)) == "hi"
 
 
-@pytest.mark.parametrize("topology", ["CHORD-RELOAD", "FULL-MESH"])
+@pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_another_topology_plugin_runs_the_same_usage(topology: str) -> None:
     plugin = topologyPlugin(topology)
     with MemoryOverlay(6, seed=5, topology=plugin, **greetings()) as overlay:

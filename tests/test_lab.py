@@ -170,3 +170,29 @@ def test_reloadctl_lab_starts_and_stops_a_lab(tmp_path: Path) -> None:
     assert stopped.returncode == 0, stopped.stderr
     assert "Stopped 3 peers" in stopped.stdout
     assert not any(lab.alive(p) for p in lab.peers)
+
+
+def _status(ring: list[str], i: int, successors: list[str], predecessors: list[str]) -> Any:
+    return {
+        "state": "joined",
+        "nodeId": ring[i],
+        "neighbours": {"successors": successors, "predecessors": predecessors},
+    }
+
+
+def test_ring_errors_look_past_the_first_neighbour() -> None:
+    """A peer that missed a member lists the wrong second successor (its
+    replica set, section 10.4, differs from the others'): not converged."""
+    ring = [f"{n:02x}" * 16 for n in (0x10, 0x20, 0x30, 0x40)]
+
+    def right(i: int) -> Any:
+        return _status(ring, i, [ring[(i + 1) % 4], ring[(i + 2) % 4]],
+                       [ring[i - 1], ring[i - 2]])  # fmt: skip
+
+    assert ringErrors([right(i) for i in range(4)]) == []
+    wrong = _status(ring, 0, [ring[1], ring[3]], [ring[3], ring[2]])
+    [error] = ringErrors([wrong] + [right(i) for i in range(1, 4)])
+    assert "successor 2" in error and ring[3][:8] in error
+    # A topology that lists one neighbour each way is judged on that one.
+    short = [_status(ring, i, [ring[(i + 1) % 4]], [ring[i - 1]]) for i in range(4)]
+    assert ringErrors(short) == []

@@ -23,7 +23,7 @@ from .conftest import REPO
 
 #: Exactly what this repository ships.  A plugin module that fails to import
 #: vanishes from getPlugins silently; this list makes that a failure.
-SHIPPED_TOPOLOGIES = {"CHORD-RELOAD"}
+SHIPPED_TOPOLOGIES = {"CHORD-RELOAD", "CHORD-SELF-TUNING", "ONE-HOP-RELOAD"}
 SHIPPED_USAGES = {"REDIR", "SIP", "TURN"}
 
 

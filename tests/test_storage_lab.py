@@ -123,7 +123,7 @@ def test_peers_store_their_certificates(lab: Lab) -> None:
                 absent.append(status["nodeId"])
         return absent
 
-    assert eventually(lambda: not missing(), 30), missing()
+    assert eventually(lambda: not missing(), 60, interval=2), missing()
 
 
 def test_held_shows_the_value_on_the_responsible_peer_and_two_replicas(lab: Lab) -> None:

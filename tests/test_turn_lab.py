@@ -106,7 +106,10 @@ def turnLab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TurnLab]:
             directory,
             "client",
             ["--client", "--bootstrap", lab.peers[0].address,
-             "--usage", "TURN", "--usage-option", "TURN:serve=no"],
+             "--usage", "TURN", "--usage-option", "TURN:serve=no",
+             # A live server that misses the default 2 s on a loaded
+             # machine would be ignored as dead for a minute.
+             "--usage-option", "TURN:check-timeout=5"],
         )  # fmt: skip
         client.start()
         stack.callback(lambda: client.process and client.kill(signal.SIGTERM))

@@ -39,4 +39,4 @@ def topologyPlugin(name: str) -> Any:
 
 
 #: Parametrize storage tests over these.
-TOPOLOGIES = ("CHORD-RELOAD", "FULL-MESH")
+TOPOLOGIES = ("CHORD-RELOAD", "FULL-MESH", "ONE-HOP-RELOAD", "CHORD-SELF-TUNING")

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from reload.peer import OverlayPeer
     from reload.settings import PeerSettings
 
-__all__ = ["MetricsResource", "PeerMetrics"]
+__all__ = ["MetricsResource", "PeerMetrics", "linksOf", "storedByKind"]
 
 _log = Logger()
 
@@ -264,12 +264,7 @@ class PeerCollector(Collector):
             "reload_stored_resources", "Resource-IDs this peer holds data for."
         )
         if storage is not None:
-            perKind: dict[int, list[int]] = {}
-            for record in storage.service.store:
-                counts = perKind.setdefault(record.kindId, [0, 0])
-                counts[0] += len(record.values)
-                counts[1] += sum(v.size for v in record.values.values())
-            for kindId, (count, size) in sorted(perKind.items()):
+            for kindId, (count, size) in sorted(storedByKind(self.peer).items()):
                 values.add_metric([f"{kindId:#x}"], count)
                 sizes.add_metric([f"{kindId:#x}"], size)
             resources.add_metric([], storage.service.numResources)
@@ -304,6 +299,51 @@ class PeerCollector(Collector):
             for metric in metrics:
                 if isinstance(metric, UsageMetric):
                     yield _family(prefix, metric)
+
+
+def storedByKind(peer: OverlayPeer) -> dict[int, tuple[int, int]]:
+    """Kind-ID -> (values, bytes) of what ``peer`` stores, replicas included."""
+    if peer.storage is None:
+        return {}
+    perKind: dict[int, tuple[int, int]] = {}
+    for record in peer.storage.service.store:
+        count, size = perKind.get(record.kindId, (0, 0))
+        perKind[record.kindId] = (
+            count + len(record.values),
+            size + sum(v.size for v in record.values.values()),
+        )
+    return perKind
+
+
+def linksOf(peer: OverlayPeer) -> list[dict[str, Any]]:
+    """The peer's links for the status page: peer Node-ID, protocol,
+    direction, since when up, messages received."""
+    out: list[dict[str, Any]] = []
+    if peer.listener is not None:
+        for nodeId, link in peer.listener.table.items():
+            out.append(
+                {
+                    "peer": nodeId.hex(),
+                    "protocol": "TLS",
+                    "direction": "outbound" if link.outbound else "inbound",
+                    "upSince": link.upSince or None,
+                    "messagesReceived": link.messagesReceived,
+                }
+            )
+    if peer.dtls is not None:
+        for address, dtlsLink in peer.dtls.links.items():
+            out.append(
+                {
+                    "peer": dtlsLink.expectedNodeId.hex()
+                    if dtlsLink.expectedNodeId
+                    else str(address),
+                    "protocol": "DTLS",
+                    "direction": "outbound" if dtlsLink.isClient else "inbound",
+                    "upSince": dtlsLink.startedAt,
+                    "messagesReceived": dtlsLink.messagesReceived,
+                }
+            )
+    return sorted(out, key=lambda link: str(link["peer"]))
 
 
 def _family(prefix: str, metric: UsageMetric) -> Metric:

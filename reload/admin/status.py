@@ -31,15 +31,19 @@ class StatusResource(Resource):
 
 
 def adminRoot(
-    status: Callable[[], dict[str, Any]], children: Mapping[bytes, Resource] | None = None
+    status: Callable[[], dict[str, Any]],
+    children: Mapping[bytes, Resource] | None = None,
+    page: Resource | None = None,
 ) -> Resource:
     """The admin site's root: ``/status``, the ``children`` given (the
-    overlay operations) and an index that lists them."""
+    overlay operations, the metrics), ``/api`` listing them, and at ``/``
+    the status ``page`` (the list when there is none)."""
     root = Resource()
     root.putChild(b"status", StatusResource(status))
     for name, child in (children or {}).items():
         root.putChild(name, child)
-    root.putChild(b"", _Index())
+    root.putChild(b"api", _Index())
+    root.putChild(b"", page if page is not None else _Index())
     return root
 
 
@@ -50,6 +54,7 @@ class _Index(Resource):
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return (
             b"RELOAD peer admin API\n"
+            b"  GET  /                                status page (HTML)\n"
             b"  GET  /status                          peer status (JSON)\n"
             b"  GET  /metrics                         Prometheus metrics (text format)\n"
             b"  POST /ping?destination=HEX[&resource=1] | ?name=TEXT\n"

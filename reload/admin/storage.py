@@ -57,7 +57,11 @@ def _resource(node: TransportNode, request: Request) -> bytes:
 def _model(client: StorageClient, kindId: int) -> DataModel:
     entry = client.service.kinds.get(kindId)
     if entry is None:
-        raise BadRequest(f"Kind {kindId:#x} is not in this overlay's configuration")
+        raise BadRequest(
+            f"Kind {kindId:#x} is not in this overlay's configuration (start a new overlay "
+            f"with twistd reload --kind {kindId:#x}, or reloadctl lab --kind {kindId:#x}; "
+            "or add a <kind-block> to its overlay.xml)"
+        )
     return entry.model
 
 

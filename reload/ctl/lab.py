@@ -19,9 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from twisted.python.usage import UsageError as TwistedUsageError
+
 from reload.capture import CaptureError, LabCapture, findTools
+from reload.config import KindConfig
 from reload.ctl.options import intRange, seconds
 from reload.lab import MAX_LAB_PEERS, Lab
+from reload.options import parseKind
 from reload.plugins import PluginError, loadUsages
 from reload.security.keylog import KEYLOG_VARIABLE
 from reload.usageruntime import UsageError, usageKindConfigs
@@ -69,10 +73,12 @@ def cmdLab(args: argparse.Namespace) -> int:
         extraArgs += ["--usage", name]
     for option in args.usage_option:
         extraArgs += ["--usage-option", option]
+    if args.user is not None:
+        extraArgs += ["--user", args.user]
     try:
         # The lab creates its overlay: it lists the Kinds of the usages its
-        # peers run (section 11.1).
-        kinds = usageKindConfigs(loadUsages(args.usage))
+        # peers run and those given with --kind (section 11.1).
+        kinds = [*usageKindConfigs(loadUsages(args.usage)), *args.kind]
     except (PluginError, UsageError) as exc:
         print(f"reloadctl: {exc}", file=sys.stderr)
         return 1
@@ -199,6 +205,14 @@ def cmdLabStop(args: argparse.Namespace) -> int:
     return 0 if capture is None else _finish(capture)
 
 
+def _kindSpec(text: str) -> KindConfig:
+    """``--kind`` as an argparse type (one-line error)."""
+    try:
+        return parseKind("--kind", text)
+    except TwistedUsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--kind ")) from None
+
+
 def addLabCommands(sub: Any) -> None:
     lab = sub.add_parser("lab", help="run a local overlay of N real peers on 127.0.0.1")
     lab.add_argument(
@@ -247,6 +261,20 @@ def addLabCommands(sub: Any) -> None:
         default=[],
         metavar="NAME:KEY=VALUE",
         help="an option for a usage, given to every peer (repeatable)",
+    )
+    lab.add_argument(
+        "--user",
+        metavar="NAME",
+        help="the user name in every peer's certificate (what USER-MATCH Kinds check)",
+    )
+    lab.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        type=_kindSpec,
+        metavar="ID[:MODEL[:POLICY]]",
+        help="a Kind the lab's overlay lists (repeatable), e.g. 0xf0000001: an array "
+        "under USER-MATCH, to store text with reloadctl store --name USER",
     )
     lab.add_argument(
         "--capture",

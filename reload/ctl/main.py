@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,7 +21,7 @@ from typing import Any
 from reload import __version__
 from reload.admin.token import TokenFileError, authorizationHeader, readToken
 from reload.ctl.lab import addLabCommands
-from reload.ctl.options import OneLineParser, intRange, seconds
+from reload.ctl.options import OneLineParser, adminAddress, intRange, seconds
 from reload.ctl.text import fetchText, statText, statusText, table
 from reload.ctl.usages import addUsageCommands
 from reload.plugins import PluginError, installedTopologies, installedUsages
@@ -138,7 +139,21 @@ def _why(exc: Exception) -> str:
 
 def cmdStatus(args: argparse.Namespace) -> int:
     """Show a peer's status from its admin API (``twistd reload --admin``)."""
-    status = _admin(args, "/status")
+    deadline = time.monotonic() + (args.wait or 0)
+    while True:
+        try:
+            status = _admin(args, "/status")
+        except AdminError:
+            if time.monotonic() >= deadline:
+                raise
+            status = {}
+        if not args.wait or status.get("state") == "joined":
+            break
+        if time.monotonic() >= deadline:
+            print(f"reloadctl: not joined after {args.wait:g} s", file=sys.stderr)
+            _emit(args, status, statusText(status))
+            return 1
+        time.sleep(0.25)
     _emit(args, status, statusText(status))
     return 0
 
@@ -264,7 +279,10 @@ def _addStorage(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
 
 def _addAdmin(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--admin", default="127.0.0.1:8084", help="HOST:PORT or URL of the peer's admin API"
+        "--admin",
+        type=adminAddress,
+        default="127.0.0.1:8084",
+        help="HOST:PORT or URL of the peer's admin API",
     )
     parser.add_argument("--timeout", type=seconds(86400), default=30.0, help="seconds to wait")
     parser.add_argument(
@@ -288,6 +306,12 @@ def buildParser() -> argparse.ArgumentParser:
     plugins.set_defaults(func=cmdPlugins)
 
     status = sub.add_parser("status", help="show a peer's status from its admin API")
+    status.add_argument(
+        "--wait",
+        type=seconds(86400),
+        metavar="SECONDS",
+        help="wait up to SECONDS for the peer to answer and to have joined (exit 1 if not)",
+    )
     _addAdmin(status)
     status.set_defaults(func=cmdStatus)
 

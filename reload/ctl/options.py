@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import urllib.parse
 from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["OneLineParser", "intRange", "seconds"]
+__all__ = ["OneLineParser", "adminAddress", "intRange", "seconds"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -52,3 +53,20 @@ def seconds(high: float) -> Callable[[str], float]:
 
     parse.__name__ = "seconds"
     return parse
+
+
+def adminAddress(text: str) -> str:
+    """``--admin``: HOST:PORT or an http(s) URL with a host and a port
+    from 1 to 65535 (``twistd reload --admin`` takes an endpoint such as
+    ``tcp:8084``; reloadctl takes where that endpoint listens)."""
+    url = text if "://" in text else "http://" + text
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        port = parsed.port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT or a URL ({exc})") from None
+    if parsed.scheme not in ("http", "https"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the admin API speaks http or https")
+    if not parsed.hostname or port is None or port == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT or a URL with a port")
+    return text

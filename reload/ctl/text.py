@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["duration", "fetchText", "plain", "size", "statText", "statusText", "table"]
+from reload.admin.units import duration, size
+
+__all__ = ["duration", "fetchText", "flattened", "plain", "size", "statText", "statusText", "table"]
 
 
 def plain(value: Any) -> str:
@@ -37,39 +39,6 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str] | None = None) -
         padded = [c.ljust(widths[i]) for i, c in enumerate(row[:-1])] + row[-1:]
         lines.append("  ".join(padded).rstrip())
     return "\n".join(lines)
-
-
-def duration(seconds: float | None) -> str:
-    """``3 d 4 h``, ``2 h 5 min``, ``12 min 3 s``, ``4.2 s``."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min {secs} s"
-
-
-def size(count: float | None) -> str:
-    """Bytes as a person reads them: ``512 bytes``, ``64 MiB``."""
-    if count is None:
-        return "no bound"
-    value = float(count)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return (
-                f"{value:.0f} {unit}"
-                if unit == "bytes" or value.is_integer()
-                else (f"{value:.1f} {unit}")
-            )
-        value /= 1024
-    return f"{count} bytes"
 
 
 def _counted(mapping: Mapping[str, Any], order: Sequence[str]) -> str:
@@ -137,23 +106,26 @@ def statusText(status: Mapping[str, Any]) -> str:
                 _counted(counters, ["sent", "received", "forwarded", "requests", "answered"]),
             )
         )
+    warnings = status.get("recentWarnings", [])
+    if warnings:
+        rows.append(("warnings", f"{len(warnings)} recent; last: {warnings[-1].get('text', '')}"))
     rows.append(("data directory", status.get("dataDir", "-")))
     text = table(rows)
     for usage in usages:
         own = usage.get("status")
         if isinstance(own, Mapping) and own:
-            text += f"\n{usage.get('name')}:\n" + "\n".join(_flattened(own, "  "))
+            text += f"\n{usage.get('name')}:\n" + "\n".join(flattened(own, "  "))
     return text
 
 
-def _flattened(data: Mapping[str, Any], indent: str, prefix: str = "") -> list[str]:
+def flattened(data: Mapping[str, Any], indent: str, prefix: str = "") -> list[str]:
     """``key.sub  value`` lines of a usage's own status (IUsageStatus),
     nested mappings flattened, sorted."""
     lines = []
     for key, value in sorted(data.items()):
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            lines += _flattened(value, indent, f"{name}.")
+            lines += flattened(value, indent, f"{name}.")
         else:
             lines.append(f"{indent}{name}  {plain(value)}")
     return lines

@@ -16,7 +16,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from reload.ctl.text import plain
+from reload.ctl.text import flattened, plain
 
 __all__ = ["addUsageCommands"]
 
@@ -63,7 +63,7 @@ def _serviceText(operation: str, result: dict[str, Any]) -> str:
 def _turnText(operation: str, result: dict[str, Any]) -> str:
     """What ``reloadctl turn`` prints for a person."""
     if operation == "status":
-        return "\n".join(f"{key}: {value}" for key, value in sorted(result.items()))
+        return "\n".join(flattened(result, ""))
     lines = []
     for server in result["servers"]:
         lines.append(

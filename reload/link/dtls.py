@@ -136,6 +136,7 @@ from reload.wire.reliability import (
     SimpleReliability,
     Transmit,
 )
+from reload.wire.stun import looksLikeStun
 
 __all__ = [
     "DEFAULT_MTU",
@@ -1011,6 +1012,10 @@ class DTLSEndpoint(DatagramProtocol):
         self.helloVerifyRequests = 0
         self.droppedDatagrams = 0
         self.refusedHandshakes = 0
+        #: Given every STUN datagram that arrives on this port (RFC 7983
+        #: demultiplexing: ICE checks and the STUN server of RFC 6940
+        #: section 6.5.1 share the port with the links); None drops them.
+        self.stunReceived: Callable[[bytes, Address], None] | None = None
 
     # -- public API -------------------------------------------------------------------
 
@@ -1063,10 +1068,25 @@ class DTLSEndpoint(DatagramProtocol):
         # The socket is gone: no close_notify can leave any more.
         self.closeAll("UDP port closed", notify=False)
 
+    def sendDatagram(self, datagram: bytes, address: Address) -> None:
+        """Send one datagram (a STUN message) from this port."""
+        if self.transport is None:
+            return
+        try:
+            cast(_UDPTransport, self.transport).write(datagram, address)
+        except OSError as exc:
+            log.debug("UDP send to {address} failed: {exc}", address=address, exc=exc)
+
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         address: Address = (addr[0], addr[1])
         if not datagram:
             self.droppedDatagrams += 1
+            return
+        if looksLikeStun(datagram):
+            if self.stunReceived is None:
+                self.droppedDatagrams += 1
+            else:
+                self.stunReceived(datagram, address)
             return
         # OpenSSL may check the cookie again while a new link processes its
         # ClientHello: the callbacks read the address of the current datagram.

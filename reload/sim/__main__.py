@@ -44,7 +44,7 @@ __all__ = ["main", "parser"]
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m reload.sim",
-        description="Deterministic in-process RELOAD overlay simulator (CHORD-RELOAD).",
+        description="Deterministic in-process RELOAD overlay simulator (any installed topology).",
     )
     sub = top.add_subparsers(dest="scenario", required=True)
 
@@ -70,6 +70,11 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--ping-interval", type=float, default=3600.0)
         p.add_argument(
             "--no-reactive", action="store_true", help="chord-reactive false (periodic recovery)"
+        )
+        p.add_argument(
+            "--topology",
+            default="CHORD-RELOAD",
+            help="the installed topology plugin the peers run (default CHORD-RELOAD)",
         )
         p.add_argument("--json", type=Path, help="write the result to this file")
         p.add_argument("--timing", action="store_true", help="add wall-clock time to the JSON")
@@ -129,6 +134,7 @@ def settingsOf(args: argparse.Namespace) -> SimSettings:
         updateInterval=args.update_interval,
         pingInterval=args.ping_interval,
         reactive=not args.no_reactive,
+        topology=args.topology,
     )
 
 
