@@ -168,6 +168,14 @@ class NatLab:
         # The bridge's own address: the first public host.
         self._ip("-n", pub, "addr", "add", f"{PUBLIC_NETWORK}.1/24", "dev", "br0")
 
+    def nextHost(self, side: str) -> str:
+        """The address :meth:`host` gives next on ``side`` (to configure a
+        server before its peer starts)."""
+        number = self._next[side]
+        if side == "public":
+            return f"{PUBLIC_NETWORK}.{number}"
+        return f"{PRIVATE_NETWORK[side]}.{number}"
+
     def host(self, side: str) -> Segment:
         """A new host address on ``side`` ("public", "a" or "b"): public
         hosts share the public namespace (one address each on br0),

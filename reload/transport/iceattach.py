@@ -15,9 +15,13 @@ itself behind a NAT, and ICE otherwise -- so links between public peers
 stay No-ICE (and TCP), as before, and every link with a NATed end uses ICE.
 
 Candidates (section 6.5.1.5): host (the DTLS port on the advertised
-address) and server-reflexive (learned from a STUN query to a peer's link
-port, section 6.5.1.4).  No relayed candidate is gathered: this module
-does not talk to TURN servers.
+address), server-reflexive (learned from a STUN query to a peer's link
+port, section 6.5.1.4) and relayed, when the STUN port has a TURN
+allocation (:class:`reload.link.turnclient.TurnClient`, made from the DTLS
+port itself).  Before the checks run, the TURN server is asked to permit
+the remote candidates' addresses (RFC 8656 section 10); once a pair whose
+local end is the relay is selected, the DTLS endpoint sends to that peer
+through the relay.
 
 Roles: the requester (offerer) is controlling, the answerer controlled
 (section 6.5.1.9); once ICE selected a pair the answerer opens DTLS as the
@@ -178,7 +182,27 @@ class IceAttachHandler:
                     IpAddressPort.of(*host),
                 )
             )
+        relayed = self.relayed
+        if relayed is not None:
+            turn = self.stun.turn
+            assert turn is not None
+            out.append(
+                IceCandidate(
+                    IpAddressPort.of(*relayed),
+                    ICE,
+                    f"r{turn.server[0]}".encode()[:32],
+                    candidatePriority("relay"),
+                    CandType.RELAY,
+                    IpAddressPort.of(*(turn.mapped or host)),
+                )
+            )
         return out
+
+    @property
+    def relayed(self) -> Address | None:
+        """Our relayed address (RFC 6940 section 6.5.1.5), if allocated."""
+        turn = self.stun.turn
+        return None if turn is None else turn.relayed
 
     # -- AttachHandler ----------------------------------------------------------------
 
@@ -227,12 +251,30 @@ class IceAttachHandler:
             remoteCandidates=_iceCandidates(theirs.candidates),
             now=self.stun.clock.seconds(),
             timeout=self.timeout,
+            relayPriority=None if self.relayed is None else candidatePriority("relay"),
         )
 
+    async def _permit(self, agent: IceAgent) -> None:
+        """RFC 8656 section 10: the TURN server relays from the remote
+        candidates' addresses only once permitted; a refusal leaves the
+        relayed pairs to fail, the others go on."""
+        turn = self.stun.turn
+        if turn is None or agent.relayPriority is None:
+            return
+        try:
+            await turn.permit(c.host for c in agent.remoteCandidates)
+        except Exception as exc:
+            self.log.info("TURN permissions: {error}", error=exc)
+
     async def _run(self, agent: IceAgent, peer: bytes, dtlsClient: bool) -> object:
+        await self._permit(agent)
         selected = await self.stun.run(agent)
         host = self.hostAddress()
-        local = "host" if agent.selectedMapped in (None, host) else "srflx"
+        if agent.selectedRelayed:
+            local = "relay"
+        else:
+            local = "host" if agent.selectedMapped in (None, host) else "srflx"
+        self.stun.routeThroughRelay(selected.address, agent.selectedRelayed)
         kind = pairType(local, selected.kind)
         self.pairTypes[peer] = kind
         self.log.info(
