@@ -243,6 +243,8 @@ class OverlayPeer(Service):
             configuration=lambda: self.configuration,
             applications=self.applications,
         )
+        # Section 9: usages (TURN) ask whether this peer is behind a NAT.
+        api.natState = lambda: None if self.ice is None else self.ice.behindNat
         if settings.client:
             # Section 4.2: a client uses the overlay without joining it.
             self.topology = settings.topology.makeClientTopology(api, settings.directLinks)
