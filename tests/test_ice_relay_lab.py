@@ -10,6 +10,7 @@ from both NATed peers."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from reload.config import KindConfig, defaultConfiguration, writeConfiguration
+from reload.ctl.main import linkPairTypes, main
 from reload.lab import ringErrors
 from reload.natlab import NatLab, NatLabPeer, NatPeerLab
 
@@ -116,6 +118,11 @@ def test_peersBehindTheTwoNatsLinkThroughTheRelay(
         assert hostileId in lab.status(friendly)["links"]
 
     _eventually(linked, 60)
+    # What `reloadctl ring` shows per link.
+    assert "relay" in (
+        linkPairTypes(lab.status(friendly))[hostileId],
+        linkPairTypes(lab.status(hostile))[friendlyId],
+    )
     before = {n: lab.status(peers[n])["nat"] for n in ("friendly", "hostile")}
     for source, target in ((friendly, hostileId), (hostile, friendlyId)):
         answer = _post(lab, source, "/ping", destination=target)
@@ -144,3 +151,13 @@ def test_peersBehindBothNatsStoreAndFetch(
 
 def _assertConverged(lab: NatPeerLab) -> None:
     assert ringErrors(lab.statuses()) == []
+
+
+def test_natLabCommandNeedsRoot(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any, tmp_path: Path
+) -> None:
+    """`reloadctl lab --nat` without root: a clear message, nothing built."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["lab", "--nat", "--dir", str(tmp_path / "lab")]) == 1
+    assert "needs root" in capsys.readouterr().err
+    assert not (tmp_path / "lab").exists()
