@@ -563,6 +563,7 @@ class OverlayPeer(Service):
                 "relayedOut": 0
                 if self.stun is None or self.stun.turn is None
                 else self.stun.turn.relayedOut,
+                "setupTimes": {k: list(v) for k, v in self.ice.setupTimes.items()},
                 "pairTypes": {
                     n.hex(): t
                     for n, t in sorted(self.ice.pairTypes.items())

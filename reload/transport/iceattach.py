@@ -132,6 +132,10 @@ class IceAttachHandler:
         self.behindNat: bool | None = None
         #: The selected pair's type per Node-ID (ICE links only).
         self.pairTypes: dict[bytes, str] = {}
+        #: Seconds from the start of the checks to the selected pair (and,
+        #: on the DTLS client side, the link up), per pair type: what
+        #: benchmarks/ice.py reports.
+        self.setupTimes: dict[str, list[float]] = {}
 
     # -- what we know about ourselves -----------------------------------------------
 
@@ -267,6 +271,7 @@ class IceAttachHandler:
             self.log.info("TURN permissions: {error}", error=exc)
 
     async def _run(self, agent: IceAgent, peer: bytes, dtlsClient: bool) -> object:
+        started = self.stun.clock.seconds()
         await self._permit(agent)
         selected = await self.stun.run(agent)
         host = self.hostAddress()
@@ -285,6 +290,10 @@ class IceAttachHandler:
             kind=kind,
         )
         self.stun.keepAlive(selected.address)
+        link: object = None
         if dtlsClient:
-            return await self.connectDTLS(str(ip_address(selected.host)), selected.port, peer)
-        return None
+            link = await self.connectDTLS(str(ip_address(selected.host)), selected.port, peer)
+        times = self.setupTimes.setdefault(kind, [])
+        times.append(self.stun.clock.seconds() - started)
+        del times[:-100]
+        return link
