@@ -200,6 +200,13 @@ class INode(Interface):
     configuration = Attribute("The overlay configuration in force (reload.config).")
     clock = Attribute("The IReactorTime every timer of a plugin must use.")
     reactor = Attribute("The reactor, for plugins that open sockets (TURN, SIP).")
+    behindNat = Attribute(
+        "Whether this node is behind a NAT, as ICE found out (RFC 6940 section 6.5.1.4): "
+        "True when a STUN server saw its link port at another address than its own, "
+        "False when at the same one, None when it cannot tell (no STUN server answered, "
+        "or no ICE).  RFC 6940 section 9: a peer behind a NAT does not offer itself as a "
+        "TURN server."
+    )
 
     def resourceId(name: bytes) -> bytes:
         """Hash a resource name to its Resource-ID with the topology's hash

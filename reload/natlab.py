@@ -168,6 +168,14 @@ class NatLab:
         # The bridge's own address: the first public host.
         self._ip("-n", pub, "addr", "add", f"{PUBLIC_NETWORK}.1/24", "dev", "br0")
 
+    def nextHost(self, side: str) -> str:
+        """The address :meth:`host` gives next on ``side`` (to configure a
+        server before its peer starts)."""
+        number = self._next[side]
+        if side == "public":
+            return f"{PUBLIC_NETWORK}.{number}"
+        return f"{PRIVATE_NETWORK[side]}.{number}"
+
     def host(self, side: str) -> Segment:
         """A new host address on ``side`` ("public", "a" or "b"): public
         hosts share the public namespace (one address each on br0),
@@ -356,3 +364,47 @@ class NatPeerLab(Lab):
             return status
         except (OSError, ValueError, http.client.HTTPException):
             return {"state": "unreachable"}
+
+
+#: The long-term credential the NAT overlay's TURN peer accepts.
+LAB_TURN_USER = "lab"
+LAB_TURN_PASSWORD = "lab-relay"
+LAB_TURN_PORT = 3478
+
+
+def startNatOverlay(
+    lab: NatPeerLab, peers: int, timeout: float = 90.0
+) -> dict[str, list[NatLabPeer]]:
+    """An overlay in the NAT lab, as RFC 6940 section 6.5.1 expects one:
+    a public bootstrap peer, a public peer running the TURN usage's
+    built-in server (section 9), then ``peers`` peers alternately behind
+    the friendly NAT ``a`` and the hostile NAT ``b``, each given that TURN
+    server for its relayed candidate; returns them by side once all joined
+    (TimeoutError or RuntimeError otherwise, from :meth:`Lab.waitFor`)."""
+    users = lab.directory / "turn-users"
+    lab.create()
+    users.write_text(f"{LAB_TURN_USER}:{LAB_TURN_PASSWORD}\n")
+    boot = lab.startPeerOn("public")
+    turnHost = lab.net.nextHost("public")
+    relay = lab.startPeerOn(
+        "public",
+        extraArgs=[
+            "--usage", "TURN",
+            "--usage-option", f"TURN:host={turnHost}",
+            "--usage-option", f"TURN:udp-port={LAB_TURN_PORT}",
+            "--usage-option", "TURN:tcp-port=off",
+            "--usage-option", f"TURN:users={users}",
+        ],
+    )  # fmt: skip
+    lab.waitFor(lambda s: s.get("state") == "joined", [boot, relay], timeout)
+    turnArgs = [
+        "--turn-server", f"{turnHost}:{LAB_TURN_PORT}",
+        "--turn-user", LAB_TURN_USER, "--turn-password", LAB_TURN_PASSWORD,
+    ]  # fmt: skip
+    sides: dict[str, list[NatLabPeer]] = {"public": [boot, relay], "a": [], "b": []}
+    for n in range(peers):
+        side = "ab"[n % 2]
+        sides[side].append(lab.startPeerOn(side, bootstrap=boot, extraArgs=turnArgs))
+    everyone = [p for group in sides.values() for p in group]
+    lab.waitFor(lambda s: s.get("state") == "joined", everyone, timeout)
+    return sides

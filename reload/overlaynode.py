@@ -124,6 +124,9 @@ class OverlayNode:
         self.nodeId: bytes = transport.nodeId
         self.clock = transport.clock
         self.reactor = transport.reactor
+        #: What ICE knows of this node's NAT (INode.behindNat); the peer
+        #: sets it to its ICE handler's knowledge.
+        self.natState: Callable[[], bool | None] = lambda: None
 
     @property
     def _client(self) -> StorageClient:
@@ -132,6 +135,10 @@ class OverlayNode:
         return self.storage
 
     # -- identity and configuration ----------------------------------------------
+
+    @property
+    def behindNat(self) -> bool | None:
+        return self.natState()
 
     @property
     def overlayName(self) -> str:

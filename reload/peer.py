@@ -38,6 +38,7 @@ from reload.link.dtls import DTLSEndpoint, DTLSSettings, listenDTLS
 from reload.link.listener import LinkListener
 from reload.link.stunport import StunPort
 from reload.link.table import ConnectionTable
+from reload.link.turnclient import TurnClient
 from reload.overlaynode import OverlayNode
 from reload.security.certificates import PeerIdentity
 from reload.security.keylog import keyLogFile
@@ -226,6 +227,7 @@ class OverlayPeer(Service):
             assert node.attachService is not None
             node.attachService.handler = self.ice
             await self.ice.discover(self._stunServers())
+            await self._allocateRelay(self.stun)
         # TransportNode is the routing part of INode; storage joins it later.
         self.configuration = configuration
         self._configurationDocument = writeConfiguration(configuration)
@@ -241,6 +243,8 @@ class OverlayPeer(Service):
             configuration=lambda: self.configuration,
             applications=self.applications,
         )
+        # Section 9: usages (TURN) ask whether this peer is behind a NAT.
+        api.natState = lambda: None if self.ice is None else self.ice.behindNat
         if settings.client:
             # Section 4.2: a client uses the overlay without joining it.
             self.topology = settings.topology.makeClientTopology(api, settings.directLinks)
@@ -384,6 +388,33 @@ class OverlayPeer(Service):
             for rank, linkType in enumerate(order)
         ]
 
+    async def _allocateRelay(self, stun: StunPort) -> None:
+        """Section 6.5.1.5: a relayed candidate on the configured TURN
+        server, allocated from the DTLS/STUN port; without one the peer
+        goes on with host and server-reflexive candidates."""
+        settings = self.settings
+        if settings.turnServer is None or settings.turnUser is None:
+            return
+        turn = TurnClient(
+            settings.turnServer,
+            settings.turnUser,
+            settings.turnPassword or "",
+            stun.endpoint.sendDatagram,
+            stun.relayedReceived,
+            self.reactor,
+        )
+        stun.turn = turn
+        try:
+            relayed = await turn.allocate()
+        except Exception as exc:
+            self.log.warn(
+                "No relayed candidate: TURN allocation on {server} failed: {error}",
+                server=f"{settings.turnServer[0]}:{settings.turnServer[1]}",
+                error=exc,
+            )
+            return
+        self.log.info("Relayed candidate {host}:{port}", host=relayed[0], port=relayed[1])
+
     def _dtlsAddress(self) -> tuple[str, int] | None:
         """The DTLS port's host candidate address (same port number as TLS)."""
         return self.address
@@ -522,6 +553,17 @@ class OverlayPeer(Service):
                 "reflexive": None
                 if self.ice.reflexive is None
                 else f"{self.ice.reflexive[0]}:{self.ice.reflexive[1]}",
+                "relayed": None
+                if self.ice.relayed is None
+                else f"{self.ice.relayed[0]}:{self.ice.relayed[1]}",
+                # Datagrams through our TURN relay, each way.
+                "relayedIn": 0
+                if self.stun is None or self.stun.turn is None
+                else self.stun.turn.relayedIn,
+                "relayedOut": 0
+                if self.stun is None or self.stun.turn is None
+                else self.stun.turn.relayedOut,
+                "setupTimes": {k: list(v) for k, v in self.ice.setupTimes.items()},
                 "pairTypes": {
                     n.hex(): t
                     for n, t in sorted(self.ice.pairTypes.items())

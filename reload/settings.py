@@ -55,6 +55,11 @@ class PeerSettings:
     #: The link protocol this peer prefers in its Attach candidates:
     #: "tls" (TLS-TCP-FH-NO-ICE) or "dtls" (DTLS-UDP-SR-NO-ICE).
     linkProtocol: str = "tls"
+    #: A TURN server (IPv4 address, port) and its long-term credential:
+    #: the relayed ICE candidate's allocation (RFC 6940 section 6.5.1.5).
+    turnServer: tuple[str, int] | None = None
+    turnUser: str | None = None
+    turnPassword: str | None = field(default=None, repr=False)
     #: Log one event per message sent, received and forwarded.
     traceMessages: bool = False
     #: Bytes of values one signer may store here (section 13.5); None: no bound.

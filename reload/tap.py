@@ -238,6 +238,15 @@ class Options(OneLineUsageErrors, usage.Options):
             "Address other peers reach this one at (default: the --listen interface).",
         ],
         [
+            "turn-server",
+            None,
+            None,
+            "IPv4ADDRESS:PORT of a TURN server (UDP) to allocate a relayed ICE candidate on "
+            "(RFC 6940 section 6.5.1.5), from the DTLS/STUN port.",
+        ],
+        ["turn-user", None, None, "User name of the long-term TURN credential."],
+        ["turn-password", None, None, "Password of the long-term TURN credential."],
+        [
             "storage-quota",
             None,
             "64M",
@@ -395,6 +404,7 @@ class Options(OneLineUsageErrors, usage.Options):
         advertise = self["advertise"]
         if advertise is not None:
             advertise = checkHostName("--advertise", advertise)
+        turnServer = self._turnServer()
         try:
             usages = loadUsages(self["usage"])
         except PluginError as exc:
@@ -459,6 +469,9 @@ class Options(OneLineUsageErrors, usage.Options):
             userName=self["user"],
             password=password,
             advertise=advertise,
+            turnServer=turnServer,
+            turnUser=self["turn-user"],
+            turnPassword=self["turn-password"],
             linkProtocol=self["link-protocol"],
             traceMessages=bool(self["trace-messages"]),
             client=bool(self["client"]),
@@ -470,6 +483,26 @@ class Options(OneLineUsageErrors, usage.Options):
             logKeep=int(limits["log-keep"]),
             **logOptions,
         )
+
+    def _turnServer(self) -> tuple[str, int] | None:
+        """``--turn-server`` checked: an IPv4 address and a port, with a
+        user and a password."""
+        given = self["turn-server"]
+        if given is None:
+            if self["turn-user"] or self["turn-password"]:
+                raise usage.UsageError("--turn-user/--turn-password: give --turn-server too")
+            return None
+        host, _, port = given.rpartition(":")
+        try:
+            address = str(ipaddress.IPv4Address(host))
+            number = int(port)
+        except ValueError:
+            raise usage.UsageError(f"--turn-server {given!r}: expected IPv4ADDRESS:PORT") from None
+        if not 1 <= number <= 65535:
+            raise usage.UsageError(f"--turn-server {given!r}: port out of 1..65535")
+        if not self["turn-user"] or self["turn-password"] is None:
+            raise usage.UsageError("--turn-server: give --turn-user and --turn-password too")
+        return (address, number)
 
     def _logOptions(self) -> dict[str, Any]:
         """``--log-level``, ``--log-format`` and where twistd was told to log."""

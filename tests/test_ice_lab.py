@@ -4,8 +4,8 @@ peer, store and fetch, and their links are ICE links of the pair type the
 NATs allow; a peer behind the hostile NAT learns it is behind one.
 
 Not here: two peers behind different NATs with the hostile one involved
-need a relayed candidate (TURN), which this implementation does not
-gather yet; in a ring where such peers are neighbours, their Attach fails."""
+need a relayed candidate (TURN): tests/test_ice_relay_lab.py, where the
+peers are given a TURN server; these peers have none."""
 
 from __future__ import annotations
 
@@ -140,8 +140,8 @@ def test_aPeerBehindTheHostileNatLearnsItsMapping(
     iceLab: tuple[NatPeerLab, list[NatLabPeer]],
 ) -> None:
     """Last in this module: the newcomer may need a ring neighbour behind
-    the other NAT, which takes a relay (not implemented), so only what it
-    learns before joining is checked."""
+    the other NAT, which takes a relay (these peers have no TURN server),
+    so only what it learns before joining is checked."""
     lab, (boot, *_) = iceLab
     hostile = lab.startPeerOn("b", bootstrap=boot)
     lab.waitFor(lambda s: s.get("nat", {}).get("behindNat") is True, [hostile], 60)

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 from random import Random
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, succeed
 
 from reload.api.names import nodeMultipleResourceName
 from reload.config import defaultConfiguration
+from reload.overlaynode import OverlayNode
 from reload.testing import HarnessNode, MemoryOverlay
 from usages.redir import redir
 from usages.turn import TurnService, turn
@@ -116,6 +117,30 @@ def test_a_private_address_is_not_advertised_with_auto(memoryOverlay: Any) -> No
     )
     never = _advertise(overlay.nodes[5], "1.2.3.4", advertise="never")
     assert never.status()["advertising"]["why not"] == "advertise=never"
+
+
+def test_a_peer_behind_a_nat_does_not_advertise_with_auto(memoryOverlay: Any) -> None:
+    """RFC 6940 section 9: a peer ICE found behind a NAT does not offer
+    TURN, even with a public address; one ICE found public does, and
+    ``always`` overrides."""
+    overlay = _overlay(memoryOverlay, density=1)
+    nated, public, forced = overlay.nodes[4], overlay.nodes[6], overlay.nodes[8]
+    assert nated.api.behindNat is None  # no ICE in the harness: nobody knows
+    for node, state in ((nated, True), (public, False), (forced, True)):
+        cast(OverlayNode, node.api).natState = lambda state=state: state
+    behind = _advertise(nated, "1.2.3.4", advertise="auto")
+    found = _advertise(public, "1.2.3.5", advertise="auto")
+    always = _advertise(forced, "1.2.3.6", advertise="always")
+    overlay.run(5)
+    status = behind.status()["advertising"]
+    assert not status["advertised"]
+    assert status["why not"] == (
+        "advertise=auto and this peer is behind a NAT (its STUN-reflexive address differs)"
+    )
+    assert not _fetch(overlay, overlay.nodes[0], nated.nodeId, 1).exists
+    assert found.status()["advertising"]["advertised"]
+    assert _fetch(overlay, overlay.nodes[0], public.nodeId, 1).exists
+    assert always.status()["advertising"]["advertised"]
 
 
 def test_another_peer_cannot_write_a_servers_slot(memoryOverlay: Any) -> None:

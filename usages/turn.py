@@ -5,7 +5,8 @@ built-in ``usages.turnserver``) or, with ``TURN:external=HOST:PORT``,
 stands for one that already runs (coturn), and:
 
 - advertises it (section 9): when it is a candidate -- its address is
-  public (``usages.turnusage.addresses``), or ``TURN:advertise=always``
+  public (``usages.turnusage.addresses``) and ICE did not find it behind a
+  NAT (``INode.behindNat``), or ``TURN:advertise=always``
   for a lab on loopback -- it stores a TurnServer at H(Node-ID || d) for d
   = 1..turn-density, refreshes the values before they expire and
   withdraws them (exists=False) when it stops, before its node leaves
@@ -145,6 +146,10 @@ class TurnService(MultiService):
             return
         address = self.serverAddress()
         why = whyNotPublic(address[0])
+        if why is None and self.node.behindNat:
+            # Section 9: a peer behind a NAT (ICE found its server-reflexive
+            # address differs from its own) does not offer TURN.
+            why = "this peer is behind a NAT (its STUN-reflexive address differs)"
         if options.advertise == "auto" and why is not None:
             self.notAdvertising = f"advertise=auto and {why}"
             self.log.info("TURN: not advertised: {why}", why=self.notAdvertising)

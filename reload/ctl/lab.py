@@ -59,6 +59,10 @@ def _peersJson(lab: Lab) -> list[dict[str, Any]]:
 
 
 def cmdLab(args: argparse.Namespace) -> int:
+    if args.nat:
+        from reload.ctl.natlabcmd import cmdNatLab
+
+        return cmdNatLab(args)
     directory = Path(args.dir)
     if (directory / "lab.json").exists() and Lab.load(directory).peers:
         print(
@@ -238,6 +242,12 @@ def addLabCommands(sub: Any) -> None:
         "--timeout", type=seconds(86400), default=120, help="seconds to wait for the ring"
     )
     lab.add_argument("--detach", action="store_true", help="leave the peers running and return")
+    lab.add_argument(
+        "--nat",
+        action="store_true",
+        help="root only: build the NAT lab (network namespaces, a friendly and a hostile NAT, "
+        "a TURN peer) and run --peers peers behind the NATs, showing each link's ICE pair type",
+    )
     lab.add_argument("--json", action="store_true", help="print the peers as JSON")
     lab.add_argument(
         "--link-protocol",

@@ -158,6 +158,13 @@ def cmdStatus(args: argparse.Namespace) -> int:
     return 0
 
 
+def linkPairTypes(status: dict[str, Any]) -> dict[str, str]:
+    """Each link of a peer's status with its ICE pair type, "no-ice" for
+    the links made without ICE."""
+    pairTypes = (status.get("nat") or {}).get("pairTypes", {})
+    return {nodeId: pairTypes.get(nodeId, "no-ice") for nodeId in status.get("links", [])}
+
+
 def cmdRing(args: argparse.Namespace) -> int:
     """Show a peer's place in the ring: its Node-ID, neighbours and fingers."""
     status = _admin(args, "/status")
@@ -175,8 +182,17 @@ def cmdRing(args: argparse.Namespace) -> int:
         ids = neighbours.get(role, [])
         lines.append(f"{role:12} {ids[0] if ids else '-'}")
         lines += [f"{'':12} {nodeId}" for nodeId in ids[1:]]
-    lines.append(f"links        {len(status.get('links', []))}")
-    _emit(args, {"nodeId": status.get("nodeId"), **neighbours}, "\n".join(lines))
+    links = status.get("links", [])
+    lines.append(f"links        {len(links)}")
+    # Each link's ICE pair type (RFC 6940 section 6.5.1: host, srflx,
+    # relay), or no-ice for the links made without ICE.
+    linkTypes = linkPairTypes(status)
+    lines += [f"{'':12} {nodeId}  {linkTypes[nodeId]}" for nodeId in links]
+    _emit(
+        args,
+        {"nodeId": status.get("nodeId"), **neighbours, "linkTypes": linkTypes},
+        "\n".join(lines),
+    )
     return 0
 
 

@@ -1016,6 +1016,10 @@ class DTLSEndpoint(DatagramProtocol):
         #: demultiplexing: ICE checks and the STUN server of RFC 6940
         #: section 6.5.1 share the port with the links); None drops them.
         self.stunReceived: Callable[[bytes, Address], None] | None = None
+        #: Peers reached through our TURN relay (RFC 6940 section 6.5.1.5):
+        #: what goes to them is handed to their route (a TURN client's
+        #: Send indication) instead of the socket.
+        self.relayRoutes: dict[Address, Callable[[bytes, Address], None]] = {}
 
     # -- public API -------------------------------------------------------------------
 
@@ -1068,8 +1072,23 @@ class DTLSEndpoint(DatagramProtocol):
         # The socket is gone: no close_notify can leave any more.
         self.closeAll("UDP port closed", notify=False)
 
+    def relayedReceived(
+        self, datagram: bytes, address: Address, route: Callable[[bytes, Address], None]
+    ) -> None:
+        """A datagram ``address`` sent to our TURN relay: handled as if it
+        came from ``address``, which is then answered through ``route``
+        (unless a direct link to that address exists)."""
+        link = self._links.get(address)
+        if link is None or address in self.relayRoutes:
+            self.relayRoutes[address] = route
+            self.datagramReceived(datagram, address)
+
     def sendDatagram(self, datagram: bytes, address: Address) -> None:
         """Send one datagram (a STUN message) from this port."""
+        route = self.relayRoutes.get(address)
+        if route is not None:
+            route(datagram, address)
+            return
         if self.transport is None:
             return
         try:
@@ -1157,7 +1176,11 @@ class DTLSEndpoint(DatagramProtocol):
         mtu = self.settings.mtu
         records = splitRecords(data)
         datagrams = [data] if records is None else packDatagrams(records, mtu)
+        route = self.relayRoutes.get(address)
         for datagram in datagrams:
+            if route is not None:
+                route(datagram, address)
+                continue
             try:
                 transport.write(datagram, address)
             except OSError as exc:

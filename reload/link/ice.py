@@ -14,10 +14,14 @@ I/O.
 
 What it does, for one session:
 
-* Pairs: every local candidate shares one base (the DTLS port), so the
-  check list has one pair per remote candidate (server-reflexive local
-  candidates are pruned to their base, RFC 8445 section 6.1.2.4); pair
-  priorities follow RFC 8445 section 6.1.2.3.
+* Pairs: the host and server-reflexive candidates share one base (the
+  DTLS port), so the check list has one pair per remote candidate
+  (server-reflexive local candidates are pruned to their base, RFC 8445
+  section 6.1.2.4); with a relayed candidate (``relayPriority`` set, RFC
+  6940 section 6.5.1.5) every remote candidate gets a second pair whose
+  checks go through the TURN relay (collected in :attr:`relayOutbox`, and
+  whose datagrams come back with ``relayed=True``); pair priorities follow
+  RFC 8445 section 6.1.2.3.
 * Checks (RFC 8445 section 7.2): one new check every ``Ta`` (20 ms),
   triggered checks first; each retransmitted after an RTO that starts at
   100 ms and doubles, five transmissions in all.  A response counts only
@@ -106,6 +110,8 @@ class Candidate:
 class _Pair:
     remote: Candidate
     priority: int
+    #: Whether the local end is our relayed candidate.
+    relayed: bool = False
     state: str = "waiting"  # waiting, in-progress, succeeded, failed
     nominatedByPeer: bool = False
     #: The transaction of the check in flight, its nominating flag, how
@@ -134,22 +140,30 @@ class IceAgent:
     now: float
     timeout: float = 10.0
     nominationDelay: float = 0.3
+    #: Priority of our relayed candidate; None: we have none.
+    relayPriority: int | None = None
     tieBreaker: bytes = field(default_factory=lambda: os.urandom(8))
     outbox: list[tuple[bytes, Address]] = field(default_factory=list)
+    #: Datagrams to send through the TURN relay, to the peer address.
+    relayOutbox: list[tuple[bytes, Address]] = field(default_factory=list)
     selected: Candidate | None = None
+    #: Whether the selected pair's local end is our relayed candidate.
+    selectedRelayed: bool = False
     #: Our address as the other side saw it on the selected pair.
     selectedMapped: Address | None = None
     failure: str | None = None
 
     def __post_init__(self) -> None:
-        self._pairs: dict[Address, _Pair] = {}
+        self._pairs: dict[tuple[bool, Address], _Pair] = {}
         self._triggered: list[_Pair] = []
         self._started = self.now
         self._nextCheck = self.now
         self._firstSuccess: float | None = None
         self.nominated: _Pair | None = None
         for candidate in self.remoteCandidates:
-            self._addPair(candidate)
+            self._addPair(candidate, False)
+            if self.relayPriority is not None:
+                self._addPair(candidate, True)
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -198,8 +212,9 @@ class IceAgent:
         deadlines.append(self._started + self.timeout)
         return max(now, min(deadlines))
 
-    def receive(self, data: bytes, source: Address, now: float) -> bool:
-        """A STUN message from ``source``; whether it belonged here."""
+    def receive(self, data: bytes, source: Address, now: float, relayed: bool = False) -> bool:
+        """A STUN message from ``source`` (through our TURN relay when
+        ``relayed``); whether it belonged here."""
         self.now = now
         try:
             message = StunMessage.decode(data)
@@ -208,23 +223,24 @@ class IceAgent:
         if message.method != BINDING:
             return False
         if message.cls == REQUEST:
-            return self._request(message, data, source)
+            return self._request(message, data, source, relayed)
         if message.cls in (SUCCESS, ERROR):
-            return self._response(message, data, source)
+            return self._response(message, data, source, relayed)
         return False
 
     # -- checks ------------------------------------------------------------------------
 
-    def _addPair(self, remote: Candidate) -> _Pair:
-        existing = self._pairs.get(remote.address)
+    def _addPair(self, remote: Candidate, relayed: bool) -> _Pair:
+        existing = self._pairs.get((relayed, remote.address))
         if existing is not None:
             return existing
+        local = self.relayPriority if relayed and self.relayPriority else self.localPriority
         if self.controlling:
-            priority = pairPriority(self.localPriority, remote.priority)
+            priority = pairPriority(local, remote.priority)
         else:
-            priority = pairPriority(remote.priority, self.localPriority)
-        pair = _Pair(remote, priority)
-        self._pairs[remote.address] = pair
+            priority = pairPriority(remote.priority, local)
+        pair = _Pair(remote, priority, relayed)
+        self._pairs[(relayed, remote.address)] = pair
         return pair
 
     def _nextPair(self) -> _Pair | None:
@@ -262,7 +278,8 @@ class IceAgent:
         if pair.nominating:
             attributes.append((Attr.USE_CANDIDATE, b""))
         check = StunMessage(BINDING, REQUEST, pair.transaction, tuple(attributes))
-        self.outbox.append((check.encode(self.remotePassword), pair.remote.address))
+        box = self.relayOutbox if pair.relayed else self.outbox
+        box.append((check.encode(self.remotePassword), pair.remote.address))
         pair.sent += 1
         pair.due = self.now + pair.rto
 
@@ -272,7 +289,7 @@ class IceAgent:
         if pair is self.nominated:
             self.nominated = None
 
-    def _response(self, message: StunMessage, data: bytes, source: Address) -> bool:
+    def _response(self, message: StunMessage, data: bytes, source: Address, relayed: bool) -> bool:
         pair = next(
             (p for p in self._pairs.values() if p.transaction == message.transactionId), None
         )
@@ -280,7 +297,7 @@ class IceAgent:
             return False
         if not checkIntegrity(data, self.remotePassword):
             return True  # ours, but forged or damaged: wait for the real one
-        if source != pair.remote.address or message.cls == ERROR:
+        if source != pair.remote.address or relayed != pair.relayed or message.cls == ERROR:
             # Not symmetric (RFC 8445 section 7.2.5.2.1), or refused.
             self._failed(pair)
             self._maybeGiveUp()
@@ -301,8 +318,9 @@ class IceAgent:
     def _select(self, pair: _Pair) -> None:
         self.selected = pair.remote
         self.selectedMapped = pair.mapped
+        self.selectedRelayed = pair.relayed
 
-    def _request(self, message: StunMessage, data: bytes, source: Address) -> bool:
+    def _request(self, message: StunMessage, data: bytes, source: Address, relayed: bool) -> bool:
         username = message.get(Attr.USERNAME)
         if username is None or username != self.localUfrag + b":" + self.remoteUfrag:
             return False
@@ -314,14 +332,15 @@ class IceAgent:
             message.transactionId,
             ((Attr.XOR_MAPPED_ADDRESS, encodeXorAddress(*source, message.transactionId)),),
         )
-        self.outbox.append((response.encode(self.localPassword), source))
+        box = self.relayOutbox if relayed else self.outbox
+        box.append((response.encode(self.localPassword), source))
         if self.done:
             return True
-        pair = self._pairs.get(source)
+        pair = self._pairs.get((relayed, source))
         if pair is None:
             raw = message.get(Attr.PRIORITY)
             priority = struct.unpack("!I", raw)[0] if raw and len(raw) == 4 else 0
-            pair = self._addPair(Candidate("prflx", *source, priority, "prflx"))
+            pair = self._addPair(Candidate("prflx", *source, priority, "prflx"), relayed)
         if message.has(Attr.USE_CANDIDATE) and not self.controlling:
             pair.nominatedByPeer = True
             if pair.state == "succeeded":

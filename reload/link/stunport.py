@@ -17,6 +17,12 @@ the one the DTLS links use.
   (burst ``2 * rate``); the rest are dropped and counted, so a check flood
   from one address costs little and the port goes on serving the others.
 * Indications (keepalives) are accepted and dropped.
+* Everything from the TURN server of :attr:`StunPort.turn` (a
+  :class:`~reload.link.turnclient.TurnClient` allocated from this port,
+  RFC 6940 section 6.5.1.5) goes to that client unlimited; what peers send
+  through the relay comes back to :meth:`StunPort.relayedReceived`: STUN
+  to the ICE sessions (answered through the relay), DTLS to the endpoint,
+  which then sends to that peer through the relay too.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from reload.link.ice import Candidate, IceAgent
+from reload.link.turnclient import TurnClient
 from reload.wire.errors import DecodeError
 from reload.wire.stun import (
     BINDING,
@@ -40,6 +47,7 @@ from reload.wire.stun import (
     StunMessage,
     decodeXorAddress,
     encodeXorAddress,
+    looksLikeStun,
     newTransactionId,
 )
 
@@ -63,8 +71,15 @@ class _Endpoint(Protocol):
 
     def sendDatagram(self, datagram: bytes, address: Address) -> None: ...
 
+    def relayedReceived(
+        self, datagram: bytes, address: Address, route: Callable[[bytes, Address], None]
+    ) -> None: ...
+
     @property
     def links(self) -> dict[Address, Any]: ...
+
+    @property
+    def relayRoutes(self) -> dict[Address, Callable[[bytes, Address], None]]: ...
 
 
 class StunPort:
@@ -82,6 +97,8 @@ class StunPort:
         self._queries: dict[bytes, tuple[Deferred[Address], Address]] = {}
         self._budget: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._keepalives: dict[Address, LoopingCall] = {}
+        #: Our TURN allocation, once there is one.
+        self.turn: TurnClient | None = None
         #: Counters for the status and tests.
         self.answered = 0
         self.dropped = 0
@@ -101,7 +118,33 @@ class StunPort:
             self._budget.popitem(last=False)
         return True
 
-    def datagramReceived(self, data: bytes, source: Address) -> None:
+    def relayedReceived(self, data: bytes, source: Address) -> None:
+        """What ``source`` sent to our relayed address (a TURN Data indication)."""
+        if self.turn is None:
+            return
+        if looksLikeStun(data):
+            self.datagramReceived(data, source, relayed=True)
+        else:
+            self.endpoint.relayedReceived(data, source, self.turn.sendTo)
+
+    def routeThroughRelay(self, address: Address, relayed: bool) -> None:
+        """Whether the endpoint reaches ``address`` through our TURN relay
+        (an ICE pair with our relayed candidate was selected) or directly."""
+        if relayed and self.turn is not None:
+            self.endpoint.relayRoutes[address] = self.turn.sendTo
+        else:
+            self.endpoint.relayRoutes.pop(address, None)
+
+    def _send(self, datagram: bytes, address: Address, relayed: bool) -> None:
+        if not relayed:
+            self.endpoint.sendDatagram(datagram, address)
+        elif self.turn is not None:
+            self.turn.sendTo(datagram, address)
+
+    def datagramReceived(self, data: bytes, source: Address, relayed: bool = False) -> None:
+        if not relayed and self.turn is not None and source == self.turn.server:
+            self.turn.datagramReceived(data)
+            return
         if not self._allowed(source[0]):
             self.limited += 1
             return
@@ -115,10 +158,11 @@ class StunPort:
         if message.cls == REQUEST:
             username = message.get(Attr.USERNAME)
             if username is None:
-                self._serve(message, source)
+                self._serve(message, source, relayed)
                 return
             session = self._sessions.get(username.split(b":", 1)[0])
-            if session is None or not session[0].receive(data, source, self.clock.seconds()):
+            now = self.clock.seconds()
+            if session is None or not session[0].receive(data, source, now, relayed):
                 self.dropped += 1
                 return
             self._pump(session[0])
@@ -129,12 +173,12 @@ class StunPort:
             return
         for agent, _ in self._sessions.values():
             if agent.owns(message.transactionId):
-                agent.receive(data, source, self.clock.seconds())
+                agent.receive(data, source, self.clock.seconds(), relayed)
                 self._pump(agent)
                 return
         self.dropped += 1
 
-    def _serve(self, message: StunMessage, source: Address) -> None:
+    def _serve(self, message: StunMessage, source: Address, relayed: bool) -> None:
         """Section 6.5.1: a plain Binding request, answered as a STUN server."""
         response = StunMessage(
             BINDING,
@@ -143,7 +187,7 @@ class StunPort:
             ((Attr.XOR_MAPPED_ADDRESS, encodeXorAddress(*source, message.transactionId)),),
         )
         self.answered += 1
-        self.endpoint.sendDatagram(response.encode(), source)
+        self._send(response.encode(), source, relayed)
 
     # -- server-reflexive addresses ----------------------------------------------------
 
@@ -201,6 +245,9 @@ class StunPort:
         for datagram, address in agent.outbox:
             self.endpoint.sendDatagram(datagram, address)
         agent.outbox.clear()
+        for datagram, address in agent.relayOutbox:
+            self._send(datagram, address, relayed=True)
+        agent.relayOutbox.clear()
         timer = self._timers.pop(agent.localUfrag, None)
         if timer is not None and timer.active():
             timer.cancel()
@@ -253,6 +300,8 @@ class StunPort:
         return sorted(self._keepalives)
 
     def stop(self) -> None:
+        if self.turn is not None:
+            self.turn.stop()
         for loop in self._keepalives.values():
             if loop.running:
                 loop.stop()

@@ -15,9 +15,13 @@ itself behind a NAT, and ICE otherwise -- so links between public peers
 stay No-ICE (and TCP), as before, and every link with a NATed end uses ICE.
 
 Candidates (section 6.5.1.5): host (the DTLS port on the advertised
-address) and server-reflexive (learned from a STUN query to a peer's link
-port, section 6.5.1.4).  No relayed candidate is gathered: this module
-does not talk to TURN servers.
+address), server-reflexive (learned from a STUN query to a peer's link
+port, section 6.5.1.4) and relayed, when the STUN port has a TURN
+allocation (:class:`reload.link.turnclient.TurnClient`, made from the DTLS
+port itself).  Before the checks run, the TURN server is asked to permit
+the remote candidates' addresses (RFC 8656 section 10); once a pair whose
+local end is the relay is selected, the DTLS endpoint sends to that peer
+through the relay.
 
 Roles: the requester (offerer) is controlling, the answerer controlled
 (section 6.5.1.9); once ICE selected a pair the answerer opens DTLS as the
@@ -128,6 +132,10 @@ class IceAttachHandler:
         self.behindNat: bool | None = None
         #: The selected pair's type per Node-ID (ICE links only).
         self.pairTypes: dict[bytes, str] = {}
+        #: Seconds from the start of the checks to the selected pair (and,
+        #: on the DTLS client side, the link up), per pair type: what
+        #: benchmarks/ice.py reports.
+        self.setupTimes: dict[str, list[float]] = {}
 
     # -- what we know about ourselves -----------------------------------------------
 
@@ -178,7 +186,27 @@ class IceAttachHandler:
                     IpAddressPort.of(*host),
                 )
             )
+        relayed = self.relayed
+        if relayed is not None:
+            turn = self.stun.turn
+            assert turn is not None
+            out.append(
+                IceCandidate(
+                    IpAddressPort.of(*relayed),
+                    ICE,
+                    f"r{turn.server[0]}".encode()[:32],
+                    candidatePriority("relay"),
+                    CandType.RELAY,
+                    IpAddressPort.of(*(turn.mapped or host)),
+                )
+            )
         return out
+
+    @property
+    def relayed(self) -> Address | None:
+        """Our relayed address (RFC 6940 section 6.5.1.5), if allocated."""
+        turn = self.stun.turn
+        return None if turn is None else turn.relayed
 
     # -- AttachHandler ----------------------------------------------------------------
 
@@ -227,12 +255,31 @@ class IceAttachHandler:
             remoteCandidates=_iceCandidates(theirs.candidates),
             now=self.stun.clock.seconds(),
             timeout=self.timeout,
+            relayPriority=None if self.relayed is None else candidatePriority("relay"),
         )
 
+    async def _permit(self, agent: IceAgent) -> None:
+        """RFC 8656 section 10: the TURN server relays from the remote
+        candidates' addresses only once permitted; a refusal leaves the
+        relayed pairs to fail, the others go on."""
+        turn = self.stun.turn
+        if turn is None or agent.relayPriority is None:
+            return
+        try:
+            await turn.permit(c.host for c in agent.remoteCandidates)
+        except Exception as exc:
+            self.log.info("TURN permissions: {error}", error=exc)
+
     async def _run(self, agent: IceAgent, peer: bytes, dtlsClient: bool) -> object:
+        started = self.stun.clock.seconds()
+        await self._permit(agent)
         selected = await self.stun.run(agent)
         host = self.hostAddress()
-        local = "host" if agent.selectedMapped in (None, host) else "srflx"
+        if agent.selectedRelayed:
+            local = "relay"
+        else:
+            local = "host" if agent.selectedMapped in (None, host) else "srflx"
+        self.stun.routeThroughRelay(selected.address, agent.selectedRelayed)
         kind = pairType(local, selected.kind)
         self.pairTypes[peer] = kind
         self.log.info(
@@ -243,6 +290,10 @@ class IceAttachHandler:
             kind=kind,
         )
         self.stun.keepAlive(selected.address)
+        link: object = None
         if dtlsClient:
-            return await self.connectDTLS(str(ip_address(selected.host)), selected.port, peer)
-        return None
+            link = await self.connectDTLS(str(ip_address(selected.host)), selected.port, peer)
+        times = self.setupTimes.setdefault(kind, [])
+        times.append(self.stun.clock.seconds() - started)
+        del times[:-100]
+        return link

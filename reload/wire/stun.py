@@ -1,5 +1,7 @@
 """STUN (RFC 5389) as far as RELOAD's ICE needs it: Binding requests,
-responses and indications with the ICE attributes (RFC 8445 section 16).
+responses and indications with the ICE attributes (RFC 8445 section 16),
+and the TURN methods and attributes (RFC 8656 sections 16-18) of the
+relayed candidates' client (:mod:`reload.link.turnclient`).
 
 RFC 6940 section 6.5.1 makes every peer a STUN server for the others and
 runs ICE connectivity checks and keepalives (section 6.5.1.10.3) as STUN
@@ -26,16 +28,23 @@ from dataclasses import dataclass, field
 from reload.wire.errors import DecodeError
 
 __all__ = [
+    "ALLOCATE",
     "BINDING",
+    "CREATE_PERMISSION",
+    "DATA",
     "ERROR",
     "INDICATION",
+    "REFRESH",
     "REQUEST",
+    "SEND",
     "SUCCESS",
     "Attr",
     "StunMessage",
     "checkIntegrity",
+    "decodeErrorCode",
     "decodeXorAddress",
     "encodeXorAddress",
+    "longTermKey",
     "looksLikeStun",
     "newTransactionId",
 ]
@@ -46,6 +55,12 @@ _ATTR = struct.Struct("!HH")
 _FINGERPRINT_XOR = 0x5354554E
 
 BINDING = 0x0001
+#: TURN methods (RFC 8656 section 17).
+ALLOCATE = 0x0003
+REFRESH = 0x0004
+SEND = 0x0006
+DATA = 0x0007
+CREATE_PERMISSION = 0x0008
 #: Message classes (RFC 5389 section 6), as bits of the message type.
 REQUEST = 0x0000
 INDICATION = 0x0010
@@ -61,6 +76,14 @@ class Attr:
     USERNAME = 0x0006
     MESSAGE_INTEGRITY = 0x0008
     ERROR_CODE = 0x0009
+    # TURN (RFC 8656 section 18).
+    LIFETIME = 0x000D
+    XOR_PEER_ADDRESS = 0x0012
+    DATA = 0x0013
+    REALM = 0x0014
+    NONCE = 0x0015
+    XOR_RELAYED_ADDRESS = 0x0016
+    REQUESTED_TRANSPORT = 0x0019
     XOR_MAPPED_ADDRESS = 0x0020
     PRIORITY = 0x0024
     USE_CANDIDATE = 0x0025
@@ -189,3 +212,17 @@ def decodeXorAddress(value: bytes, transactionId: bytes) -> tuple[str, int]:
     mask = struct.pack("!I", MAGIC_COOKIE) + transactionId
     packed = bytes(a ^ b for a, b in zip(value[4:], mask, strict=False))
     return str(ipaddress.ip_address(packed)), xport ^ (MAGIC_COOKIE >> 16)
+
+
+def decodeErrorCode(value: bytes) -> int:
+    """The number of an ERROR-CODE attribute (RFC 5389 section 15.6)."""
+    if len(value) < 4:
+        raise DecodeError("stun.error-code", "too short")
+    return (value[2] & 0x07) * 100 + value[3]
+
+
+def longTermKey(username: str, realm: str, password: str) -> bytes:
+    """RFC 5389 section 15.4: the long-term credential key TURN uses,
+    MD5(username ":" realm ":" password)."""
+    text = f"{username}:{realm}:{password}".encode()
+    return hashlib.md5(text, usedforsecurity=False).digest()

@@ -20,7 +20,8 @@ DEFAULT_RELAY_PORTS = (49152, 65535)
 
 OPTIONS = {
     "serve": "yes (default): run or stand for a TURN server; no: only find them",
-    "advertise": "auto (only a public address, RFC 6940 section 9), always, or never",
+    "advertise": "auto (only a public address, not behind a NAT: RFC 6940 section 9),"
+    " always, or never",
     "external": "HOST:PORT of a TURN server already running (coturn) to advertise instead"
     " of running the built-in one",
     "address": "IP address the built-in server is advertised at (default: host)",
