@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,3 +50,8 @@ def pythonIn(lab: NatLab, namespace: str, source: str, *args: str, timeout: floa
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def postAdmin(lab: Any, peer: Any, path: str, **query: str) -> Any:
+    """POST ``path?query`` to a NAT-lab peer's admin API (its Unix socket)."""
+    return lab.adminCall(peer, "POST", f"{path}?{urllib.parse.urlencode(query)}", b"")

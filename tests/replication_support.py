@@ -125,6 +125,19 @@ def eventually(check: Any, timeout: float, interval: float = 0.5) -> Any:
         time.sleep(interval)
 
 
+def untilAsserted(check: Any, timeout: float = 30.0, interval: float = 0.5) -> Any:
+    """Call ``check()`` until it stops raising AssertionError; its result,
+    or the last AssertionError once ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval)
+
+
 class PeerProcess:
     """One ``twistd reload`` process in the overlay of ``directory``'s
     ``overlay.xml``, on a data directory kept across runs, with

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,7 +21,8 @@ from reload.lab import ringErrors
 from reload.natlab import NatLab, NatLabPeer, NatPeerLab
 
 from .conftest import sourceEnv
-from .natlab import requireNatLab
+from .natlab import postAdmin, requireNatLab
+from .replication_support import untilAsserted
 
 NOTES = 0xF0000001
 USER = "alice@example.org"
@@ -56,21 +55,6 @@ def iceLab(
         net.teardown()
 
 
-def _post(lab: NatPeerLab, peer: NatLabPeer, path: str, **query: str) -> Any:
-    return lab.adminCall(peer, "POST", f"{path}?{urllib.parse.urlencode(query)}", b"")
-
-
-def _eventually(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
 def _converged(lab: NatPeerLab) -> None:
     assert ringErrors(lab.statuses()) == []
 
@@ -95,16 +79,16 @@ def test_aPublicPeerAndOneBehindTheFriendlyNatLinkOverASrflxPair(
         assert lab.status(public)["nat"]["pairTypes"].get(friendlyId) == "srflx"
         assert lab.status(friendly)["nat"]["pairTypes"].get(publicId) == "srflx"
 
-    _eventually(linked)
+    untilAsserted(linked)
 
 
 def test_natedPeersStoreAndFetch(iceLab: tuple[NatPeerLab, list[NatLabPeer]]) -> None:
     lab, (boot, _, friendly, other) = iceLab
-    _eventually(lambda: _converged(lab), 60)
-    stored = _post(lab, friendly, "/store", kind=hex(NOTES), name=USER, value="behind nat a")
+    untilAsserted(lambda: _converged(lab), 60)
+    stored = postAdmin(lab, friendly, "/store", kind=hex(NOTES), name=USER, value="behind nat a")
     assert stored["generation"] >= 1
     for reader in (other, boot):
-        fetched = _post(lab, reader, "/fetch", kind=hex(NOTES), name=USER)
+        fetched = postAdmin(lab, reader, "/fetch", kind=hex(NOTES), name=USER)
         values = [v["value"] for v in fetched["kinds"][0]["values"]]
         assert "behind nat a" in str(values), fetched
 
@@ -133,7 +117,7 @@ def test_peersBehindTheSameNatLinkOverAHostPair(
         pairs = lab.status(friendly)["nat"]["pairTypes"]
         assert pairs.get(otherId) == "host", pairs
 
-    _eventually(linked)
+    untilAsserted(linked)
 
 
 def test_aPeerBehindTheHostileNatLearnsItsMapping(

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,8 @@ from reload.lab import ringErrors
 from reload.natlab import NatLab, NatLabPeer, NatPeerLab
 
 from .conftest import sourceEnv
-from .natlab import requireNatLab
+from .natlab import postAdmin, requireNatLab
+from .replication_support import untilAsserted
 
 NOTES = 0xF0000001
 USER = "alice@example.org"
@@ -78,21 +77,6 @@ def relayLab(
         net.teardown()
 
 
-def _post(lab: NatPeerLab, peer: NatLabPeer, path: str, **query: str) -> Any:
-    return lab.adminCall(peer, "POST", f"{path}?{urllib.parse.urlencode(query)}", b"")
-
-
-def _eventually(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
 def test_natedPeersAllocateARelay(relayLab: tuple[NatPeerLab, dict[str, NatLabPeer]]) -> None:
     lab, peers = relayLab
     for name in ("friendly", "hostile"):
@@ -117,7 +101,7 @@ def test_peersBehindTheTwoNatsLinkThroughTheRelay(
         assert fromFriendly in ("relay", None) and fromHostile in ("relay", None)
         assert hostileId in lab.status(friendly)["links"]
 
-    _eventually(linked, 60)
+    untilAsserted(linked, 60)
     # What `reloadctl ring` shows per link.
     assert "relay" in (
         linkPairTypes(lab.status(friendly))[hostileId],
@@ -125,7 +109,7 @@ def test_peersBehindTheTwoNatsLinkThroughTheRelay(
     )
     before = {n: lab.status(peers[n])["nat"] for n in ("friendly", "hostile")}
     for source, target in ((friendly, hostileId), (hostile, friendlyId)):
-        answer = _post(lab, source, "/ping", destination=target)
+        answer = postAdmin(lab, source, "/ping", destination=target)
         assert answer, answer
     after = {n: lab.status(peers[n])["nat"] for n in ("friendly", "hostile")}
     relayedIn = sum(after[n]["relayedIn"] - before[n]["relayedIn"] for n in after)
@@ -137,14 +121,14 @@ def test_peersBehindBothNatsStoreAndFetch(
     relayLab: tuple[NatPeerLab, dict[str, NatLabPeer]],
 ) -> None:
     lab, peers = relayLab
-    _eventually(lambda: _assertConverged(lab), 60)
+    untilAsserted(lambda: _assertConverged(lab), 60)
     for writer, reader, value in (
         ("friendly", "hostile", "from nat a"),
         ("hostile", "friendly", "from nat b"),
     ):
-        stored = _post(lab, peers[writer], "/store", kind=hex(NOTES), name=USER, value=value)
+        stored = postAdmin(lab, peers[writer], "/store", kind=hex(NOTES), name=USER, value=value)
         assert stored["generation"] >= 1, stored
-        fetched = _post(lab, peers[reader], "/fetch", kind=hex(NOTES), name=USER)
+        fetched = postAdmin(lab, peers[reader], "/fetch", kind=hex(NOTES), name=USER)
         values = [v["value"] for v in fetched["kinds"][0]["values"]]
         assert value in str(values), fetched
 

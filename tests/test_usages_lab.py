@@ -23,6 +23,7 @@ from reload.config import KindConfig, defaultConfiguration, writeConfiguration
 from reload.lab import Lab
 
 from .conftest import TEST_PLUGINS, commandPath, freePort, sourceEnv, twistd
+from .replication_support import untilAsserted
 
 GREETING = 0xF0000001
 
@@ -49,17 +50,6 @@ def _ask(port: int, *lines: bytes, timeout: float = 20) -> list[bytes]:
                 break
             received += chunk
     return received.splitlines()
-
-
-def _eventually(check: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +101,7 @@ def test_the_example_usage_runs_beside_each_peer_and_answers_lookups(greeterLab:
         assert answers[:3] == [f"OK hello from peer {i}".encode() for i in (1, 2, 3)], answers
         return answers
 
-    answers = _eventually(answered)
+    answers = untilAsserted(answered)
     # In the order asked, whatever each Fetch took.
     assert answers[3:] == [b"ERROR expected a Node-ID in hex", b"ERROR no greeting"]
 
@@ -129,7 +119,7 @@ def test_a_failing_usage_service_leaves_the_peer_and_the_other_usages_serving(
     assert usages["GREETER"]["state"] == "running"
     # The peer still stores and answers: its greeting is fetched through
     # another peer's lookup port.
-    answer = _eventually(lambda: _checkedAsk(lookups, status["nodeId"], b"OK hello from peer 3"))
+    answer = untilAsserted(lambda: _checkedAsk(lookups, status["nodeId"], b"OK hello from peer 3"))
     assert answer == [b"OK hello from peer 3"]
     log = (Path(last.dataDir) / "twistd.log").read_text()
     assert "Usage BROKEN failed and is stopped; the peer goes on" in log
