@@ -249,6 +249,9 @@ def test_the_third_quartile_of_the_shared_estimates_is_used() -> None:
     assert merged.networkSize == thirdQuartile([own, 1000, 2000, 3000, 4000]) == 3000
     assert merged.neighbours == math.ceil(math.log2(3000))
     assert topology.received == [], "a new period starts with no received estimates"
+    # What it shares is its own estimate, not the merged one: peers passing
+    # merged figures on would go on agreeing on them whatever they see.
+    assert topology._share().networkSize == round(own) != 3000
 
 
 def test_number_of_peers_to_probe_from_the_configuration() -> None:

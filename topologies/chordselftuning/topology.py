@@ -116,6 +116,8 @@ class SelfTuningTopology(ChordTopology):
         )
         #: Section 7: fingers Probed per period.
         self.peersToProbe = selfTuningPeersToProbe(getattr(node, "configuration", None))
+        #: (N, U, L) of this peer alone at the end of its last period.
+        self.local: tuple[float, float, float] | None = None
         #: Section 6.5: estimates received in Probes and their answers
         #: during the current period.
         self.received: list[SelfTuningData] = []
@@ -145,10 +147,9 @@ class SelfTuningTopology(ChordTopology):
 
     # -- section 6: the estimates -----------------------------------------------------
 
-    def estimate(self) -> Estimates:
-        """Recompute N, U, L (section 6), merge them with the estimates
-        received this period (section 6.5), and derive the list sizes and
-        the period from the result."""
+    def localEstimate(self) -> tuple[float, float, float]:
+        """This peer's own (N, U, L) from its Routing Table now (sections
+        6.1, 6.3 and 6.4), before any sharing."""
         now = self.clock.seconds()
         preds = [idToInt(p) for p in self.ring.predecessors]
         succs = [idToInt(s) for s in self.ring.successors]
@@ -156,7 +157,14 @@ class SelfTuningTopology(ChordTopology):
         peers = len(self.ring)
         failures = failureRate(self.failures, self._historySize(), peers, now)
         ages = [now - started for p, started in self._peerStarts.items() if p in self.ring]
-        joins = joinRate(size, ages)
+        self.local = (size, failures, joinRate(size, ages))
+        return self.local
+
+    def estimate(self) -> Estimates:
+        """Recompute N, U, L (section 6), merge them with the estimates
+        received this period (section 6.5), and derive the list sizes and
+        the period from the result."""
+        size, failures, joins = self.localEstimate()
         received, self.received = self.received, []
         if received:
             # The leave rate shared is the overlay's (U is per peer, 6.3).
@@ -172,10 +180,12 @@ class SelfTuningTopology(ChordTopology):
     # -- section 6.5: estimate sharing ------------------------------------------------
 
     def _share(self) -> SelfTuningData:
-        e = self.estimates
-        return SelfTuningData.fromEstimates(
-            e.networkSize, e.joinRate, e.failureRate * e.networkSize
-        )
+        """Section 6.5: "the latest ... estimate calculated by the sender":
+        this peer's own, from its last period (or now, before its first),
+        never the merged one -- peers that passed on merged figures would
+        keep agreeing on them whatever their Routing Tables say."""
+        size, failures, joins = self.local if self.local is not None else self.localEstimate()
+        return SelfTuningData.fromEstimates(size, joins, failures * size)
 
     def _receive(self, sender: bytes, extensions: Sequence[MessageExtension]) -> None:
         for extension in extensions:
