@@ -34,7 +34,8 @@ Parts and targets:
 issue 22 (:mod:`reload.sim.compare`) on every installed topology plugin,
 each in a fresh interpreter, and prints them side by side:
 
-    python3 benchmarks/ring.py --topology all --peers 1000 --lookups 1000 --age 24 --json compare.json
+    python3 benchmarks/ring.py --topology all --peers 1000 --lookups 1000 --age 24 \
+        --json compare.json
 
 ``--age`` hours of quiet overlay come before the "aged" hops and idle
 maintenance and before the churn (:func:`reload.sim.compare.compareTopology`).
