@@ -300,8 +300,13 @@ class Lab:
         ]  # fmt: skip
         if through is not None:
             args += ["--bootstrap", through.address]
+        self._spawn(peer, args, dataDir)
+
+    def _spawn(self, peer: LabPeer, command: list[str], dataDir: Path) -> None:
+        """Run ``command`` as ``peer`` (in its own session, output to its
+        ``stderr.log``) and record it in the lab."""
         process = subprocess.Popen(
-            args,
+            command,
             cwd=dataDir,
             env=self.environment,
             stdin=subprocess.DEVNULL,

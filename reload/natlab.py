@@ -39,8 +39,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import subprocess as _subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,20 +319,7 @@ class NatPeerLab(Lab):
         ]  # fmt: skip
         if through is not None:
             args += ["--bootstrap", through.address]
-        process = _subprocess.Popen(
-            self.net.command(peer.namespace, args),
-            cwd=dataDir,
-            env=self.environment,
-            stdin=_subprocess.DEVNULL,
-            stdout=_subprocess.DEVNULL,
-            stderr=open(dataDir / "stderr.log", "ab"),  # noqa: SIM115 - the child owns it
-            start_new_session=True,
-        )
-        peer.pid = process.pid
-        self.lastStarted = time.monotonic()
-        self._processes[peer.index] = process
-        self.peers.append(peer)
-        self.save()
+        self._spawn(peer, self.net.command(peer.namespace, args), dataDir)
 
     def adminGet(self, peer: LabPeer, path: str, timeout: float = 5.0) -> Any:
         """GET ``path`` of a peer's admin API; the decoded JSON."""
