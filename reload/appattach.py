@@ -59,8 +59,24 @@ kept.  Too many AppAttaches being answered at once: Error_In_Progress
 (section 6.5.1.2 allows an overloaded peer an error; this is the code of
 "an Attach to this peer is already in progress", section 6.3.3.1).
 
-Datagram applications (DTLS) are not supported: only stream applications
-over TLS, on TCP.
+ICE (section 6.5.2: "the application ... can use ICE").  When the node
+has an :class:`~reload.transport.iceappattach.IceAppAttach` (``ice``, set
+by the peer when it runs DTLS), an AppAttach can go over ICE, with the
+same choice as Attach (section 6.5.1.11, :mod:`reload.transport.iceattach`):
+a requester behind a NAT offers ICE candidates only (on a UDP port of the
+AppAttach's own), a public one offers the TLS host candidate and ICE
+candidates; the answering node keeps to No-ICE when it can connect to the
+TLS candidate and is not itself behind a NAT, and answers with ICE
+candidates otherwise.  Over ICE, the requester is controlling and the DTLS
+server, the answering node the DTLS client (section 6.5.1.13), and the
+application's protocol gets an
+:class:`~reload.link.appstream.ApplicationStream` (``transport.pairType``
+says "host", "srflx" or "relay"; ``transport.peer`` is the verified
+certificate) -- built, as on the TLS path, only once the other node's
+certificate was checked for the Node-ID expected.
+
+Datagram applications are not offered: the application gets a stream,
+over TLS or over DTLS with simple reliability and ordering.
 """
 
 from __future__ import annotations
@@ -93,11 +109,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from reload.errors import AppAttachFailed, AppAttachRefused, ReloadError
+from reload.link.appstream import ApplicationStream
 from reload.security.certificates import PeerIdentity
 from reload.security.tls import makeContext, prepareConnection, rejectionOf, verifiedPeerOf
 from reload.security.trust import CertificateRejected, TrustPolicy, VerifiedPeer
 from reload.transport.attach import ANSWERER_ROLE, OFFERER_ROLE, hostCandidate
 from reload.transport.dispatcher import Dispatcher, Reply, Request
+from reload.transport.iceappattach import IceAppAttach, IceAppSession, hasIceCandidates
 from reload.transport.transport import Transport
 from reload.wire.attach import AppAttachAns, AppAttachReq, IceCandidate, OverlayLinkType
 from reload.wire.header import Destination
@@ -136,8 +154,9 @@ class AppAttachSettings:
 
 
 def _token() -> bytes:
-    """ICE ufrag and password: unused by No-ICE, but the fields are there."""
-    return os.urandom(8).hex().encode()
+    """ICE ufrag and password (unused by No-ICE, but the fields are there):
+    24 characters, above the 22 of RFC 8445 section 5.3's ice-pwd."""
+    return os.urandom(12).hex().encode()
 
 
 # -- TLS with the Node-ID expected, on either side --------------------------------
@@ -313,6 +332,9 @@ class _Pending:
     request: Deferred[Any] | None = None
     handshaking: set[_Gate] = field(default_factory=set)
     done: bool = False
+    #: The AppAttach's own ICE port, when candidates for ICE were offered.
+    session: IceAppSession | None = None
+    offer: AppAttachReq | None = None
 
 
 @dataclass(eq=False)
@@ -323,6 +345,7 @@ class _Answering:
     application: int
     connecting: Deferred[Any] | None = None
     gates: set[_Gate] = field(default_factory=set)
+    session: IceAppSession | None = None
 
 
 class AppAttachService:
@@ -334,7 +357,8 @@ class AppAttachService:
     provides IReactorTCP and IReactorTime (``clock``, default the reactor,
     runs the timers and is the time certificates are checked at).  The
     caller's port listens on ``interface`` and is advertised as ``host``
-    (the node's advertised address, its host candidate).
+    (the node's advertised address, its host candidate).  ``ice``, when
+    set, makes the ICE ports (see the module docstring).
     """
 
     log = Logger()
@@ -349,6 +373,7 @@ class AppAttachService:
         interface: str = "",
         settings: AppAttachSettings | None = None,
         clock: IReactorTime | None = None,
+        ice: IceAppAttach | None = None,
     ) -> None:
         self.transport = transport
         self.identity = identity
@@ -365,6 +390,9 @@ class AppAttachService:
         #: AppAttaches this node answered and is still connecting for.
         self.answering: set[_Answering] = set()
         self._connections: set[_Gate] = set()
+        #: Application streams over ICE (AppAttach over DTLS).
+        self._streams: set[ApplicationStream] = set()
+        self.ice = ice
         self._stopped = False
         #: Connections closed because of the certificate presented, on
         #: either side (for metrics and tests).
@@ -424,13 +452,19 @@ class AppAttachService:
         result: Deferred[IProtocol] = Deferred(lambda d: self._finish(pending, None))
         pending = _Pending(nodeId, application, factory, result)
         self.pending.add(pending)
-        try:
-            pending.port = self.reactor.listenTCP(
-                0, self._serverFactory(pending), interface=self.interface
-            )
-        except Exception as exc:
-            self._finish(pending, AppAttachFailed(f"cannot listen for the connection: {exc}"))
-            return result
+        ice = self.ice
+        tls: tuple[IceCandidate, ...] = ()
+        if ice is None or not ice.behindNat():
+            try:
+                pending.port = self.reactor.listenTCP(
+                    0, self._serverFactory(pending), interface=self.interface
+                )
+            except Exception as exc:
+                self._finish(pending, AppAttachFailed(f"cannot listen for the connection: {exc}"))
+                return result
+            bound = cast(IPv4Address | IPv6Address, pending.port.getHost())
+            # Section 6.6.5: the passive side provides the candidate.
+            tls = (hostCandidate(self.host, bound.port),)
         pending.timer = self.clock.callLater(
             self.settings.timeout,
             lambda: self._finish(
@@ -438,19 +472,34 @@ class AppAttachService:
                 AppAttachFailed(f"no connection from {nodeId.hex()} in {self.settings.timeout} s"),
             ),
         )
-        assert pending.port is not None
-        bound = cast(IPv4Address | IPv6Address, pending.port.getHost())
-        # Section 6.6.5: the passive side provides the candidate.
-        candidate = hostCandidate(self.host, bound.port)
-        offer = AppAttachReq(_token(), _token(), application, OFFERER_ROLE, (candidate,))
+        if ice is None:
+            self._send(pending, tls)
+        else:
+            gathering = Deferred.fromCoroutine(self._offerIce(pending, ice, tls))
+            gathering.addErrback(lambda failure: self._finish(pending, failure))
+        return result
+
+    async def _offerIce(
+        self, pending: _Pending, ice: IceAppAttach, tls: tuple[IceCandidate, ...]
+    ) -> None:
+        """Gather the candidates of the AppAttach's own ICE port, then send."""
+        session = await ice.open(pending.nodeId)
+        if pending.done:
+            session.stop()
+            return
+        pending.session = session
+        self._send(pending, (*tls, *session.candidates()))
+
+    def _send(self, pending: _Pending, candidates: tuple[IceCandidate, ...]) -> None:
+        offer = AppAttachReq(_token(), _token(), pending.application, OFFERER_ROLE, candidates)
+        pending.offer = offer
         pending.request = self.transport.request(
-            [Destination.node(nodeId)], AppAttachReq.CODE, offer.encode()
+            [Destination.node(pending.nodeId)], AppAttachReq.CODE, offer.encode()
         )
         pending.request.addCallbacks(
             lambda response: self._answered(pending, response),
             lambda failure: self._finish(pending, failure),
         )
-        return result
 
     # -- the caller ----------------------------------------------------------------
 
@@ -516,7 +565,58 @@ class AppAttachService:
                     )
         if error is not None:
             self._finish(pending, error)
-        # Otherwise the answering node is connecting to our candidate.
+            return
+        session = pending.session
+        if session is None:
+            return  # the answering node is connecting to our TLS candidate
+        if not hasIceCandidates(answer.candidates):
+            # No-ICE chosen (section 6.5.1.11): the ICE port is not needed.
+            pending.session = None
+            session.stop()
+            return
+        if pending.port is not None:
+            pending.port.stopListening()
+            pending.port = None
+        connecting = Deferred.fromCoroutine(self._connectIce(pending, session, answer))
+        connecting.addErrback(lambda failure: self._finish(pending, failure))
+
+    async def _connectIce(
+        self, pending: _Pending, session: IceAppSession, answer: AppAttachAns
+    ) -> None:
+        """The requester's side of ICE: controlling, then the DTLS server."""
+        assert pending.offer is not None
+        try:
+            stream = await session.connect(True, pending.offer, answer)
+        except AppAttachRefused:
+            self.refused += 1
+            raise
+        if pending.done:
+            stream.loseConnection()
+            return
+        protocol = self._attachStream(stream, session, pending.factory)
+        if protocol is None:
+            self._finish(pending, AppAttachFailed("the application refused the connection"))
+            return
+        self._finish(pending, None, protocol)
+
+    def _attachStream(
+        self, stream: ApplicationStream, session: IceAppSession, factory: IProtocolFactory
+    ) -> IProtocol | None:
+        """Give the authenticated stream to a protocol of ``factory`` (None
+        when the factory refuses it: the stream is closed)."""
+        protocol: IProtocol | None = factory.buildProtocol(stream.getPeer())
+        if protocol is None:
+            stream.loseConnection()
+            return None
+        self._streams.add(stream)
+
+        def closed(_: ApplicationStream) -> None:
+            self._streams.discard(stream)
+            session.stop()
+
+        stream.onClosed = closed
+        stream.attach(protocol)
+        return protocol
 
     def _finish(
         self,
@@ -535,6 +635,8 @@ class AppAttachService:
         if pending.port is not None:
             pending.port.stopListening()
             pending.port = None
+        if pending.session is not None and pending.session.stream is None:
+            pending.session.stop()
         for gate in list(pending.handshaking):
             self._dropConnection(gate)
         pending.handshaking.clear()
@@ -549,7 +651,7 @@ class AppAttachService:
 
     # -- the answering node ------------------------------------------------------------
 
-    def handleAppAttach(self, request: Request) -> Reply:
+    def handleAppAttach(self, request: Request) -> Reply | Deferred[Reply]:
         """Section 6.5.2.2 for an AppAttachReq addressed to this node."""
         body = request.body
         assert isinstance(body, AppAttachReq)
@@ -562,15 +664,25 @@ class AppAttachService:
         if requester == self.nodeId:
             raise ReloadError(ErrorCode.NOT_FOUND, "the AppAttach reached the node that sent it")
         candidates = self._usable(body.candidates)
-        if not candidates:
+        ice = self.ice
+        useIce = (
+            ice is not None
+            and hasIceCandidates(body.candidates)
+            and (not candidates or bool(ice.behindNat()))
+        )
+        if not candidates and not useIce:
             raise ReloadError(
                 ErrorCode.INCOMPATIBLE_WITH_OVERLAY,
-                "no passive TLS-TCP-FH-NO-ICE host candidate (this node does No-ICE over TLS only)",
+                "no passive TLS-TCP-FH-NO-ICE host candidate"
+                + (" and no DTLS-UDP-SR candidate for ICE" if ice is not None else ""),
             )
         if len(self.answering) >= self.settings.maxAnswering:
             raise ReloadError(
                 ErrorCode.IN_PROGRESS, f"{len(self.answering)} AppAttaches being answered already"
             )
+        if useIce:
+            assert ice is not None
+            return Deferred.fromCoroutine(self._answerIce(ice, requester, body))
         answer = AppAttachAns(_token(), _token(), body.application, ANSWERER_ROLE, ())
 
         def afterSent() -> None:
@@ -586,6 +698,62 @@ class AppAttachService:
             )
 
         return Reply(AppAttachAns.CODE, answer.encode(), afterSent)
+
+    async def _answerIce(self, ice: IceAppAttach, requester: bytes, body: AppAttachReq) -> Reply:
+        """Section 6.5.2.2 with ICE: gather our port's candidates, answer
+        with them, and once the answer is out run the checks (controlled)
+        and open DTLS as the client (section 6.5.1.13)."""
+        attempt = _Answering(requester, body.application)
+        self.answering.add(attempt)
+        try:
+            session = await ice.open(requester)
+        except Exception:
+            self.answering.discard(attempt)
+            raise
+        attempt.session = session
+        answer = AppAttachAns(
+            _token(), _token(), body.application, ANSWERER_ROLE, tuple(session.candidates())
+        )
+        # An answer that is never sent leaves nothing behind for long.
+        unsent = self.clock.callLater(self.settings.timeout, self._dropAttempt, attempt)
+
+        def afterSent() -> None:
+            if unsent.active():
+                unsent.cancel()
+            if self._stopped:
+                self._dropAttempt(attempt)
+                return
+            attempt.connecting = Deferred.fromCoroutine(
+                self._connectIceAnswer(attempt, session, answer, body)
+            )
+            attempt.connecting.addErrback(self._answerFailed, attempt).addBoth(
+                lambda _: self.answering.discard(attempt)
+            )
+
+        return Reply(AppAttachAns.CODE, answer.encode(), afterSent)
+
+    def _dropAttempt(self, attempt: _Answering) -> None:
+        self.answering.discard(attempt)
+        if attempt.session is not None and attempt.session.stream is None:
+            attempt.session.stop()
+
+    async def _connectIceAnswer(
+        self,
+        attempt: _Answering,
+        session: IceAppSession,
+        answer: AppAttachAns,
+        request: AppAttachReq,
+    ) -> None:
+        try:
+            stream = await session.connect(False, answer, request)
+        except BaseException:
+            session.stop()
+            raise
+        factory = self._applications.get(attempt.application)
+        if factory is None or self._stopped:
+            stream.loseConnection()
+            raise AppAttachFailed("the application stopped listening")
+        self._attachStream(stream, session, factory)
 
     def _usable(self, candidates: tuple[IceCandidate, ...]) -> list[IceCandidate]:
         usable = [
@@ -676,6 +844,8 @@ class AppAttachService:
                     waits.append(stopped)
             self._finish(pending, AppAttachFailed("the AppAttach service stopped"))
         for attempt in list(self.answering):
+            if attempt.session is not None:
+                attempt.session.stop()
             for gate in list(attempt.gates):
                 self._dropConnection(gate)
             if attempt.connecting is not None and not attempt.connecting.called:
@@ -683,6 +853,8 @@ class AppAttachService:
         for gate in list(self._connections):
             if gate.transport is not None:
                 gate.transport.loseConnection()
+        for stream in list(self._streams):
+            stream.loseConnection()
         if not waits:
             return succeed(None)
         return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)

@@ -50,6 +50,7 @@ from reload.storage.sqlite import SQLiteStore
 from reload.storageclient import DEFAULT_LIFETIME, StorageClient
 from reload.storagestack import StorageStack
 from reload.transport.attach import NoIceAttachHandler, hostCandidate
+from reload.transport.iceappattach import IceAppAttach, RelayServer
 from reload.transport.iceattach import IceAttachHandler
 from reload.transport.node_api import TransportNode
 from reload.transport.security import SigningSecurity
@@ -228,6 +229,17 @@ class OverlayPeer(Service):
             node.attachService.handler = self.ice
             await self.ice.discover(self._stunServers())
             await self._allocateRelay(self.stun)
+            # Section 6.5.2: AppAttach over ICE, on a port of its own each.
+            self.applications.ice = IceAppAttach(
+                self.reactor,
+                identity,
+                trust,
+                self.address[0],
+                interface=bound.host,
+                stunServers=self._stunServers,
+                relayServers=self._relayServers,
+                behindNat=lambda: None if self.ice is None else self.ice.behindNat,
+            )
         # TransportNode is the routing part of INode; storage joins it later.
         self.configuration = configuration
         self._configurationDocument = writeConfiguration(configuration)
@@ -414,6 +426,14 @@ class OverlayPeer(Service):
             )
             return
         self.log.info("Relayed candidate {host}:{port}", host=relayed[0], port=relayed[1])
+
+    def _relayServers(self) -> list[RelayServer]:
+        """TURN servers for relayed candidates (section 6.5.1.5): the
+        configured one."""
+        settings = self.settings
+        if settings.turnServer is None or settings.turnUser is None:
+            return []
+        return [RelayServer(settings.turnServer, settings.turnUser, settings.turnPassword or "")]
 
     def _dtlsAddress(self) -> tuple[str, int] | None:
         """The DTLS port's host candidate address (same port number as TLS)."""

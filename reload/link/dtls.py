@@ -250,6 +250,14 @@ class DTLSSettings:
     ``cookieSecretLifetime``
         seconds between rotations of the cookie secret; a cookie stays
         valid for one to two lifetimes.
+    ``applicationData``
+        the links carry an application's chunks (AppAttach over ICE, RFC
+        6940 section 6.5.2), not RELOAD messages: each chunk goes whole in
+        one data frame (at most :attr:`DTLSLink.messageMtu` bytes) and is
+        delivered as it arrives, without the section 6.7 fragmentation
+        and reassembly or the duplicate suppression of RELOAD messages
+        (:class:`reload.link.appstream.ApplicationStream` numbers its
+        chunks and drops the copies itself).
     """
 
     mtu: int = DEFAULT_MTU
@@ -267,6 +275,7 @@ class DTLSSettings:
     duplicateWindow: float = DEFAULT_INITIAL_RTO
     maxHandshakes: int = 256
     cookieSecretLifetime: float = 60.0
+    applicationData: bool = False
 
     def __post_init__(self) -> None:
         if not 256 <= self.mtu <= 65507:
@@ -754,6 +763,10 @@ class DTLSLink:
             self._pump()
 
     def _deliver(self, message: bytes) -> None:
+        if self._settings.applicationData:
+            self.messagesReceived += 1
+            self._endpoint._messageReceived(self, message)
+            return
         now = self._clock.seconds()
         recent = self._recent
         horizon = now - self._settings.duplicateWindow
@@ -788,7 +801,12 @@ class DTLSLink:
 
     def _enqueue(self, message: bytes) -> None:
         limit = self._messageMtu
-        pieces = [message] if len(message) <= limit else fragment(message, limit)
+        if self._settings.applicationData:
+            if len(message) > limit:
+                raise ValueError(f"an application chunk of {len(message)} bytes exceeds {limit}")
+            pieces = [message]
+        else:
+            pieces = [message] if len(message) <= limit else fragment(message, limit)
         for piece in pieces:
             if len(piece) + DATA_HEADER_SIZE > _MAX_RECORD_PLAINTEXT:
                 raise ValueError(

@@ -55,7 +55,7 @@ from reload.wire.attach import (
     OverlayLinkType,
 )
 
-__all__ = ["IceAttachHandler", "pairType"]
+__all__ = ["IceAttachHandler", "IcePort", "iceCandidates", "pairType"]
 
 Address = tuple[str, int]
 _KINDS = {CandType.HOST: "host", CandType.SRFLX: "srflx", CandType.PRFLX: "prflx",
@@ -79,7 +79,7 @@ def pairType(local: str, remote: str) -> str:
     return "srflx"
 
 
-def _iceCandidates(candidates: tuple[IceCandidate, ...]) -> list[Candidate]:
+def iceCandidates(candidates: tuple[IceCandidate, ...]) -> list[Candidate]:
     out = []
     for c in candidates:
         if c.overlay_link != ICE or c.addr_port.ip is None:
@@ -100,28 +100,24 @@ def _iceCandidates(candidates: tuple[IceCandidate, ...]) -> list[Candidate]:
     return out
 
 
-class IceAttachHandler:
-    """See the module docstring.  ``hostAddress()`` is the DTLS port's
-    advertised address (None before listening); ``connectDTLS(host, port,
-    nodeId)`` opens a DTLS link from that port."""
+class IcePort:
+    """ICE on one STUN/DTLS port: its candidates, the agent of a session and
+    the checks followed by DTLS over the selected pair.  Attach uses the
+    node's DTLS port (:class:`IceAttachHandler`); each AppAttach over ICE
+    its own port (:mod:`reload.transport.iceappattach`).  ``hostAddress()``
+    is the port's advertised address (None before listening);
+    ``connectDTLS(host, port, nodeId)`` opens a DTLS link from that port."""
 
     log = Logger()
 
     def __init__(
         self,
-        noIce: NoIceAttachHandler,
         stun: StunPort,
         hostAddress: Callable[[], Address | None],
         connectDTLS: Callable[[str, int, bytes], Deferred[Any]],
         *,
-        isConnected: Callable[[bytes], bool] = lambda nodeId: False,
         timeout: float = 10.0,
     ) -> None:
-        #: Whether a link to a Node-ID is up: the requester runs no checks
-        #: then (:class:`AttachService` skips ``complete``), so neither
-        #: does the answerer.
-        self.isConnected = isConnected
-        self.noIce = noIce
         self.stun = stun
         self.hostAddress = hostAddress
         self.connectDTLS = connectDTLS
@@ -130,7 +126,7 @@ class IceAttachHandler:
         self.reflexive: Address | None = None
         #: Whether this peer is behind a NAT: None until a STUN server answered.
         self.behindNat: bool | None = None
-        #: The selected pair's type per Node-ID (ICE links only).
+        #: The selected pair's type per Node-ID.
         self.pairTypes: dict[bytes, str] = {}
         #: Seconds from the start of the checks to the selected pair (and,
         #: on the DTLS client side, the link up), per pair type: what
@@ -208,43 +204,10 @@ class IceAttachHandler:
         turn = self.stun.turn
         return None if turn is None else turn.relayed
 
-    # -- AttachHandler ----------------------------------------------------------------
-
-    def offer(self, sendUpdate: bool) -> AttachReq:
-        candidates = self.candidates()
-        if not self.behindNat:
-            candidates += self.noIce.candidates()
-        return AttachReq(_secret(4), _secret(12), OFFERER_ROLE, tuple(candidates), sendUpdate)
-
-    def _usesIce(self, request: AttachReq) -> bool:
-        if not _iceCandidates(request.candidates) or self.hostAddress() is None:
-            return False
-        return bool(self.behindNat) or not self.noIce._usable(request.candidates)
-
-    def answer(self, requester: bytes, request: AttachReq) -> AttachAns:
-        if not self._usesIce(request):
-            return self.noIce.answer(requester, request)
-        return AttachAns(_secret(4), _secret(12), ANSWERER_ROLE, tuple(self.candidates()), False)
-
-    def answered(
-        self, requester: bytes, request: AttachReq, answer: AttachAns
-    ) -> Deferred[Any] | None:
-        if not _iceCandidates(answer.candidates):
-            return self.noIce.answered(requester, request, answer)
-        if self.isConnected(requester):
-            return None
-        agent = self._agent(False, answer, request)
-        return Deferred.fromCoroutine(self._run(agent, requester, dtlsClient=True))
-
-    def complete(
-        self, responder: bytes, request: AttachReq, answer: AttachAns
-    ) -> Deferred[Any] | None:
-        if not _iceCandidates(answer.candidates):
-            return self.noIce.complete(responder, request, answer)
-        agent = self._agent(True, request, answer)
-        return Deferred.fromCoroutine(self._run(agent, responder, dtlsClient=False))
-
-    def _agent(self, controlling: bool, mine: AttachReq | AttachAns, theirs: Any) -> IceAgent:
+    def agent(self, controlling: bool, mine: Any, theirs: Any) -> IceAgent:
+        """The agent of one session: ``mine`` and ``theirs`` are the
+        requests and answers (Attach or AppAttach) with our and the other
+        side's ICE parameters."""
         return IceAgent(
             controlling=controlling,
             localUfrag=mine.ufrag,
@@ -252,7 +215,7 @@ class IceAttachHandler:
             remoteUfrag=theirs.ufrag,
             remotePassword=theirs.password,
             localPriority=candidatePriority("host"),
-            remoteCandidates=_iceCandidates(theirs.candidates),
+            remoteCandidates=iceCandidates(theirs.candidates),
             now=self.stun.clock.seconds(),
             timeout=self.timeout,
             relayPriority=None if self.relayed is None else candidatePriority("relay"),
@@ -270,7 +233,11 @@ class IceAttachHandler:
         except Exception as exc:
             self.log.info("TURN permissions: {error}", error=exc)
 
-    async def _run(self, agent: IceAgent, peer: bytes, dtlsClient: bool) -> object:
+    async def runChecks(self, agent: IceAgent, peer: bytes, dtlsClient: bool) -> object:
+        """Run ``agent``'s checks with the node ``peer``; then, on the DTLS
+        client side, open DTLS to the selected candidate and return the
+        link (the server side returns None: the link comes to it).  Fails
+        with :class:`~reload.link.stunport.IceFailed` when no pair works."""
         started = self.stun.clock.seconds()
         await self._permit(agent)
         selected = await self.stun.run(agent)
@@ -297,3 +264,61 @@ class IceAttachHandler:
         times.append(self.stun.clock.seconds() - started)
         del times[:-100]
         return link
+
+
+class IceAttachHandler(IcePort):
+    """See the module docstring: an :class:`IcePort` on the node's DTLS
+    port that answers Attach, and leaves No-ICE to ``noIce``."""
+
+    def __init__(
+        self,
+        noIce: NoIceAttachHandler,
+        stun: StunPort,
+        hostAddress: Callable[[], Address | None],
+        connectDTLS: Callable[[str, int, bytes], Deferred[Any]],
+        *,
+        isConnected: Callable[[bytes], bool] = lambda nodeId: False,
+        timeout: float = 10.0,
+    ) -> None:
+        super().__init__(stun, hostAddress, connectDTLS, timeout=timeout)
+        #: Whether a link to a Node-ID is up: the requester runs no checks
+        #: then (:class:`AttachService` skips ``complete``), so neither
+        #: does the answerer.
+        self.isConnected = isConnected
+        self.noIce = noIce
+
+    # -- AttachHandler ----------------------------------------------------------------
+
+    def offer(self, sendUpdate: bool) -> AttachReq:
+        candidates = self.candidates()
+        if not self.behindNat:
+            candidates += self.noIce.candidates()
+        return AttachReq(_secret(4), _secret(12), OFFERER_ROLE, tuple(candidates), sendUpdate)
+
+    def _usesIce(self, request: AttachReq) -> bool:
+        if not iceCandidates(request.candidates) or self.hostAddress() is None:
+            return False
+        return bool(self.behindNat) or not self.noIce._usable(request.candidates)
+
+    def answer(self, requester: bytes, request: AttachReq) -> AttachAns:
+        if not self._usesIce(request):
+            return self.noIce.answer(requester, request)
+        return AttachAns(_secret(4), _secret(12), ANSWERER_ROLE, tuple(self.candidates()), False)
+
+    def answered(
+        self, requester: bytes, request: AttachReq, answer: AttachAns
+    ) -> Deferred[Any] | None:
+        if not iceCandidates(answer.candidates):
+            return self.noIce.answered(requester, request, answer)
+        if self.isConnected(requester):
+            return None
+        agent = self.agent(False, answer, request)
+        return Deferred.fromCoroutine(self.runChecks(agent, requester, dtlsClient=True))
+
+    def complete(
+        self, responder: bytes, request: AttachReq, answer: AttachAns
+    ) -> Deferred[Any] | None:
+        if not iceCandidates(answer.candidates):
+            return self.noIce.complete(responder, request, answer)
+        agent = self.agent(True, request, answer)
+        return Deferred.fromCoroutine(self.runChecks(agent, responder, dtlsClient=False))
