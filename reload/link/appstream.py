@@ -35,7 +35,7 @@ from zope.interface import implementer
 from reload.link.errors import LinkClosed
 from reload.security.trust import VerifiedPeer
 
-__all__ = ["ApplicationStream", "MAX_AHEAD"]
+__all__ = ["MAX_AHEAD", "ApplicationStream"]
 
 _SEQUENCE = struct.Struct("!Q")
 #: Chunks held while an earlier one is missing.
