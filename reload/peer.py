@@ -171,7 +171,9 @@ class OverlayPeer(Service):
         connectors: dict[int, Any] = {OverlayLinkType.TLS_TCP_FH_NO_ICE: self._connect}
         if self._dtls:
             connectors[OverlayLinkType.DTLS_UDP_SR_NO_ICE] = self._connectDTLS
-        noIce = NoIceAttachHandler(self._connect, self._candidates, connectors=connectors)
+        noIce = NoIceAttachHandler(
+            self._connect, self._candidates, connectors=connectors, clock=self.reactor
+        )
         node = TransportNode(
             identity.nodeId,
             security,
@@ -583,7 +585,11 @@ class OverlayPeer(Service):
                 "relayedOut": 0
                 if self.stun is None or self.stun.turn is None
                 else self.stun.turn.relayedOut,
-                "setupTimes": {k: list(v) for k, v in self.ice.setupTimes.items()},
+                "setupTimes": {
+                    **{k: list(v) for k, v in self.ice.setupTimes.items()},
+                    # NO-ICE links this peer connected (section 6.5.1.11).
+                    "no-ice": list(self.ice.noIce.setupTimes),
+                },
                 "pairTypes": {
                     n.hex(): t
                     for n, t in sorted(self.ice.pairTypes.items())

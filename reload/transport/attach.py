@@ -124,7 +124,10 @@ class NoIceAttachHandler:
     known only once listening).  ``linkTypes`` are the link types
     ``connect`` can make; ``connectors`` instead gives one such function
     per link type, for a node with several (TLS and DTLS links);
-    ``initiator`` says who connects (see the module docstring).
+    ``initiator`` says who connects (see the module docstring).  With a
+    ``clock``, :attr:`setupTimes` keeps the seconds from the start of each
+    connection attempt to the link up, on the connecting side (what
+    benchmarks/ice.py reports for NO-ICE).
     """
 
     log = Logger()
@@ -137,7 +140,11 @@ class NoIceAttachHandler:
         linkTypes: frozenset[int] = frozenset({OverlayLinkType.TLS_TCP_FH_NO_ICE}),
         initiator: Literal["answerer", "offerer"] = "answerer",
         connectors: Mapping[int, Callable[[str, int, bytes], Deferred[Any]]] | None = None,
+        clock: Any = None,
     ) -> None:
+        self.clock = clock
+        #: Setup times of the last 100 links this side connected (seconds).
+        self.setupTimes: list[float] = []
         self.connectors = dict(connectors) if connectors else dict.fromkeys(linkTypes, connect)
         if not self.connectors.keys() <= NO_ICE_LINK_TYPES:
             raise ValueError("NoIceAttachHandler makes No-ICE link types only")
@@ -194,11 +201,16 @@ class NoIceAttachHandler:
 
     async def _tryAll(self, nodeId: bytes, candidates: list[IceCandidate]) -> object:
         errors: list[str] = []
+        started = None if self.clock is None else self.clock.seconds()
         for candidate in candidates:
             host = str(ip_address(candidate.addr_port.address))
             port = candidate.addr_port.port
             try:
-                return await self.connectors[candidate.overlay_link](host, port, nodeId)
+                link = await self.connectors[candidate.overlay_link](host, port, nodeId)
+                if started is not None:
+                    self.setupTimes.append(self.clock.seconds() - started)
+                    del self.setupTimes[:-100]
+                return link
             except Exception as exc:
                 errors.append(f"{host}:{port}: {exc}")
                 self.log.info(
