@@ -6,12 +6,13 @@ Run by hand, as root (network namespaces):
 ``python3 benchmarks/ice.py [--peers N] [--json FILE]``.  It builds the
 NAT lab (:func:`reload.natlab.startNatOverlay`: a public bootstrap peer, a
 public TURN peer, N peers alternately behind the friendly and the hostile
-NAT), waits for the ring, then reads every peer's ``nat.setupTimes``: the
+NAT) and ``--public`` more public peers, waits for the ring, then reads
+every peer's ``nat.setupTimes``: the
 seconds from the start of an Attach's ICE checks (TURN permissions
 included) to the selected pair, plus the DTLS handshake on the side that
 opens the link; and ``nat.setupTimes["no-ice"]``: from the first
 connection attempt of a NO-ICE Attach to the link up, on the connecting
-side (public peers between themselves).  It prints p50/p99 per kind.
+side (public peers between themselves: the ``--public`` ones).  It prints p50/p99 per kind.
 
 Then messages per second: ``--pings`` Pings (section 6.5.3) from one peer
 to a neighbour it has a link to, through the admin API (``POST /ping``),
@@ -80,6 +81,9 @@ def pingRate(lab: NatPeerLab, peer: Any, nodeId: str, count: int, parallel: int)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", type=int, default=6, help="NATed peers (default 6)")
+    parser.add_argument(
+        "--public", type=int, default=2, help="extra public peers, for NO-ICE Attaches (default 2)"
+    )
     parser.add_argument("--pings", type=int, default=100, help="Pings per run (default 100)")
     parser.add_argument("--parallel", type=int, default=8, help="Pings at once (default 8)")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -96,7 +100,11 @@ def main() -> int:
         lab = NatPeerLab(Path(directory), net, extraArgs=["--user", "bench@example.org"],
                          environment=environment)  # fmt: skip
         try:
-            startNatOverlay(lab, args.peers)
+            sides = startNatOverlay(lab, args.peers)
+            extra = [
+                lab.startPeerOn("public", bootstrap=sides["public"][0]) for _ in range(args.public)
+            ]
+            lab.waitFor(lambda s: s.get("state") == "joined", extra, 90)
             lab.waitConverged(120)
             time.sleep(3)
             times: dict[str, list[float]] = {}
