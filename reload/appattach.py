@@ -414,7 +414,9 @@ class AppAttachService:
         connection gets a protocol from ``factory.buildProtocol(address)``
         (the protocol may return None to refuse).  The connecting node's
         verified certificate is ``reload.security.tls.verifiedPeerOf(
-        protocol.transport)``.  Replaces an earlier factory."""
+        protocol.transport)`` over TLS, and ``protocol.transport.peer``
+        over ICE (an :class:`~reload.link.appstream.ApplicationStream`).
+        Replaces an earlier factory."""
         if not 0 <= application <= 0xFFFF:
             raise ValueError(f"an Application-ID is 16 bits, not {application}")
         self._applications[application] = factory
