@@ -55,12 +55,14 @@ __all__ = [
     "IKind",
     "IKindStoreCheck",
     "INode",
+    "IRelaySource",
     "ITopology",
     "ITopologyPlugin",
     "IUsage",
     "IUsageOperations",
     "IUsageSimulation",
     "IUsageStatus",
+    "MemberTurnServer",
 ]
 
 
@@ -182,6 +184,31 @@ class IKindStoreCheck(Interface):
         other exception refuses it too (security fails closed)."""
 
 
+@dataclass(frozen=True, slots=True)
+class MemberTurnServer:
+    """A TURN server an overlay member runs (RFC 6940 section 9): ``host``
+    and ``port`` from its TURN-SERVICE value, ``nodeId`` the member that
+    signed that value.  The node reaches it over TLS on TCP at the same
+    port number (RFC 8656 section 3.1) and requires the server's
+    certificate to hold ``nodeId``."""
+
+    host: str
+    port: int
+    nodeId: bytes
+
+
+class IRelaySource(Interface):
+    """Where the node's ICE side gets TURN servers for relayed candidates
+    (RFC 6940 section 6.5.1.5) when no ``--turn-server`` is configured.
+    The TURN usage is one: it finds servers in the overlay (section 9).
+    Register with :meth:`INode.addRelaySource`."""
+
+    def relayServers() -> Deferred[Sequence[MemberTurnServer]]:
+        """A few live TURN servers to try, best first; an empty sequence
+        when none is known.  The node tries them in turn, over TLS, and
+        keeps the first that allocates."""
+
+
 class INode(Interface):
     """A node's public API, the only way plugins act on the overlay.
 
@@ -287,6 +314,14 @@ class INode(Interface):
         :meth:`verifiedNodeIds`.  A client whose certificate fails is
         refused in the handshake.  :class:`~reload.errors.AppAttachFailed`
         on a node without sockets (the in-memory harness)."""
+
+    def addRelaySource(source: IRelaySource) -> None:
+        """Let ``source`` offer TURN servers to this node's ICE side
+        (relayed candidates, RFC 6940 section 6.5.1.5); used when no
+        ``--turn-server`` is configured and ICE found the node behind a NAT."""
+
+    def removeRelaySource(source: IRelaySource) -> None:
+        """Stop asking ``source`` (a usage stopping); nothing if not added."""
 
     def verifiedNodeIds(transport: object) -> tuple[bytes, ...]:
         """The Node-IDs (section 11.3) of the certificate verified on the

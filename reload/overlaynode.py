@@ -37,7 +37,7 @@ from reload.api.data import (
 from reload.appattach import AppAttachService
 from reload.errors import AppAttachFailed, ReloadError
 from reload.interfaces import DataModel as PublicDataModel
-from reload.interfaces import IKind, INode
+from reload.interfaces import IKind, INode, IRelaySource
 from reload.security.tls import serverConnectionCreator, verifiedPeerOf
 from reload.security.trust import CertificateRejected
 from reload.storage.kinds import KindEntry, unknownKindError
@@ -127,6 +127,8 @@ class OverlayNode:
         #: What ICE knows of this node's NAT (INode.behindNat); the peer
         #: sets it to its ICE handler's knowledge.
         self.natState: Callable[[], bool | None] = lambda: None
+        #: Usages offering TURN servers for relayed candidates (in order added).
+        self.relaySources: list[IRelaySource] = []
 
     @property
     def _client(self) -> StorageClient:
@@ -227,6 +229,17 @@ class OverlayNode:
             return tuple(verifiedPeerOf(transport).nodeIds)
         except CertificateRejected:
             return ()
+
+    # -- relayed candidates ----------------------------------------------------------------
+
+    def addRelaySource(self, source: IRelaySource) -> None:
+        """Section 6.5.1.5: ``source`` offers TURN servers to ICE."""
+        if source not in self.relaySources:
+            self.relaySources.append(source)
+
+    def removeRelaySource(self, source: IRelaySource) -> None:
+        if source in self.relaySources:
+            self.relaySources.remove(source)
 
     # -- storage (section 7.4) ----------------------------------------------------------
 

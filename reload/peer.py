@@ -22,7 +22,7 @@ from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
 from twisted.internet.error import CannotListenError
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -39,6 +39,7 @@ from reload.link.listener import LinkListener
 from reload.link.stunport import StunPort
 from reload.link.table import ConnectionTable
 from reload.link.turnclient import TurnClient
+from reload.link.turntls import allocateOverTls
 from reload.overlaynode import OverlayNode
 from reload.security.certificates import PeerIdentity
 from reload.security.keylog import keyLogFile
@@ -70,6 +71,9 @@ BOOTSTRAP_RETRY = 10.0
 CONFIG_PUSH_INTERVAL = 60.0
 #: Seconds a graceful leave may take at shutdown before links are closed.
 LEAVE_TIMEOUT = 5.0
+#: Seconds between checks that a peer behind a NAT has a relay from a TURN
+#: server found in the overlay (section 6.5.1.5), while it has none.
+OVERLAY_RELAY_INTERVAL = 15.0
 
 
 class OverlayPeer(Service):
@@ -105,6 +109,12 @@ class OverlayPeer(Service):
         self.address: tuple[str, int] | None = None
         self._starting: Deferred[None] | None = None
         self.configuration: OverlayConfiguration = settings.configuration
+        self.trust: TrustPolicy | None = None
+        #: Keeps a relay from a TURN server found in the overlay.
+        self._overlayRelay: LoopingCall | None = None
+        self._seekingRelay = False
+        #: The overlay member whose TURN server our relay is on.
+        self.relayNodeId: bytes | None = None
         self._configurationDocument = b""
         self._configurationSent: dict[bytes, float] = {}
         #: Called with the one-line reason when start-up fails (the twistd
@@ -161,7 +171,7 @@ class OverlayPeer(Service):
             userName=identity.userName or "no user name",
             overlay=configuration.instanceName,
         )
-        trust = TrustPolicy.fromConfiguration(configuration)
+        self.trust = trust = TrustPolicy.fromConfiguration(configuration)
         certificates = CertificateCache(trust)
         # Our own signatures are verified too (a Store this peer is itself
         # responsible for is delivered locally, section 6.1.1).
@@ -272,6 +282,11 @@ class OverlayPeer(Service):
         self._storeCertificates(identity)
         # Section 5.2: the usages run once the node is part of the overlay.
         self.usages.start(api)
+        if self.stun is not None and self.settings.turnServer is None:
+            # Section 6.5.1.5: relays from TURN servers the usages find.
+            self._overlayRelay = LoopingCall(self._keepOverlayRelay)
+            self._overlayRelay.clock = self.reactor
+            self._overlayRelay.start(OVERLAY_RELAY_INTERVAL, now=True)
         self.log.info(
             "Joined overlay {overlay} as {nodeId}, links on {host}:{port}",
             overlay=configuration.instanceName,
@@ -429,6 +444,76 @@ class OverlayPeer(Service):
             return
         self.log.info("Relayed candidate {host}:{port}", host=relayed[0], port=relayed[1])
 
+    def _keepOverlayRelay(self) -> Deferred[None] | None:
+        """Section 6.5.1.5 with section 9: a peer ICE found behind a NAT,
+        with no ``--turn-server``, keeps a relay on a TURN server that an
+        overlay member runs and a usage found (:class:`IRelaySource`); a
+        relay lost (its TLS stream closed, a refresh refused) is replaced
+        at the next round."""
+        stun, api = self.stun, self.api
+        if stun is None or api is None or self._seekingRelay:
+            return None
+        if self.ice is None or not self.ice.behindNat or not api.relaySources:
+            return None
+        if stun.turn is not None and stun.turn.relayed is not None:
+            return None
+        self._seekingRelay = True
+        seeking = Deferred.fromCoroutine(self._seekOverlayRelay(stun, list(api.relaySources)))
+
+        def done(result: object) -> None:
+            self._seekingRelay = False
+            if isinstance(result, Failure):
+                self.log.failure("Seeking a relay in the overlay", result)
+
+        return seeking.addBoth(done)
+
+    async def _seekOverlayRelay(self, stun: StunPort, sources: list[Any]) -> None:
+        assert self.identity is not None and self.trust is not None
+        if stun.turn is not None:
+            stun.turn.stop()
+            stun.turn = None
+            self.relayNodeId = None
+        for source in sources:
+            try:
+                servers = await source.relayServers()
+            except Exception as exc:
+                self.log.info("No TURN servers from {source}: {error}", source=source, error=exc)
+                continue
+            for server in servers:
+                if server.nodeId == self.identity.nodeId:
+                    continue  # our own server cannot relay for us from behind our NAT
+                try:
+                    turn = await allocateOverTls(
+                        self.reactor,
+                        (server.host, server.port),
+                        server.nodeId,
+                        self.identity,
+                        self.trust,
+                        stun.relayedReceived,
+                    )
+                except Exception as exc:
+                    self.log.info(
+                        "No relay on {host}:{port} of {nodeId}: {error}",
+                        host=server.host,
+                        port=server.port,
+                        nodeId=server.nodeId.hex(),
+                        error=exc,
+                    )
+                    continue
+                if not self.running or self.stun is not stun:
+                    turn.stop()
+                    return
+                stun.turn = turn
+                self.relayNodeId = server.nodeId
+                assert turn.relayed is not None
+                self.log.info(
+                    "Relayed candidate {host}:{port} on the TURN server of {nodeId}",
+                    host=turn.relayed[0],
+                    port=turn.relayed[1],
+                    nodeId=server.nodeId.hex(),
+                )
+                return
+
     def _relayServers(self) -> list[RelayServer]:
         """TURN servers for relayed candidates (section 6.5.1.5): the
         configured one."""
@@ -513,6 +598,8 @@ class OverlayPeer(Service):
             self._starting.cancel()
         joined = self.state == "joined"
         self.state = "stopped"
+        if self._overlayRelay is not None and self._overlayRelay.running:
+            self._overlayRelay.stop()
 
         def leave(_: object) -> Deferred[Any]:
             if not joined or self.topology is None:
@@ -578,6 +665,15 @@ class OverlayPeer(Service):
                 "relayed": None
                 if self.ice.relayed is None
                 else f"{self.ice.relayed[0]}:{self.ice.relayed[1]}",
+                # Where the relay is: the TURN server and, for one found in
+                # the overlay (section 9), the member running it.
+                "relayServer": None
+                if self.stun is None or self.stun.turn is None
+                else f"{self.stun.turn.server[0]}:{self.stun.turn.server[1]}",
+                "relayTransport": None
+                if self.stun is None or self.stun.turn is None
+                else ("tls" if self.stun.turn.overTls else "udp"),
+                "relayNodeId": None if self.relayNodeId is None else self.relayNodeId.hex(),
                 # Datagrams through our TURN relay, each way.
                 "relayedIn": 0
                 if self.stun is None or self.stun.turn is None

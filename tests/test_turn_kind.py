@@ -159,8 +159,13 @@ def test_public_addresses_are_candidates() -> None:
             "users: /nonexistent/turn-users: cannot read",
         ),
         ({"serve": "maybe"}, "serve: 'maybe' is not one of yes, no"),
-        ({"host": "127.0.0.1", "tls-port": "on"}, "tls-port: 'on' is not a port or off"),
+        ({"host": "127.0.0.1", "tls-port": "on"}, "tls-port: 'on' is not a port, same or off"),
         ({"host": "127.0.0.1", "tls-port": "70000"}, "tls-port: 70000 is not between 0"),
+        ({"host": "127.0.0.1", "udp-port": "0", "tls-port": "same"}, "tls-port: same needs"),
+        (
+            {"host": "127.0.0.1", "tcp-port": "3478", "tls-port": "same"},
+            "tcp-port: 3478 is the TCP port of tls-port=same",
+        ),
         ({"external": "192.0.2.1:3478", "tls-port": "5349"}, "tls-port: configures the built-in"),
     ],
 )
@@ -179,6 +184,12 @@ def test_good_options_parse() -> None:
     assert parsed.tlsPort is None
     assert parseOptions({"host": "127.0.0.1", "tls-port": "5349"}).tlsPort == 5349
     assert parseOptions({"host": "127.0.0.1", "tls-port": "off"}).tlsPort is None
+    # RFC 6940 section 9 carries one address: TLS at the UDP port's number,
+    # and the default plain TCP listener gives that port up.
+    same = parseOptions({"host": "127.0.0.1", "udp-port": "3479", "tls-port": "same"})
+    assert (same.tlsPort, same.tcpPort) == (3479, 3478)
+    same = parseOptions({"host": "127.0.0.1", "tls-port": "same"})
+    assert (same.udpPort, same.tlsPort, same.tcpPort) == (3478, 3478, None)
     assert parseOptions({"advertise": "never"}).advertisedHost is None
     assert not parseOptions({"serve": "no"}).serve
     assert parseOptions({"host": "127.0.0.1", "deny": "10.1.0.0/16, 192.0.2.1"}).deny == (

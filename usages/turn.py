@@ -49,7 +49,7 @@ discovery state, under ``TURN`` in ``reloadctl status``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.application.service import IService, MultiService
@@ -62,9 +62,11 @@ from reload.interfaces import (
     IAccessPolicy,
     IKind,
     INode,
+    IRelaySource,
     IUsage,
     IUsageOperations,
     IUsageStatus,
+    MemberTurnServer,
 )
 from usages.redir import RedirClient
 from usages.turnserver.probe import bindingCheck
@@ -92,9 +94,11 @@ __all__ = [
 
 #: Most servers one ``find`` operation hands out.
 MAX_COUNT = 20
+#: Servers offered to the node's ICE side at once (:class:`IRelaySource`).
+RELAY_CANDIDATES = 3
 
 
-@implementer(IUsageOperations, IUsageStatus)
+@implementer(IUsageOperations, IUsageStatus, IRelaySource)
 class TurnService(MultiService):
     """``--usage TURN`` beside a node: the built-in server (a child
     service) or an external one's address, its advertisement, and
@@ -137,6 +141,9 @@ class TurnService(MultiService):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        # Section 6.5.1.5: the servers found here give the node's ICE side
+        # its relayed candidates when it has no --turn-server.
+        self.node.addRelaySource(self)
         options = self.options
         if not options.serve:
             self.notAdvertising = "serve=no"
@@ -168,6 +175,7 @@ class TurnService(MultiService):
         self.log.warn("TURN: registering in ReDiR failed: {error}", error=self.redirError)
 
     def stopService(self) -> Deferred[None]:
+        self.node.removeRelaySource(self)
         withdrawing: list[Deferred[Any]] = []
         if self.advertiser is not None:
             withdrawing.append(self.advertiser.stop())
@@ -185,6 +193,17 @@ class TurnService(MultiService):
         answering a STUN Binding just now (see
         :class:`~usages.turnusage.discovery.TurnDiscovery`)."""
         return self.discovery.findTurnServers(count)
+
+    def relayServers(self) -> Deferred[Sequence[MemberTurnServer]]:
+        """IRelaySource: live servers found in the overlay, with the
+        Node-ID that advertised each, which the node requires in the
+        server's TLS certificate (reached at the same port number over
+        TCP: ``TURN:tls-port=same``)."""
+
+        def members(found: list[FoundTurnServer]) -> Sequence[MemberTurnServer]:
+            return [MemberTurnServer(s.host, s.port, s.nodeId) for s in found]
+
+        return self.findTurnServers(RELAY_CANDIDATES).addCallback(members)
 
     # -- operators (IUsageOperations, IUsageStatus) -------------------------------
 

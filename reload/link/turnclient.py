@@ -29,6 +29,18 @@ What it does:
 Requests are retransmitted over UDP (RFC 5389 section 7.2.1: RTO 0.5 s,
 doubling); a server that does not answer fails the request with
 :class:`TurnError`.
+
+Over TLS (``overTls=True``, made by :mod:`reload.link.turntls` for TURN
+servers found in the overlay, RFC 6940 section 9): the same messages go
+through a TLS stream whose server certificate was checked to hold the
+Node-ID of the overlay member that advertised the server, and which
+presented this node's overlay certificate.  A request is sent once (RFC
+8489 section 6.2.2: no retransmissions over a reliable transport) and
+fails after ``RELIABLE_TIMEOUT``; the server knows us by our certificate,
+so there are no long-term credentials and its answers carry no
+MESSAGE-INTEGRITY: they are trusted because the authenticated TLS stream
+is the only way they arrive.  Any error response fails the request (no
+401 dance: there is no password to offer).
 """
 
 from __future__ import annotations
@@ -72,6 +84,9 @@ _UDP = struct.pack("!B3x", 17)
 PERMISSION_REFRESH = 240.0
 FIRST_RTO = 0.5
 TRANSMISSIONS = 6
+#: Seconds a request over TLS waits for its answer (RFC 8489 section 6.2.2
+#: says 39.5 s; an ICE relay is no use that late).
+RELIABLE_TIMEOUT = 10.0
 
 
 def _ipv4(host: str) -> bool:
@@ -100,8 +115,15 @@ class TurnClient:
         send: Callable[[bytes, Address], None],
         deliver: Callable[[bytes, Address], None],
         clock: Any,
+        *,
+        overTls: bool = False,
+        closed: Callable[[], None] | None = None,
     ) -> None:
         self.server = server
+        #: Requests go once through an authenticated TLS stream (see the
+        #: module docstring); ``closed()`` ends that stream on :meth:`stop`.
+        self.overTls = overTls
+        self._close = closed
         self.username = username
         self.password = password
         self.send = send
@@ -138,6 +160,8 @@ class TurnClient:
                 return answer
             raw = answer.get(Attr.ERROR_CODE)
             code = decodeErrorCode(raw) if raw is not None else 0
+            if self.overTls:
+                break  # the certificate was not enough: nothing else to offer
             realm, nonce = answer.get(Attr.REALM), answer.get(Attr.NONCE)
             if code in (401, 438) and nonce is not None and attempt < 2:
                 if code == 401 and self.realm is not None and attempt > 0:
@@ -168,6 +192,14 @@ class TurnClient:
         datagram = StunMessage(method, REQUEST, transactionId, tuple(attrs)).encode(key)
         done: Deferred[StunMessage] = Deferred()
 
+        if self.overTls:
+            self.send(datagram, self.server)
+            self._pending[transactionId] = (
+                done,
+                self.clock.callLater(RELIABLE_TIMEOUT, self._timedOut, transactionId),
+            )
+            return done
+
         def transmit(left: int, rto: float) -> None:
             if done.called:
                 return
@@ -183,6 +215,11 @@ class TurnClient:
 
         transmit(TRANSMISSIONS, FIRST_RTO)
         return done
+
+    def _timedOut(self, transactionId: bytes) -> None:
+        pending = self._pending.pop(transactionId, None)
+        if pending is not None and not pending[0].called:
+            pending[0].errback(TurnError(f"the TURN server {self._where} did not answer"))
 
     # -- allocation ----------------------------------------------------------------------
 
@@ -294,7 +331,11 @@ class TurnClient:
         if pending is None or message.cls not in (SUCCESS, ERROR):
             return
         key = self._key
-        if message.cls == SUCCESS and (key is None or not checkIntegrity(data, key)):
+        if (
+            message.cls == SUCCESS
+            and not self.overTls
+            and (key is None or not checkIntegrity(data, key))
+        ):
             return  # forged or damaged: the retransmission may still get the real one
         del self._pending[message.transactionId]
         done, timer = pending
@@ -338,3 +379,23 @@ class TurnClient:
                 if timer.active():
                     timer.cancel()
             self._pending.clear()
+        if self._close is not None:
+            self._close()
+
+    def lost(self, why: str) -> None:
+        """The TLS stream to the server ended: the allocation is gone with
+        it (RFC 8656 section 3.1: it belongs to that connection)."""
+        self.log.info("TURN over TLS to {server} closed: {why}", server=self._where, why=why)
+        self._close = None
+        if self._refresher is not None and self._refresher.active():
+            self._refresher.cancel()
+        if self._permissions is not None and self._permissions.running:
+            self._permissions.stop()
+        self.relayed = None
+        self._permitted.clear()
+        for done, timer in list(self._pending.values()):
+            if timer.active():
+                timer.cancel()
+            if not done.called:
+                done.errback(TurnError(f"the TLS stream to {self._where} closed: {why}"))
+        self._pending.clear()

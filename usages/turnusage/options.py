@@ -28,8 +28,9 @@ OPTIONS = {
     "host": "IP address the built-in server listens on (default 0.0.0.0: then give address)",
     "udp-port": f"UDP port of the built-in server (default {DEFAULT_PORT}; 0 any free port)",
     "tcp-port": f"TCP port of the built-in server (default {DEFAULT_PORT}; 0 any; off)",
-    "tls-port": "TLS port of the built-in server (default off; 0 any free port): overlay"
-    " members allocate with their overlay certificate, no password, as user node:NODE-ID",
+    "tls-port": "TLS port of the built-in server (default off; 0 any free port; same: the"
+    " udp-port number, where overlay members look for it): overlay members allocate with"
+    " their overlay certificate, no password, as user node:NODE-ID",
     "realm": "REALM of long-term credentials (default the overlay name)",
     "users": "file of USER:PASSWORD lines: the long-term credential users of standard clients",
     "relay-ports": "LO-HI: the ports relayed addresses use (default 49152-65535)",
@@ -160,9 +161,22 @@ def parseOptions(options: Mapping[str, str]) -> TurnOptions:
             if options["tcp-port"] == "off"
             else _int(options["tcp-port"], "tcp-port", 0, 65535, "a port")
         )
+    udpPort = _int(get("udp-port", str(DEFAULT_PORT)), "udp-port", 0, 65535, "a port")
     tlsPort: int | None = None
-    if options.get("tls-port", "off") != "off":
-        tlsPort = _int(options["tls-port"], "tls-port", 0, 65535, "a port or off")
+    if options.get("tls-port") == "same":
+        # RFC 6940 section 9 carries one address: members find TURN over
+        # TLS (RFC 8656 section 3.1) on TCP at its port number.
+        if udpPort == 0:
+            raise ValueError("tls-port: same needs a fixed udp-port, not 0")
+        tlsPort = udpPort
+        if tcpPort == tlsPort:
+            if "tcp-port" in options:
+                raise ValueError(
+                    f"tcp-port: {tcpPort} is the TCP port of tls-port=same; choose another or off"
+                )
+            tcpPort = None  # the default TCP port gives way to TLS
+    elif options.get("tls-port", "off") != "off":
+        tlsPort = _int(options["tls-port"], "tls-port", 0, 65535, "a port, same or off")
     relayPorts = DEFAULT_RELAY_PORTS
     if "relay-ports" in options:
         low, dash, high = options["relay-ports"].partition("-")
@@ -205,7 +219,7 @@ def parseOptions(options: Mapping[str, str]) -> TurnOptions:
         external=external,
         address=None if "address" not in options else _ip(options["address"], "address"),
         host=_ip(get("host", "0.0.0.0"), "host"),
-        udpPort=_int(get("udp-port", str(DEFAULT_PORT)), "udp-port", 0, 65535, "a port"),
+        udpPort=udpPort,
         tcpPort=tcpPort,
         tlsPort=tlsPort,
         realm=realm,
