@@ -44,6 +44,8 @@ from reload.security.trust import CertificateRejected, TrustPolicy
 __all__ = ["StreamFrames", "allocateOverTls"]
 
 Address = tuple[str, int]
+#: RFC 8489 section 5: bytes 4 to 7 of every STUN message.
+MAGIC_COOKIE = b"\x21\x12\xa4\x42"
 #: Seconds the TCP connection and the TLS handshake may take together.
 CONNECT_TIMEOUT = 5.0
 
@@ -51,7 +53,8 @@ CONNECT_TIMEOUT = 5.0
 class StreamFrames:
     """Cuts a TURN byte stream into STUN messages and ChannelData
     messages; ValueError for bytes that are neither (the first two bits
-    of a STUN message are 0b00, of ChannelData 0b01: RFC 8656 section 12)."""
+    of a STUN message are 0b00 and its magic cookie follows, of
+    ChannelData 0b01: RFC 8656 section 12)."""
 
     def __init__(self) -> None:
         self._buffer = b""
@@ -62,6 +65,8 @@ class StreamFrames:
         while len(self._buffer) >= 4:
             first, length = struct.unpack_from("!BxH", self._buffer)
             if first >> 6 == 0:
+                if len(self._buffer) >= 8 and self._buffer[4:8] != MAGIC_COOKIE:
+                    raise ValueError("a STUN header without the magic cookie")
                 size = 20 + length
             elif first >> 6 == 1:
                 size = 4 + length + (-length % 4)
