@@ -1,0 +1,189 @@
+"""Relayed ICE candidates from a TURN server found in the overlay (RFC 6940
+sections 6.5.1.5 and 9) in the NAT lab: a public peer runs the TURN
+usage's built-in server with ``TURN:tls-port=same`` and advertises it; the
+peers behind the friendly NAT (``a``) and the hostile one (``b``) run the
+TURN usage too but have no ``--turn-server``.  ICE finds them behind their
+NATs, the usage finds the public server in the overlay, and each peer
+allocates a relay on it over TLS, the server's certificate checked for the
+advertiser's Node-ID.  The link between the two NATed peers then goes
+through that relay; stores and fetches work across.
+
+Also section 9's rule in a real lab: the public peer advertises its server,
+the peer behind the friendly NAT -- which claims a global address for its
+own server, as an operator forwarding a port might -- does not, because
+ICE found it behind a NAT."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reload.config import KindConfig, defaultConfiguration, writeConfiguration
+from reload.ctl.main import linkPairTypes
+from reload.lab import ringErrors
+from reload.natlab import NatLab, NatLabPeer, NatPeerLab
+
+from .conftest import sourceEnv
+from .natlab import postAdmin, requireNatLab
+from .replication_support import untilAsserted
+
+NOTES = 0xF0000001
+USER = "alice@example.org"
+#: A global address for the NATed peer's own server: advertise=auto then
+#: has only ICE's verdict to go by (the lab's 198.18/15 and 10/8 addresses
+#: are never counted as public).
+CLAIMED = "1.2.3.4"
+
+Peers = dict[str, NatLabPeer]
+
+
+@pytest.fixture(scope="module")
+def overlayRelayLab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatPeerLab, Peers]]:
+    requireNatLab()
+    directory: Path = tmp_path_factory.mktemp("ice-overlay-relay-lab")
+    base = defaultConfiguration("ice-overlay-relay-lab.reload.local")
+    notes = KindConfig(
+        kindId=NOTES, name=None, maxCount=8, maxSize=64, maxNodeMultiple=None,
+        dataModel="ARRAY", accessControl="USER-MATCH",
+    )  # fmt: skip
+    (directory / "overlay.xml").write_bytes(
+        writeConfiguration(dataclasses.replace(base, kinds=(*base.kinds, notes)))
+    )
+    net = NatLab().build()
+    lab = NatPeerLab(directory, net, extraArgs=["--user", USER], environment=sourceEnv())
+    try:
+        boot = lab.startPeerOn("public")
+        turnHost = net.nextHost("public")
+        relay = lab.startPeerOn(
+            "public",
+            extraArgs=[
+                "--usage", "TURN",
+                "--usage-option", f"TURN:host={turnHost}",
+                "--usage-option", "TURN:udp-port=3478",
+                "--usage-option", "TURN:tls-port=same",
+                # The lab's public segment is a benchmarking range.
+                "--usage-option", "TURN:advertise=always",
+            ],
+        )  # fmt: skip
+        lab.waitFor(lambda s: s.get("state") == "joined", [boot, relay], 60)
+        friendlyHost = net.nextHost("a")
+        friendly = lab.startPeerOn(
+            "a",
+            extraArgs=[
+                "--usage", "TURN",
+                "--usage-option", f"TURN:host={friendlyHost}",
+                "--usage-option", f"TURN:address={CLAIMED}",
+                "--usage-option", f"TURN:relay-host={friendlyHost}",
+            ],
+        )  # fmt: skip
+        hostile = lab.startPeerOn(
+            "b", extraArgs=["--usage", "TURN", "--usage-option", "TURN:serve=no"]
+        )
+        peers = {"boot": boot, "relay": relay, "friendly": friendly, "hostile": hostile}
+        lab.waitFor(lambda s: s.get("state") == "joined", list(peers.values()), 90)
+        yield lab, peers
+    finally:
+        lab.stop()
+        net.teardown()
+
+
+def test_publicPeerAdvertisesAndNatedPeerDoesNot(
+    overlayRelayLab: tuple[NatPeerLab, Peers],
+) -> None:
+    """RFC 6940 section 9: "a peer behind a NAT ... SHOULD NOT" offer TURN."""
+    lab, peers = overlayRelayLab
+
+    def advertising(name: str) -> dict[str, object]:
+        advertised: dict[str, object] = _turn(lab, peers[name])["advertising"]
+        return advertised
+
+    untilAsserted(lambda: _assertAdvertised(advertising("relay")), 30)
+    friendly = advertising("friendly")
+    assert friendly["advertised"] is False, friendly
+    assert "behind a NAT" in str(friendly["why not"]), friendly
+    assert lab.status(peers["friendly"])["nat"]["behindNat"] is True
+
+
+def _turn(lab: NatPeerLab, peer: NatLabPeer) -> Any:
+    """The TURN usage's status on ``peer``."""
+    [usage] = [u for u in lab.status(peer)["usages"] if u["name"] == "TURN"]
+    return usage["status"]
+
+
+def _assertAdvertised(advertising: dict[str, object]) -> None:
+    assert advertising["advertised"] is True, advertising
+
+
+def test_natedPeersGetARelayFromTheOverlay(overlayRelayLab: tuple[NatPeerLab, Peers]) -> None:
+    """No --turn-server: the relay is on the public member's server, over
+    TLS, and the status names that member."""
+    lab, peers = overlayRelayLab
+    relayId = lab.status(peers["relay"])["nodeId"]
+    relayHost = peers["relay"].host
+
+    def relayed(name: str) -> None:
+        nat = lab.status(peers[name])["nat"]
+        assert nat["behindNat"] is True, nat
+        assert nat["relayed"] is not None and nat["relayed"].startswith(f"{relayHost}:"), nat
+        assert nat["relayServer"] == f"{relayHost}:3478", nat
+        assert nat["relayTransport"] == "tls", nat
+        assert nat["relayNodeId"] == relayId, nat
+
+    for name in ("hostile", "friendly"):
+        untilAsserted(lambda name=name: relayed(name), 60)
+    allocations = _turn(lab, peers["relay"])["server"]["allocations"]
+    assert allocations >= 2
+
+
+def test_peersBehindTheTwoNatsLinkThroughTheOverlayRelay(
+    overlayRelayLab: tuple[NatPeerLab, Peers],
+) -> None:
+    lab, peers = overlayRelayLab
+    friendly, hostile = peers["friendly"], peers["hostile"]
+    friendlyId = lab.status(friendly)["nodeId"]
+    hostileId = lab.status(hostile)["nodeId"]
+
+    def linked() -> None:
+        fromFriendly = lab.status(friendly)["nat"]["pairTypes"].get(hostileId)
+        fromHostile = lab.status(hostile)["nat"]["pairTypes"].get(friendlyId)
+        assert "relay" in (fromFriendly, fromHostile), (fromFriendly, fromHostile)
+        assert fromFriendly in ("relay", None) and fromHostile in ("relay", None)
+        assert hostileId in lab.status(friendly)["links"]
+
+    untilAsserted(linked, 120)
+    assert "relay" in (
+        linkPairTypes(lab.status(friendly))[hostileId],
+        linkPairTypes(lab.status(hostile))[friendlyId],
+    )
+    before = {n: lab.status(peers[n])["nat"] for n in ("friendly", "hostile")}
+    for source, target in ((friendly, hostileId), (hostile, friendlyId)):
+        assert postAdmin(lab, source, "/ping", destination=target)
+    after = {n: lab.status(peers[n])["nat"] for n in ("friendly", "hostile")}
+    relayedIn = sum(after[n]["relayedIn"] - before[n]["relayedIn"] for n in after)
+    relayedOut = sum(after[n]["relayedOut"] - before[n]["relayedOut"] for n in after)
+    assert relayedIn > 0 and relayedOut > 0, (before, after)
+    # The relay traffic went through the overlay member's server.
+    server = _turn(lab, peers["relay"])["server"]
+    assert server["packetsRelayed"] > 0, server
+
+
+def test_peersBehindBothNatsStoreAndFetch(overlayRelayLab: tuple[NatPeerLab, Peers]) -> None:
+    lab, peers = overlayRelayLab
+    untilAsserted(lambda: _assertConverged(lab), 60)
+    for writer, reader, value in (
+        ("friendly", "hostile", "from nat a"),
+        ("hostile", "friendly", "from nat b"),
+    ):
+        stored = postAdmin(lab, peers[writer], "/store", kind=hex(NOTES), name=USER, value=value)
+        assert stored["generation"] >= 1, stored
+        fetched = postAdmin(lab, peers[reader], "/fetch", kind=hex(NOTES), name=USER)
+        values = [v["value"] for v in fetched["kinds"][0]["values"]]
+        assert value in str(values), fetched
+
+
+def _assertConverged(lab: NatPeerLab) -> None:
+    assert ringErrors(lab.statuses()) == []
