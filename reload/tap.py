@@ -242,7 +242,9 @@ class Options(OneLineUsageErrors, usage.Options):
             None,
             None,
             "IPv4ADDRESS:PORT of a TURN server (UDP) to allocate a relayed ICE candidate on "
-            "(RFC 6940 section 6.5.1.5), from the DTLS/STUN port.",
+            "(RFC 6940 section 6.5.1.5), from the DTLS/STUN port.  Without it, a peer "
+            "behind a NAT running --usage TURN takes a relay from a TURN server found in "
+            "the overlay (over TLS).",
         ],
         ["turn-user", None, None, "User name of the long-term TURN credential."],
         ["turn-password", None, None, "Password of the long-term TURN credential."],
