@@ -74,6 +74,9 @@ LEAVE_TIMEOUT = 5.0
 #: Seconds between checks that a peer behind a NAT has a relay from a TURN
 #: server found in the overlay (section 6.5.1.5), while it has none.
 OVERLAY_RELAY_INTERVAL = 15.0
+#: Seconds one source may take to offer servers (its overlay searches);
+#: a search stuck on a broken route is given up until the next round.
+RELAY_SEARCH_TIMEOUT = 10.0
 
 
 class OverlayPeer(Service):
@@ -475,10 +478,15 @@ class OverlayPeer(Service):
             self.relayNodeId = None
         for source in sources:
             try:
-                servers = await source.relayServers()
+                offered = source.relayServers()
+                offered.addTimeout(RELAY_SEARCH_TIMEOUT, self.reactor)
+                servers = list(await offered)
             except Exception as exc:
-                self.log.info("No TURN servers from {source}: {error}", source=source, error=exc)
+                self.log.info("No TURN servers from {source}: {error}", source=source,
+                              error=str(exc) or type(exc).__name__)  # fmt: skip
                 continue
+            if not servers:
+                self.log.info("No TURN server found in the overlay yet ({source})", source=source)
             for server in servers:
                 if server.nodeId == self.identity.nodeId:
                     continue  # our own server cannot relay for us from behind our NAT
@@ -515,12 +523,18 @@ class OverlayPeer(Service):
                 return
 
     def _relayServers(self) -> list[RelayServer]:
-        """TURN servers for relayed candidates (section 6.5.1.5): the
-        configured one."""
+        """TURN servers for relayed candidates of AppAttach (section
+        6.5.1.5): the configured one, else the overlay member's server the
+        DTLS port's relay is on (over TLS, its Node-ID checked)."""
         settings = self.settings
-        if settings.turnServer is None or settings.turnUser is None:
+        if settings.turnServer is not None and settings.turnUser is not None:
+            return [
+                RelayServer(settings.turnServer, settings.turnUser, settings.turnPassword or "")
+            ]
+        turn = None if self.stun is None else self.stun.turn
+        if turn is None or not turn.overTls or self.relayNodeId is None:
             return []
-        return [RelayServer(settings.turnServer, settings.turnUser, settings.turnPassword or "")]
+        return [RelayServer(turn.server, "", "", nodeId=self.relayNodeId)]
 
     def _dtlsAddress(self) -> tuple[str, int] | None:
         """The DTLS port's host candidate address (same port number as TLS)."""

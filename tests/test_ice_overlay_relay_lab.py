@@ -6,7 +6,8 @@ TURN usage too but have no ``--turn-server``.  ICE finds them behind their
 NATs, the usage finds the public server in the overlay, and each peer
 allocates a relay on it over TLS, the server's certificate checked for the
 advertiser's Node-ID.  The link between the two NATed peers then goes
-through that relay; stores and fetches work across.
+through that relay; stores and fetches work across, and an AppAttach
+between them (the ECHO-APP test usage) relays on the same member's server.
 
 Also section 9's rule in a real lab: the public peer advertises its server,
 the peer behind the friendly NAT -- which claims a global address for its
@@ -27,7 +28,7 @@ from reload.ctl.main import linkPairTypes
 from reload.lab import ringErrors
 from reload.natlab import NatLab, NatLabPeer, NatPeerLab
 
-from .conftest import sourceEnv
+from .conftest import TEST_PLUGINS, sourceEnv
 from .natlab import postAdmin, requireNatLab
 from .replication_support import untilAsserted
 
@@ -54,7 +55,12 @@ def overlayRelayLab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         writeConfiguration(dataclasses.replace(base, kinds=(*base.kinds, notes)))
     )
     net = NatLab().build()
-    lab = NatPeerLab(directory, net, extraArgs=["--user", USER], environment=sourceEnv())
+    lab = NatPeerLab(
+        directory,
+        net,
+        extraArgs=["--user", USER, "--usage", "ECHO-APP"],
+        environment=sourceEnv([str(TEST_PLUGINS)]),
+    )
     try:
         boot = lab.startPeerOn("public")
         turnHost = net.nextHost("public")
@@ -80,6 +86,10 @@ def overlayRelayLab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
                 "--usage-option", f"TURN:relay-host={friendlyHost}",
             ],
         )  # fmt: skip
+        # The relay from the overlay comes after the join: links tried before
+        # it that needed one wait for the topology's next try (README).  So
+        # the hostile peer joins once the friendly one has its relay.
+        lab.waitFor(lambda s: s.get("nat", {}).get("relayTransport") == "tls", [friendly], 90)
         hostile = lab.startPeerOn(
             "b", extraArgs=["--usage", "TURN", "--usage-option", "TURN:serve=no"]
         )
@@ -134,7 +144,7 @@ def test_natedPeersGetARelayFromTheOverlay(overlayRelayLab: tuple[NatPeerLab, Pe
         assert nat["relayNodeId"] == relayId, nat
 
     for name in ("hostile", "friendly"):
-        untilAsserted(lambda name=name: relayed(name), 60)
+        untilAsserted(lambda name=name: relayed(name), 90)
     allocations = _turn(lab, peers["relay"])["server"]["allocations"]
     assert allocations >= 2
 
@@ -187,3 +197,31 @@ def test_peersBehindBothNatsStoreAndFetch(overlayRelayLab: tuple[NatPeerLab, Pee
 
 def _assertConverged(lab: NatPeerLab) -> None:
     assert ringErrors(lab.statuses()) == []
+
+
+def test_appAttachBetweenTheNatsRelaysOnTheOverlayServer_6_5_2(
+    overlayRelayLab: tuple[NatPeerLab, Peers],
+) -> None:
+    """AppAttach's own port allocates over TLS on the member's server the
+    node's relay is on; bytes go both ways over a relay pair."""
+    lab, peers = overlayRelayLab
+    hostile, friendly = peers["hostile"], peers["friendly"]
+    untilAsserted(lambda: _assertTlsRelay(lab, hostile), 60)
+    friendlyId = lab.status(friendly)["nodeId"]
+    before = _turn(lab, peers["relay"])["server"]["packetsRelayed"]
+    result = lab.adminCall(
+        hostile, "POST", f"/usage/ECHO-APP/attach?node={friendlyId}&data=b-to-a", b"", timeout=60
+    )
+    assert result["echo"] == "echo:b-to-a", result
+    assert result["pairType"] == "relay", result
+    assert friendlyId in result["peerNodeIds"], result
+    answered = postAdmin(lab, friendly, "/usage/ECHO-APP/answered")["connections"]
+    assert [c["pairType"] for c in answered if c["received"] == "b-to-a"] == ["relay"], answered
+    # The only TURN server in this lab is the overlay member's: the relay
+    # pair's checks, handshake and bytes went through it.
+    assert _turn(lab, peers["relay"])["server"]["packetsRelayed"] > before
+
+
+def _assertTlsRelay(lab: NatPeerLab, peer: NatLabPeer) -> None:
+    nat = lab.status(peer)["nat"]
+    assert nat["relayTransport"] == "tls" and nat["relayNodeId"], nat

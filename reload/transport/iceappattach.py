@@ -16,8 +16,9 @@ the application's connection:
   port to a peer's link port (the bootstrap peers, as for the node's own
   DTLS port);
 * relayed (section 6.5.1.5): an allocation from that port on a TURN
-  server (``relayServers()``: the ``--turn-server`` option and those the
-  TURN usage found in the overlay), when the node has one.
+  server (``relayServers()``: the ``--turn-server`` option, or over TLS the
+  overlay member's server the node's own relay is on, found by the TURN
+  usage), when the node has one.
 
 The DTLS endpoint of the port carries application chunks
 (``DTLSSettings.applicationData``), and the application's protocol gets an
@@ -50,6 +51,7 @@ from reload.link.dtls import DTLSEndpoint, DTLSLink, DTLSSettings, UDPReactor
 from reload.link.interfaces import ILink, ILinkHandler
 from reload.link.stunport import StunPort
 from reload.link.turnclient import TurnClient
+from reload.link.turntls import allocateOverTls
 from reload.security.certificates import PeerIdentity
 from reload.security.trust import TrustPolicy
 from reload.transport.iceattach import IcePort, iceCandidates
@@ -62,12 +64,15 @@ Address = tuple[str, int]
 
 @dataclass(frozen=True, slots=True)
 class RelayServer:
-    """A TURN server to allocate relayed candidates on (UDP, long-term
-    credentials, RFC 8656 section 9.2)."""
+    """A TURN server to allocate relayed candidates on: over UDP with
+    long-term credentials (RFC 8656 section 9.2), or, with ``nodeId``, an
+    overlay member's server over TLS whose certificate must hold that
+    Node-ID (RFC 6940 section 9, :mod:`reload.link.turntls`)."""
 
     address: Address
     username: str
     password: str
+    nodeId: bytes | None = None
 
 
 def hasIceCandidates(candidates: Sequence[IceCandidate]) -> bool:
@@ -94,6 +99,9 @@ class IceAppSession:
         timeout: float,
     ) -> None:
         self.peer = peer
+        self.reactor = reactor
+        self.identity = identity
+        self.trust = trust
         self.endpoint = endpoint = DTLSEndpoint(reactor, identity, trust, self, settings)
         try:
             endpoint.port = reactor.listenUDP(0, endpoint, interface=interface)
@@ -117,21 +125,32 @@ class IceAppSession:
         TURN server that allocates (none: host and srflx only)."""
         await self.ice.discover(list(stunServers))
         for relay in relays:
-            turn = TurnClient(
-                relay.address,
-                relay.username,
-                relay.password,
-                self.endpoint.sendDatagram,
-                self.stun.relayedReceived,
-                self.endpoint.clock,
-            )
-            self.stun.turn = turn
             try:
+                if relay.nodeId is not None:
+                    self.stun.turn = await allocateOverTls(
+                        self.reactor,
+                        relay.address,
+                        relay.nodeId,
+                        self.identity,
+                        self.trust,
+                        self.stun.relayedReceived,
+                    )
+                    return
+                turn = TurnClient(
+                    relay.address,
+                    relay.username,
+                    relay.password,
+                    self.endpoint.sendDatagram,
+                    self.stun.relayedReceived,
+                    self.endpoint.clock,
+                )
+                self.stun.turn = turn
                 await turn.allocate()
                 return
             except Exception as exc:
+                if self.stun.turn is not None:
+                    self.stun.turn.stop()
                 self.stun.turn = None
-                turn.stop()
                 self.log.info(
                     "AppAttach: no relayed candidate from {server}: {error}",
                     server=f"{relay.address[0]}:{relay.address[1]}",
