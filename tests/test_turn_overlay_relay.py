@@ -6,18 +6,21 @@ node's :class:`~reload.interfaces.IRelaySource`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor as _reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.internet.task import deferLater
+from zope.interface import implementer
 
-from reload.interfaces import IRelaySource
+from reload.interfaces import IRelaySource, MemberTurnServer
 from reload.link.turnclient import TurnClient, TurnError
 from reload.link.turntls import StreamFrames, allocateOverTls
+from reload.wire.attach import CandType
 
 from . import test_turn_member_tls
 from .test_turn_member_tls import Overlay
@@ -163,3 +166,72 @@ def test_streamFramesRefuseOtherBytes(data: bytes, why: str) -> None:
     """Bad input from the server: a clear error (the stream is then closed)."""
     with pytest.raises(ValueError, match=why):
         StreamFrames().feed(data)
+
+
+@implementer(IRelaySource)
+class _Offer:
+    """A relay source offering fixed servers, counting the calls."""
+
+    def __init__(self, servers: list[MemberTurnServer]) -> None:
+        self.servers = servers
+        self.asked = 0
+
+    def relayServers(self) -> Deferred[Sequence[MemberTurnServer]]:
+        self.asked += 1
+        return succeed(self.servers)
+
+
+@pytest_twisted.ensureDeferred
+async def test_aPeerBehindANatTakesTheFirstServerWhoseCertificateMatches(
+    overlay: Overlay,
+) -> None:
+    """RFC 6940 section 6.5.1.5 with section 9, at the peer: a server
+    offered under another Node-ID is refused (fail closed), the next one,
+    the real member's, gives the relay the ICE candidates use."""
+    member, api = overlay.member, overlay.member.api
+    server = overlay.server.identity
+    assert member.ice is not None and member.stun is not None and api is not None
+    assert server is not None
+    impostor = MemberTurnServer(HOST, overlay.tlsPort, b"\x07" * len(server.nodeId))
+    real = MemberTurnServer(HOST, overlay.tlsPort, server.nodeId)
+    source = _Offer([impostor, real])
+    api.addRelaySource(source)
+    member.ice.behindNat = True  # what ICE would have found behind a NAT
+    try:
+        seeking = member._keepOverlayRelay()
+        assert seeking is not None
+        await seeking
+        turn = member.stun.turn
+        assert turn is not None and turn.overTls and turn.relayed is not None
+        assert member.relayNodeId == server.nodeId
+        assert overlay.turn.status()["allocations"] == 1
+        # The Attach candidates now carry it (section 6.5.1.5).
+        assert CandType.RELAY in [c.type for c in member.ice.candidates()]
+        status = member.status()["nat"]
+        assert (status["relayTransport"], status["relayNodeId"]) == ("tls", server.nodeId.hex())
+        # AppAttach ports use the same member's server, over TLS.
+        [forApps] = member._relayServers()
+        assert (forApps.address, forApps.nodeId) == ((HOST, overlay.tlsPort), server.nodeId)
+        # With a relay there is nothing to seek.
+        assert member._keepOverlayRelay() is None and source.asked == 1
+    finally:
+        api.removeRelaySource(source)
+        member.ice.behindNat = False
+        if member.stun.turn is not None:
+            member.stun.turn.stop()
+            member.stun.turn = None
+
+
+def test_aPublicPeerSeeksNoRelay(overlay: Overlay) -> None:
+    """Not behind a NAT (loopback: the STUN-reflexive address is its own):
+    the sources are never asked."""
+    member, api = overlay.member, overlay.member.api
+    assert member.ice is not None and api is not None
+    assert member.ice.behindNat is False
+    source = _Offer([])
+    api.addRelaySource(source)
+    try:
+        assert member._keepOverlayRelay() is None
+        assert source.asked == 0
+    finally:
+        api.removeRelaySource(source)
