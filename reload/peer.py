@@ -459,6 +459,8 @@ class OverlayPeer(Service):
         if self.ice is None or not self.ice.behindNat or not api.relaySources:
             return None
         if stun.turn is not None and stun.turn.relayed is not None:
+            # Checks that ran without it (it may have come during them).
+            self._attachAgain()
             return None
         self._seekingRelay = True
         seeking = Deferred.fromCoroutine(self._seekOverlayRelay(stun, list(api.relaySources)))
@@ -520,7 +522,26 @@ class OverlayPeer(Service):
                     port=turn.relayed[1],
                     nodeId=server.nodeId.hex(),
                 )
+                self._attachAgain()
                 return
+
+    def _attachAgain(self) -> None:
+        """Links whose checks ran without a relayed candidate of ours and
+        failed (the relay comes only after the join) get another Attach now
+        that there is one, with
+        send_update so the other side's Update tells the topology of it
+        (section 6.5.1: an Update once the link is up)."""
+        if self.ice is None or self.node is None:
+            return
+        waiting, self.ice.failedWithoutRelay = self.ice.failedWithoutRelay, set()
+        for nodeId in sorted(waiting):
+            if self.node.transport.isConnected(nodeId):
+                continue
+            self.node.attach(nodeId, sendUpdate=True).addErrback(self._attachAgainFailed, nodeId)
+
+    def _attachAgainFailed(self, failure: Failure, nodeId: bytes) -> None:
+        self.log.info("Attach to {nodeId} with a relayed candidate: {error}",
+                      nodeId=nodeId.hex(), error=failure.getErrorMessage())  # fmt: skip
 
     def _relayServers(self) -> list[RelayServer]:
         """TURN servers for relayed candidates of AppAttach (section

@@ -44,7 +44,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from reload.link.ice import Candidate, IceAgent, candidatePriority
-from reload.link.stunport import StunPort
+from reload.link.stunport import IceFailed, StunPort
 from reload.transport.attach import ANSWERER_ROLE, OFFERER_ROLE, NoIceAttachHandler
 from reload.wire.attach import (
     AttachAns,
@@ -62,6 +62,8 @@ _KINDS = {CandType.HOST: "host", CandType.SRFLX: "srflx", CandType.PRFLX: "prflx
           CandType.RELAY: "relay"}  # fmt: skip
 _TYPES = {kind: cand for cand, kind in _KINDS.items()}
 ICE = OverlayLinkType.DTLS_UDP_SR
+#: Most Node-IDs remembered for another Attach once a relay is there.
+MAX_RETRY_LATER = 64
 
 
 def _secret(size: int) -> bytes:
@@ -132,6 +134,9 @@ class IcePort:
         #: on the DTLS client side, the link up), per pair type: what
         #: benchmarks/ice.py reports.
         self.setupTimes: dict[str, list[float]] = {}
+        #: Node-IDs whose checks failed while this port had no relayed
+        #: candidate: worth another Attach once it has one (section 6.5.1.5).
+        self.failedWithoutRelay: set[bytes] = set()
 
     # -- what we know about ourselves -----------------------------------------------
 
@@ -240,7 +245,13 @@ class IcePort:
         with :class:`~reload.link.stunport.IceFailed` when no pair works."""
         started = self.stun.clock.seconds()
         await self._permit(agent)
-        selected = await self.stun.run(agent)
+        try:
+            selected = await self.stun.run(agent)
+        except IceFailed:
+            if agent.relayPriority is None and len(self.failedWithoutRelay) < MAX_RETRY_LATER:
+                self.failedWithoutRelay.add(peer)
+            raise
+        self.failedWithoutRelay.discard(peer)
         host = self.hostAddress()
         if agent.selectedRelayed:
             local = "relay"
