@@ -117,6 +117,7 @@ class PeerMetrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
+        self._counters: dict[tuple[int | None, str], tuple[Any, Any]] = {}
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -124,12 +125,29 @@ class PeerMetrics:
     # -- MessageObserver ---------------------------------------------------------
 
     def message(self, direction: str, data: bytes) -> None:
+        # Every message a peer handles comes here: the labelled counters
+        # are looked up once per (message code, direction), not through
+        # prometheus_client's locked label lookup each time.
         codes = messageCodes(data)
-        method = "unparsable" if codes is None else methodName(codes[0])
-        self.messages.labels(method, direction).inc()
-        self.bytes.labels(direction).inc(len(data))
+        code = None if codes is None else codes[0]
+        counters = self._counters.get((code, direction))
+        if counters is None:
+            counters = self._labelled(code, direction)
+        counters[0].inc()
+        counters[1].inc(len(data))
         if codes is not None and codes[1] is not None:
             self.errors.labels(errorName(codes[1]), direction).inc()
+
+    def _labelled(self, code: int | None, direction: str) -> tuple[Any, Any]:
+        """The message and byte counters of ``code`` going ``direction``;
+        at most 1,024 pairs are kept (message codes are 16 bits, and a
+        peer may receive any of them)."""
+        method = "unparsable" if code is None else methodName(code)
+        counters = (self.messages.labels(method, direction), self.bytes.labels(direction))
+        if len(self._counters) >= 1024:
+            self._counters.clear()
+        self._counters[(code, direction)] = counters
+        return counters
 
     def request(self, code: int, answer: Deferred[Any]) -> None:
         started = self.clock.seconds()
