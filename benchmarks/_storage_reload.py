@@ -105,7 +105,9 @@ class AdmittingPeerTopology:
 class Client:
     """One identity: its node, its link and its StorageClient."""
 
-    def __init__(self, reactor: Any, configuration: Any, trust: Any, certificates: Any) -> None:
+    def __init__(
+        self, reactor: Any, configuration: Any, trust: Any, certificates: Any, peerCount: int
+    ) -> None:
         from reload.link.listener import LinkListener
         from reload.link.tls import LinkSettings
         from reload.security.certificates import makeSelfSignedIdentity
@@ -137,7 +139,17 @@ class Client:
             self.identity,
             trust,
             self.node.transport,
-            settings=LinkSettings(maxMessageSize=configuration.maxMessageSize),
+            # Every peer of the lab connects from 127.0.0.1, and in the
+            # warm-up nearly all of them Attach to each client at once: the
+            # per-source limits (8 handshakes, 16 unproven links by default)
+            # would abort most of those links, and the operations they were
+            # for would go through the ring.  A client whose peers have
+            # addresses of their own never meets those limits.
+            settings=LinkSettings(
+                maxMessageSize=configuration.maxMessageSize,
+                maxHandshakesPerSource=peerCount + 8,
+                maxUnprovenLinksPerSource=peerCount + 8,
+            ),
         )
         self.listener.startService()
         self.storage: StorageClient | None = None
@@ -278,7 +290,10 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     )
     if service.kinds.get(BENCH_KIND) is None:
         raise RuntimeError(f"the overlay configuration has no Kind {BENCH_KIND:#x}")
-    clients = [Client(reactor, configuration, trust, certificates) for _ in range(args.identities)]
+    clients = [
+        Client(reactor, configuration, trust, certificates, len(peers))
+        for _ in range(args.identities)
+    ]
     pending = list(range(len(clients)))
 
     async def connectSome() -> None:

@@ -40,7 +40,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import Child, closeAll, cpuTotals  # noqa: E402
+from _common import Child, closeAll, cpuTotals, memory  # noqa: E402
 
 TARGETS = {"store": 1000.0, "fetch": 2000.0}
 FETCH_P99_TARGET_MS = 10.0
@@ -87,6 +87,7 @@ def measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         driver.read(args.phase_timeout)
         results: dict[str, Any] = {}
         nodePids = [child.pid for child in nodes]
+        results["memory_before"] = memory(nodePids)
         for phase in ("store", "fetch"):
             before = cpuTotals(nodePids), cpuTotals([driver.pid])
             driver.tell(phase)
@@ -102,6 +103,8 @@ def measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
                 for i, who in enumerate(("nodes", "driver"))
             }
             results[phase] = figures
+        results["memory"] = memory(nodePids)
+        results["nodes"] = len(nodePids)
         return results
     finally:
         closeAll(children)

@@ -1,11 +1,11 @@
-"""Storage throughput (issue 7): RELOAD against the kademlia and opendht packages.
+"""Storage throughput (issues 7, 24): RELOAD against kademlia, opendht and the floor.
 
-Run by hand, not by the test suite (three to four minutes with the defaults
+Run by hand, not by the test suite (four to five minutes with the defaults
 on two cores):
 
     python3 -m pip install kademlia opendht     # the two columns to compare with
     python3 benchmarks/storage.py [--peers 50] [--ops 5000] [--concurrency 32]
-        [--drivers 2] [--only reload|kademlia|opendht] [--tmpfs] [--profile DIR]
+        [--drivers 2] [--only reload|kademlia|opendht|floor] [--tmpfs] [--profile DIR]
         [--json storage.json]
 
 A package that is not installed is skipped, with the pip command to install
@@ -118,6 +118,15 @@ says how close to that bound a system ran.
   the 8 closest nodes) and ``get``.  OpenDHT keeps a search per key, which
   later puts and gets of that key reuse.
 
+* floor (issue 24): ``floor.py``'s skeleton (``_floornode.py``), the
+  work a replicated Store and a Fetch cannot do without on reload's
+  stack (TLS links, an ECDSA P-256 signature on every message and value
+  and its verifications, a SQLite commit per stored copy, two replicas
+  before the answer) and none of RELOAD's logic, with this run's
+  ``--peers``, ``--ops`` and ``--concurrency`` (one driver process).  It
+  runs in the same invocation as the others so that reload's ratio to it
+  is measured side by side, on the same machine in the same minutes.
+
 Neither DHT authenticates nodes, encrypts links or signs values here; the
 RELOAD figures include all three, and hops through the overlay (RELOAD
 routes recursively, peer to peer; the DHT clients look up iteratively and
@@ -125,7 +134,9 @@ then talk to the storing nodes directly).
 
 Targets (issue 7), for reload: fetch at least 2,000/s with p99 at most
 10 ms, store (with replication) at least 1,000/s, and ahead of both DHTs;
-the line under the table says which were met.  The ratio columns are
+and (issue 24) store/s and fetch/s at least 0.8x the floor's; the line
+under the table says which were met.  The table also gives the CPU time
+per operation of every system's node processes and of its drivers.  The ratio columns are
 reload's figure divided by the other system's (for rates above 1 is better
 for reload, for latencies and memory below 1).  ``--profile DIR`` runs
 cProfile (CPU time) in the first reload driver and in every peer (merged
@@ -183,8 +194,12 @@ from _common import (  # noqa: E402
 from reload.config import KindConfig, defaultConfiguration, writeConfiguration  # noqa: E402
 from reload.lab import CONFIG_FILE, Lab, ringErrors  # noqa: E402
 
-SYSTEMS = ("reload", "kademlia", "opendht")
+SYSTEMS = ("reload", "kademlia", "opendht", "floor")
+#: The systems reload's figures are divided by, one ratio column each.
+OTHERS = ("kademlia", "opendht", "floor")
 PACKAGES = {"kademlia": "kademlia", "opendht": "opendht"}
+#: reload's store and fetch rates against the floor's, measured in the same run.
+TARGET_FLOOR_RATIO = 0.8
 TARGET_FETCH_RATE = 2000.0
 TARGET_FETCH_P99_MS = 10.0
 TARGET_STORE_RATE = 1000.0
@@ -338,6 +353,8 @@ def measurePhases(
                 "nodes_system": (system1 - system0) * 1000 / figures["ops"],
                 "drivers": figures["driver_cpu_seconds"] * 1000 / figures["ops"],
             }
+            cpu = figures["cpu_ms_per_op"]
+            cpu["nodes_total"] = cpu["nodes_user"] + cpu["nodes_system"]
         result[name] = figures
         if name == "store" and afterStore is not None:
             afterStore()
@@ -432,7 +449,17 @@ def measureReload(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         directory,
         basePort=base,
         adminBasePort=base + args.peers,
-        extraArgs=["--storage-sync", args.storage_sync],
+        # The lab's peers and clients all share 127.0.0.1: the per-source
+        # link limits, meant for one address per node, would abort the
+        # links of the ring and of the clients' Attaches.
+        extraArgs=[
+            "--storage-sync",
+            args.storage_sync,
+            "--max-handshakes-per-source",
+            str(2 * args.peers + 8),
+            "--max-unproven-links-per-source",
+            str(2 * args.peers + 8),
+        ],
         environment=None if args.profile is None else profiledEnvironment(args.profile.resolve()),
     )
     drivers: list[Child] = []
@@ -562,6 +589,40 @@ def measureDht(
     return result
 
 
+def measureFloor(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
+    """``floor.py``'s skeleton with this run's settings (``--peers`` nodes,
+    ``--ops`` keys, ``--concurrency`` outstanding, one driver process), its
+    figures in the shape of the other columns."""
+    import floor
+
+    settings = argparse.Namespace(
+        nodes=args.peers, ops=args.ops, warmup=500, concurrency=args.concurrency,
+        seed=args.seed, acks=False, phase_timeout=args.phase_timeout,
+    )  # fmt: skip
+    sub = directory / "floor"
+    sub.mkdir()
+    figures = floor.measure(settings, sub)
+    result: dict[str, Any] = {
+        "keys": args.ops,
+        "nodes": figures["nodes"],
+        "memory_before": figures["memory_before"],
+        "memory": figures["memory"],
+    }
+    for phase in ("store", "fetch"):
+        phaseFigures = dict(figures[phase])
+        cpu = phaseFigures.pop("cpu_ms_per_op")
+        phaseFigures["cpu_ms_per_op"] = {
+            "nodes_user": cpu["nodes"]["user"],
+            "nodes_system": cpu["nodes"]["system"],
+            "nodes_total": cpu["nodes"]["user"] + cpu["nodes"]["system"],
+            "drivers": cpu["driver"]["user"] + cpu["driver"]["system"],
+        }
+        # floor.py counts wrong answers as errors; here they are mismatches.
+        phaseFigures["mismatches"] = phaseFigures.pop("errors")
+        result[phase] = phaseFigures
+    return result
+
+
 # -- the table ------------------------------------------------------------------------------
 
 
@@ -581,13 +642,17 @@ ROWS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("fetch/s", ("fetch", "per_second"), "{:.0f}"),
     ("fetch p50 ms", ("fetch", "p50_ms"), "{:.1f}"),
     ("fetch p99 ms", ("fetch", "p99_ms"), "{:.1f}"),
+    ("store CPU ms/op nodes", ("store", "cpu_ms_per_op", "nodes_total"), "{:.2f}"),
+    ("store CPU ms/op drivers", ("store", "cpu_ms_per_op", "drivers"), "{:.2f}"),
+    ("fetch CPU ms/op nodes", ("fetch", "cpu_ms_per_op", "nodes_total"), "{:.2f}"),
+    ("fetch CPU ms/op drivers", ("fetch", "cpu_ms_per_op", "drivers"), "{:.2f}"),
     ("RSS per peer MB", ("memory", "rss_mb_mean"), "{:.1f}"),
 )
 
 
 def table(results: dict[str, Any]) -> list[list[str]]:
     """Rows of strings, the header first."""
-    header = ["", *SYSTEMS, "reload/kademlia", "reload/opendht"]
+    header = ["", *SYSTEMS, *(f"reload/{other}" for other in OTHERS)]
     rows = [header]
     for label, path, form in ROWS:
         row = [label]
@@ -599,7 +664,7 @@ def table(results: dict[str, Any]) -> list[list[str]]:
             else:
                 row.append("-" if value is None else form.format(value))
         mine = _get(results.get("reload"), *path)
-        for other in ("kademlia", "opendht"):
+        for other in OTHERS:
             theirs = _get(results.get(other), *path)
             row.append("-" if mine is None or not theirs else f"{mine / theirs:.2f}")
         rows.append(row)
@@ -641,6 +706,17 @@ def targets(results: dict[str, Any]) -> tuple[list[tuple[str, bool | None]], str
                     None if theirs is None or ours is None else ours > theirs,
                 )
             )
+    for phase in ("store", "fetch"):
+        floorRate = _get(results.get("floor"), phase, "per_second")
+        ours = _get(mine, phase, "per_second")
+        checks.append(
+            (
+                f"{phase}/s >= {TARGET_FLOOR_RATIO}x floor",
+                None
+                if floorRate is None or ours is None
+                else ours >= TARGET_FLOOR_RATIO * floorRate,
+            )
+        )
     words = {True: "met", False: "NOT met", None: "not measured"}
     line = "targets for reload: " + "; ".join(f"{name}: {words[met]}" for name, met in checks)
     return checks, line
@@ -650,7 +726,7 @@ def targets(results: dict[str, Any]) -> tuple[list[tuple[str, bool | None]], str
 
 
 def _installed(system: str) -> bool:
-    return system == "reload" or importlib.util.find_spec(PACKAGES[system]) is not None
+    return system not in PACKAGES or importlib.util.find_spec(PACKAGES[system]) is not None
 
 
 def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
@@ -675,6 +751,8 @@ def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
                 sub = directory / "reload-lab"
                 results[system] = measureReload(args, sub)
                 names = [bytes.fromhex(n) for n in results[system].pop("names")]
+            elif system == "floor":
+                results[system] = measureFloor(args, directory)
             else:
                 if not names:
                     # The shape of the RELOAD keys: a Node-ID and an iteration byte.

@@ -91,6 +91,11 @@ class PeerMetrics:
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
+        #: Messages and bytes by (code, direction) not yet in the counters;
+        #: registered first, so every collection brings them in before the
+        #: counters are read.
+        self._tallies: dict[tuple[int | None, str], list[int]] = {}
+        self.registry.register(_BeforeCollection(self._flushTallies))
         self.messages = Counter(
             "reload_messages",
             "RELOAD messages by method and direction (sent, received, forwarded).",
@@ -117,6 +122,7 @@ class PeerMetrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
+        self._counters: dict[tuple[int | None, str], tuple[Any, Any]] = {}
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -124,12 +130,45 @@ class PeerMetrics:
     # -- MessageObserver ---------------------------------------------------------
 
     def message(self, direction: str, data: bytes) -> None:
+        # Every message a peer handles comes here, so it only adds to two
+        # plain integers per (message code, direction); the labelled
+        # prometheus counters (each increment takes a lock) are brought up
+        # to date when they are read (:meth:`_flushTallies`).
         codes = messageCodes(data)
-        method = "unparsable" if codes is None else methodName(codes[0])
-        self.messages.labels(method, direction).inc()
-        self.bytes.labels(direction).inc(len(data))
+        code = None if codes is None else codes[0]
+        tally = self._tallies.get((code, direction))
+        if tally is None:
+            # Message codes are 16 bits and a peer may receive any of them:
+            # at most 1,024 tallies wait for a scrape.
+            if len(self._tallies) >= 1024:
+                self._flushTallies()
+            tally = self._tallies[(code, direction)] = [0, 0]
+        tally[0] += 1
+        tally[1] += len(data)
         if codes is not None and codes[1] is not None:
             self.errors.labels(errorName(codes[1]), direction).inc()
+
+    def _flushTallies(self) -> None:
+        """Add the messages and bytes counted since the last call to the
+        labelled counters."""
+        tallies, self._tallies = self._tallies, {}
+        for (code, direction), (count, size) in tallies.items():
+            counters = self._counters.get((code, direction))
+            if counters is None:
+                counters = self._labelled(code, direction)
+            counters[0].inc(count)
+            counters[1].inc(size)
+
+    def _labelled(self, code: int | None, direction: str) -> tuple[Any, Any]:
+        """The message and byte counters of ``code`` going ``direction``;
+        at most 1,024 pairs are kept (message codes are 16 bits, and a
+        peer may receive any of them)."""
+        method = "unparsable" if code is None else methodName(code)
+        counters = (self.messages.labels(method, direction), self.bytes.labels(direction))
+        if len(self._counters) >= 1024:
+            self._counters.clear()
+        self._counters[(code, direction)] = counters
+        return counters
 
     def request(self, code: int, answer: Deferred[Any]) -> None:
         started = self.clock.seconds()
@@ -157,6 +196,18 @@ class PeerMetrics:
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""
         return generate_latest(self.registry)
+
+
+class _BeforeCollection(Collector):
+    """Calls ``hook`` whenever the registry is collected, and yields no
+    metric itself."""
+
+    def __init__(self, hook: Callable[[], None]) -> None:
+        self.hook = hook
+
+    def collect(self) -> Iterable[Metric]:
+        self.hook()
+        return ()
 
 
 class PeerCollector(Collector):

@@ -63,6 +63,7 @@ from reload.wire.storage import StoredData, StoredDataValue, stored_data_signatu
 
 __all__ = [
     "CertificateCache",
+    "MessageSigner",
     "SignatureRejected",
     "VerifiedSigner",
     "makeMessageSignature",
@@ -481,6 +482,53 @@ def signMessage(
         tuple(GenericCertificate(CertificateType.X509, der) for der in ders), signature
     )
     return Message(header, contents, block)
+
+
+class MessageSigner:
+    """Signs every message of one node (section 6.3.4) with what all its
+    signatures share worked out once: the signature algorithm of its key,
+    its SignerIdentity (the certificate hash), and the certificates of its
+    security block (its own, its chain, ``certificates``).
+
+    :func:`signMessage` does the same for a single message; a node that
+    signs every message it originates keeps one of these instead of
+    hashing and encoding its certificate for each.
+    """
+
+    __slots__ = ("_bucket", "_ders", "_key", "algorithm", "identity", "signerIdentity")
+
+    def __init__(
+        self,
+        identity: PeerIdentity,
+        nodeId: bytes | None = None,
+        certificates: Iterable[x509.Certificate | bytes] = (),
+    ) -> None:
+        self.identity = identity
+        self.signerIdentity = signerIdentityFor(identity, nodeId)
+        self.algorithm = signatureAlgorithmFor(identity.privateKey)
+        self._key = identity.privateKey
+        ders: dict[bytes, None] = {}
+        for cert in (identity.certificate, *identity.chain, *certificates):
+            ders.setdefault(cert if isinstance(cert, bytes) else _der(cert))
+        self._ders = ders
+        self._bucket = tuple(GenericCertificate(CertificateType.X509, der) for der in ders)
+
+    def sign(
+        self, header: ForwardingHeader, contents: MessageContents, carried: Iterable[bytes] = ()
+    ) -> Message:
+        """``header`` + ``contents`` signed; the DER certificates
+        ``carried`` (a FetchAns's value signers) join the bucket."""
+        data = message_signature_input(
+            header.overlay, header.transaction_id, contents.encode(), self.signerIdentity
+        )
+        signature = Signature(
+            self.algorithm, self.signerIdentity, signBytes(self._key, self.algorithm, data)
+        )
+        bucket = self._bucket
+        extra = [der for der in dict.fromkeys(carried) if der not in self._ders]
+        if extra:
+            bucket = (*bucket, *(GenericCertificate(CertificateType.X509, der) for der in extra))
+        return Message(header, contents, SecurityBlock(bucket, signature))
 
 
 def messageSourceNodeId(header: ForwardingHeader, senderNodeId: bytes | None) -> bytes | None:

@@ -22,6 +22,7 @@ purpose, and kept only while every certificate of the path is valid.
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -108,8 +109,11 @@ class VerifiedPeer:
         """The first Node-ID."""
         return self.nodeIds[0]
 
-    @property
+    @functools.cached_property
     def certificateDer(self) -> bytes:
+        """The certificate's DER, encoded once: every Store a storing peer
+        takes names its values' signers' certificates by it (a replica
+        Store carries them, section 6.3.4)."""
         return self.certificate.public_bytes(serialization.Encoding.DER)
 
     def isValidAt(self, now: datetime.datetime) -> bool:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -211,31 +211,42 @@ class Dispatcher:
 
     def dispatch(self, request: Request) -> Deferred[Reply]:
         """The reply to ``request``; never fails."""
+        answer = self.answer(request)
+        return answer if isinstance(answer, Deferred) else succeed(answer)
+
+    def answer(self, request: Request) -> Reply | Deferred[Reply]:
+        """The reply to ``request``, at once when its handler answers at once
+        (a Fetch, a Ping), else a Deferred of it (a Store waiting for its
+        replicas); never fails.  The transport answers most requests this
+        way without a Deferred and its callbacks per message."""
         code = request.code
         try:
             request.message.contents.check_extensions(self.understoodExtensions)
         except UnknownCriticalExtension as exc:
-            return succeed(errorReply(ErrorCode.UNKNOWN_EXTENSION, str(exc)))
+            return errorReply(ErrorCode.UNKNOWN_EXTENSION, str(exc))
         entry = self._handlers.get(code)
         if entry is None:
-            return succeed(
-                errorReply(
-                    ErrorCode.INVALID_MESSAGE,
-                    f"message code {code:#06x} is not supported by this node",
-                )
+            return errorReply(
+                ErrorCode.INVALID_MESSAGE,
+                f"message code {code:#06x} is not supported by this node",
             )
         handler, decoder = entry
         try:
             body = decoder(request.rawBody)
         except DecodeError as exc:
-            return succeed(errorReply(ErrorCode.INVALID_MESSAGE, str(exc)))
+            return errorReply(ErrorCode.INVALID_MESSAGE, str(exc))
         except Exception as exc:  # a decoder bug must not leave the request unanswered
             self.log.failure("decoding a {code:#x} body failed", code=code)
-            return succeed(errorReply(ErrorCode.INVALID_MESSAGE, f"undecodable body: {exc}"))
-        d: Deferred[Any] = maybeDeferred(handler, request.withBody(body))
-        return d.addCallbacks(
-            lambda result: self._reply(code, result), lambda f: self._failed(code, f)
-        )
+            return errorReply(ErrorCode.INVALID_MESSAGE, f"undecodable body: {exc}")
+        try:
+            result = handler(request.withBody(body))
+        except BaseException:
+            return self._failed(code, Failure())
+        if isinstance(result, Deferred):
+            return result.addCallbacks(
+                lambda answer: self._reply(code, answer), lambda f: self._failed(code, f)
+            )
+        return self._reply(code, result)
 
     def _reply(self, code: int, result: object) -> Reply:
         if isinstance(result, Reply):

@@ -189,22 +189,20 @@ class SigningSecurity:
         self.clock = clock
         self.nodeId = nodeId if nodeId is not None else identity.nodeId
         self.extraCertificates = tuple(extraCertificates)
+        from reload.security.signing import MessageSigner
+
+        self._signer = MessageSigner(identity, self.nodeId, self.extraCertificates)
 
     def now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.UTC)
 
     def sign(self, message: Message) -> Message:
-        from reload.security.signing import signMessage
-
         # Certificates the caller put in the unsigned block (a FetchAns's
         # value signers) travel with ours.
-        carried = [c.certificate for c in message.security_block.certificates]
-        return signMessage(
+        return self._signer.sign(
             message.header,
             message.contents,
-            self.identity,
-            nodeId=self.nodeId,
-            certificates=(*self.extraCertificates, *carried),
+            [c.certificate for c in message.security_block.certificates],
         )
 
     def verify(self, message: Message, previousHop: bytes | None) -> Signer:

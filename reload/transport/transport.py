@@ -599,10 +599,17 @@ class Transport:
             self._answer(refused, message, previousHop, entry)
             return
         request = Request(message, signer, previousHop)
-        answering = self.dispatcher.dispatch(request)
-        answering.addCallback(self._logRefusal, message, signer)
-        answering.addCallback(self._answer, message, previousHop, entry)
-        answering.addErrback(lambda f: self.log.failure("answering a request failed", f))
+        answering = self.dispatcher.answer(request)
+        if isinstance(answering, Deferred):
+            answering.addCallback(self._logRefusal, message, signer)
+            answering.addCallback(self._answer, message, previousHop, entry)
+            answering.addErrback(lambda f: self.log.failure("answering a request failed", f))
+            return
+        # Answered at once (a Fetch, a Ping...): no Deferred in between.
+        try:
+            self._answer(self._logRefusal(answering, message, signer), message, previousHop, entry)
+        except Exception:
+            self.log.failure("answering a request failed")
 
     def _logRefusal(self, reply: Reply, message: Message, signer: Signer) -> Reply:
         """A request this node answers with an Error (a Store refused as

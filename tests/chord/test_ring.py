@@ -166,6 +166,29 @@ def test_replica_set_is_the_next_two_successors() -> None:
     assert two.replicaSet(intToId(100)) == ring16(200)
 
 
+@settings(max_examples=60)
+@given(st.integers(0, 255), st.sets(st.integers(0, 255), max_size=8), st.integers(1, 4))
+def test_responsibility_and_replica_sets_follow_their_definitions(
+    own: int, others: set[int], replicas: int
+) -> None:
+    """Sections 10.1 and 10.4 checked point by point on a ring of 256 ids:
+    a node is responsible for (its first predecessor, itself]; the replica
+    set of an id is the ``replicas`` nodes after the one responsible for it,
+    clockwise, never counting that one twice."""
+    table = RoutingTable(bytes([own]), replicas=replicas)
+    for other in others - {own}:
+        table.addPeer(bytes([other]))
+    members = sorted({own, *others})
+    for k in range(256):
+        # The responsible node: the first member at or after k, clockwise.
+        owner = next((m for m in members if m >= k), members[0])
+        assert table.isResponsible(bytes([k])) == (owner == own)
+        assert table.responsiblePeer(bytes([k])) == bytes([owner])
+        start = members.index(owner)
+        after = [members[(start + j) % len(members)] for j in range(1, len(members))]
+        assert table.replicaSet(bytes([k])) == [bytes([m]) for m in after[:replicas]]
+
+
 def test_holds_replica_for_the_two_predecessors_ranges() -> None:
     """Section 10.7.3: a node drops data once three predecessors separate
     it from the resource."""

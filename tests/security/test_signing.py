@@ -8,11 +8,13 @@ import datetime
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from reload.security.certificates import PeerIdentity, makeSelfSignedIdentity
 from reload.security.keys import generateEcdsaKey, generateRsaKey
 from reload.security.signing import (
     CertificateCache,
+    MessageSigner,
     SignatureRejected,
     messageSourceNodeId,
     signData,
@@ -196,6 +198,70 @@ def test_severalNodeIdsUseCertHashNodeId(pki: Pki, cache: CertificateCache) -> N
         verifyMessage(received(message), cache, NOW, senderNodeId=nodeIds[1]).nodeId == (nodeIds[1])
     )
     # Signed as the second Node-ID, it does not come from the first.
+    assert "signed by" in rejected(message, cache, senderNodeId=nodeIds[0])
+
+
+@pytest.mark.parametrize("who", ["alice", "bob"])
+def test_messageSignerSignsAsSignMessageDoes(
+    who: str, alice: PeerIdentity, bob: PeerIdentity, cache: CertificateCache
+) -> None:
+    """A node's MessageSigner (what its signatures share, worked out once)
+    gives the security block signMessage gives: the same algorithm, signer
+    identity and certificates, and a signature that verifies."""
+    signer = alice if who == "alice" else bob
+    messageSigner = MessageSigner(signer)
+    contents = MessageContents(PING_REQ, b"\x01\x02")
+    once = signMessage(header(randomNodeId()), contents, signer)
+    kept = messageSigner.sign(header(randomNodeId()), contents)
+    assert kept.security_block.signature.algorithm == once.security_block.signature.algorithm
+    assert kept.security_block.signature.identity == once.security_block.signature.identity
+    assert kept.security_block.certificates == once.security_block.certificates
+    assert verifyMessage(received(kept), cache, NOW, senderNodeId=signer.nodeId).nodeId == (
+        signer.nodeId
+    )
+
+
+def test_messageSignerCarriesEachExtraCertificateOnce(
+    alice: PeerIdentity, bob: PeerIdentity, pki: Pki, cache: CertificateCache
+) -> None:
+    """Section 6.3.4: the bucket holds "all the certificates necessary to
+    verify every signature" -- the signer's chain, the extra certificates
+    it was built with, and the DER certificates carried with one message
+    (a FetchAns's value signers), each once and in that order."""
+    intermediate = makeCa("Intermediate", pki.root)
+    key, cert = makeLeaf(intermediate)
+    signer = identityOf(key, cert, chain=[intermediate.certificate])
+    messageSigner = MessageSigner(signer, certificates=[bob.certificate])
+    message = messageSigner.sign(
+        header(randomNodeId()),
+        MessageContents(PING_REQ, b""),
+        [alice.certificateDer, signer.certificateDer, alice.certificateDer],
+    )
+    ders = [c.certificate for c in message.security_block.certificates]
+    assert ders == [
+        signer.certificateDer,
+        intermediate.certificate.public_bytes(Encoding.DER),
+        bob.certificateDer,
+        alice.certificateDer,
+    ]
+    verifyMessage(received(message), cache, NOW, senderNodeId=signer.nodeId)
+    # The carried certificates belong to that message only.
+    plain = messageSigner.sign(header(randomNodeId()), MessageContents(PING_REQ, b""))
+    assert len(plain.security_block.certificates) == 3
+
+
+def test_messageSignerSignsAsTheNodeIdItWasGiven(pki: Pki, cache: CertificateCache) -> None:
+    """Section 6.3.4: with several Node-IDs the signer identity names the
+    one the node signs as."""
+    nodeIds = (randomNodeId(), randomNodeId())
+    key, cert = makeLeaf(pki.root, nodeIds=nodeIds)
+    signer = identityOf(key, cert)
+    message = MessageSigner(signer, nodeIds[1]).sign(
+        header(randomNodeId()), MessageContents(PING_REQ, b"")
+    )
+    assert (
+        verifyMessage(received(message), cache, NOW, senderNodeId=nodeIds[1]).nodeId == (nodeIds[1])
+    )
     assert "signed by" in rejected(message, cache, senderNodeId=nodeIds[0])
 
 

@@ -125,3 +125,21 @@ def test_unknown_methods_and_critical_extensions() -> None:
 def test_only_request_codes_can_be_registered() -> None:
     with pytest.raises(ValueError):
         Dispatcher().register(PingAns.CODE, lambda r: PingAns(1, 2))
+
+
+def test_answer_gives_a_synchronous_reply_without_a_deferred() -> None:
+    """``Dispatcher.answer``, which the transport uses: a handler that
+    answers at once gives the Reply itself, one that answers later a
+    Deferred of it, and one that raises the Error Reply at once."""
+    dispatcher = Dispatcher()
+    later: Deferred[PingAns] = Deferred()
+    handlers = iter([lambda r: PingAns(1, 2), lambda r: later, lambda r: 1 // 0])
+    dispatcher.register(PingReq.CODE, lambda r: next(handlers)(r))
+    now = dispatcher.answer(request(PingReq.CODE, PingReq().encode()))
+    assert isinstance(now, Reply) and PingAns.decode(now.body) == PingAns(1, 2)
+    pending = dispatcher.answer(request(PingReq.CODE, PingReq().encode()))
+    assert isinstance(pending, Deferred)
+    later.callback(PingAns(3, 4))
+    assert PingAns.decode(reply(pending).body) == PingAns(3, 4)
+    failed = dispatcher.answer(request(PingReq.CODE, PingReq().encode()))
+    assert isinstance(failed, Reply) and errorCode(failed) == ErrorCode.INVALID_MESSAGE

@@ -276,9 +276,13 @@ class RoutingTable:
         return IdRange(start, self.nodeId)
 
     def isResponsible(self, resourceId: bytes) -> bool:
-        """Section 10.1: k in (p, x] for the first predecessor p."""
-        self._dist(resourceId)
-        return resourceId in self.responsibleRange()
+        """Section 10.1: k in (p, x] for the first predecessor p.  Measured
+        clockwise from this node x, p is the farthest peer, so k is in
+        (p, x] when it is x itself or farther than p (every Store and
+        Fetch asks, so no IdRange is built)."""
+        d = self._dist(resourceId)
+        dists = self._dists
+        return d == 0 or not dists or d > dists[-1]
 
     def responsiblePeer(self, resourceId: bytes) -> bytes:
         """The node this table believes responsible for ``resourceId``: the
@@ -294,11 +298,19 @@ class RoutingTable:
         """Section 10.4: the two peers after the one responsible for
         ``resourceId``; for ids this node is responsible for, its first two
         successors."""
-        ring = [*(self._peers[d] for d in self._dists), self.nodeId]
-        owner = self.responsiblePeer(resourceId)
-        start = ring.index(owner)
-        after = [ring[(start + 1 + j) % len(ring)] for j in range(len(ring) - 1)]
-        return after[: self.replicaCount]
+        # The ring clockwise from this node's first successor, ending with
+        # this node: position i < len(dists) is the peer at distance
+        # dists[i], position len(dists) this node.
+        dists, peers = self._dists, self._peers
+        size = len(dists) + 1
+        d = self._dist(resourceId)
+        # The owner's position, as responsiblePeer finds it.
+        owner = len(dists) if d == 0 else bisect_left(dists, d)
+        chosen = []
+        for j in range(1, min(self.replicaCount, size - 1) + 1):
+            i = (owner + j) % size
+            chosen.append(self.nodeId if i == len(dists) else peers[dists[i]])
+        return chosen
 
     def holdsReplica(self, resourceId: bytes) -> bool:
         """Whether this node is in the replica set of ``resourceId``: one of
