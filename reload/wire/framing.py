@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Self
 
-from reload.wire.base import WireStruct
+from reload.wire.base import SLOTTED, WireStruct
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError, EncodeError
 
@@ -77,7 +77,7 @@ _DATA = FramedMessageType.DATA.value
 _ACK_TYPE = FramedMessageType.ACK.value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class DataFrame(WireStruct):
     """A ``data`` FramedMessage: one RELOAD message and its hop sequence number.
 
@@ -105,7 +105,7 @@ class DataFrame(WireStruct):
         return cls(sequence, r.opaque(3, "message"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class AckFrame(WireStruct):
     """An ``ack`` FramedMessage (section 6.6.2).
 

@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 
+from reload.wire.base import SLOTTED
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError, EncodeError
 
@@ -73,7 +74,7 @@ class ForwardingFlags(IntFlag):
     RESPONSE_COPY = 0x04
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class Destination:
     """One entry of a via list or destination list (section 6.3.2.2).
 
@@ -160,7 +161,7 @@ class Destination:
         return cls(kind, bytes(data[pos + 2 : end]))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class ForwardingOption:
     """Section 6.3.2.3.  No option types are defined by RFC 6940; unknown
     ones are carried opaquely so that a peer can apply the flag rules."""
@@ -210,7 +211,7 @@ def _read_options(r: Reader) -> tuple[ForwardingOption, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class ForwardingHeader:
     """Section 6.3.2.  ``length`` is filled in when the message is encoded."""
 

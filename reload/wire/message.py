@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar, Protocol, Self
 
-from reload.wire.base import WireStruct, fast_constructor
+from reload.wire.base import SLOTTED, WireStruct, constructor
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError, EncodeError
 from reload.wire.header import DEFAULT_MAX_MESSAGE_SIZE, ForwardingHeader, HeaderView
@@ -164,7 +164,7 @@ class UnknownMessageCode(DecodeError):
 # -- error response (section 6.3.3.1) -----------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class ErrorResponse(WireStruct):
     """Section 6.3.3.1: the body of every message with code 0xFFFF.
 
@@ -173,8 +173,6 @@ class ErrorResponse(WireStruct):
     Error_Generation_Counter_Too_Low: a :class:`~reload.wire.storage.StoreAns`).
     Codes this module has no name for are kept as integers; 0 is invalid.
     """
-
-    CODE: ClassVar[int] = MessageCode.ERROR
 
     error_code: int
     error_info: bytes = b""
@@ -204,10 +202,13 @@ class ErrorResponse(WireStruct):
         return cls(_ERROR_CODES.get(code, code), r.opaque(2, "error_info"))
 
 
+ErrorResponse.CODE = MessageCode.ERROR
+
+
 # -- message contents (section 6.3.3) -----------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class MessageExtension(WireStruct):
     """Section 6.3.3: an extension, carried opaquely.  No types are defined
     (section 14.14 registers only exp-ext, 1); 0 is invalid."""
@@ -244,7 +245,7 @@ class Body(Protocol):
     def encode(self) -> bytes: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class MessageContents(WireStruct):
     """Section 6.3.3: message code, body bytes and extensions.
 
@@ -340,13 +341,13 @@ def _read_contents(data: bytes, pos: int, end: int) -> tuple[MessageContents, in
     return _new_contents(_MESSAGE_CODES.get(code, code), body, tuple(extensions)), ext_end
 
 
-_new_contents = fast_constructor(MessageContents)
+_new_contents = constructor(MessageContents)
 
 
 # -- message ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class Message:
     """Section 6.3: a whole (unfragmented) message.
 
@@ -418,10 +419,10 @@ class Message:
         return _new_message(header, contents, security_block)
 
 
-_new_message = fast_constructor(Message)
+_new_message = constructor(Message)
 
 
-_new_header = fast_constructor(ForwardingHeader)
+_new_header = constructor(ForwardingHeader)
 
 
 def _decode_header(

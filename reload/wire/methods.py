@@ -22,7 +22,7 @@ import struct
 from abc import abstractmethod
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, Self
+from typing import Self
 
 from reload.wire.attach import (
     AppAttachAns,
@@ -31,7 +31,7 @@ from reload.wire.attach import (
     AttachReq,
     _vector,  # shared vector reader; one package
 )
-from reload.wire.base import WireStruct
+from reload.wire.base import SLOTTED, WireStruct
 from reload.wire.buffer import Reader, opaque8, opaque16, opaque24
 from reload.wire.errors import EncodeError
 from reload.wire.header import Destination
@@ -104,12 +104,10 @@ class NodeIdStruct(WireStruct):
 # -- Join, Leave, Update, RouteQuery (section 6.4.2) ------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class JoinReq(NodeIdStruct):
     """Section 6.4.2.1: a peer asks to take over ``joining_peer_id``'s part of
     the overlay.  The receiver checks that this Node-ID signed the message."""
-
-    CODE: ClassVar[int] = 0x0F
 
     joining_peer_id: bytes
     overlay_specific_data: bytes = b""
@@ -123,12 +121,13 @@ class JoinReq(NodeIdStruct):
         return cls(node_id, r.opaque(2, "overlay_specific_data"))
 
 
-@dataclass(frozen=True, slots=True)
+JoinReq.CODE = 15
+
+
+@dataclass(frozen=True, **SLOTTED)
 class JoinAns(WireStruct):
     """Section 6.4.2.1: the admitting peer's answer; CHORD-RELOAD puts
     nothing in it."""
-
-    CODE: ClassVar[int] = 0x10
 
     overlay_specific_data: bytes = b""
 
@@ -140,13 +139,14 @@ class JoinAns(WireStruct):
         return cls(r.opaque(2, "overlay_specific_data"))
 
 
-@dataclass(frozen=True, slots=True)
+JoinAns.CODE = 16
+
+
+@dataclass(frozen=True, **SLOTTED)
 class LeaveReq(NodeIdStruct):
     """Section 6.4.2.2: ``leaving_peer_id`` exits the overlay.  For
     CHORD-RELOAD ``overlay_specific_data`` is a
     :class:`topologies.chordreload.codec.ChordLeaveData` (section 10.9)."""
-
-    CODE: ClassVar[int] = 0x11
 
     leaving_peer_id: bytes
     overlay_specific_data: bytes = b""
@@ -160,11 +160,12 @@ class LeaveReq(NodeIdStruct):
         return cls(node_id, r.opaque(2, "overlay_specific_data"))
 
 
-@dataclass(frozen=True, slots=True)
+LeaveReq.CODE = 17
+
+
+@dataclass(frozen=True, **SLOTTED)
 class LeaveAns(WireStruct):
     """Section 6.4.2.2: "LeaveAns is an empty message"."""
-
-    CODE: ClassVar[int] = 0x12
 
     def encode(self) -> bytes:
         return b""
@@ -174,15 +175,16 @@ class LeaveAns(WireStruct):
         return cls()
 
 
-@dataclass(frozen=True, slots=True)
+LeaveAns.CODE = 18
+
+
+@dataclass(frozen=True, **SLOTTED)
 class UpdateReq(WireStruct):
     """Section 6.4.2.3: "The contents of the UpdateReq message are completely
     overlay specific", so the whole body is ``overlay_specific_data``, with
     no length of its own (the message body already has one, section 6.3.3).
     For CHORD-RELOAD it is a :class:`topologies.chordreload.codec.ChordUpdate`."""
 
-    CODE: ClassVar[int] = 0x13
-
     overlay_specific_data: bytes = b""
 
     def encode(self) -> bytes:
@@ -193,13 +195,14 @@ class UpdateReq(WireStruct):
         return cls(r.rest())
 
 
-@dataclass(frozen=True, slots=True)
+UpdateReq.CODE = 19
+
+
+@dataclass(frozen=True, **SLOTTED)
 class UpdateAns(WireStruct):
     """Section 6.4.2.3: "either success or an error"; the RFC gives no
     structure, so the body is kept whole (empty for CHORD-RELOAD)."""
 
-    CODE: ClassVar[int] = 0x14
-
     overlay_specific_data: bytes = b""
 
     def encode(self) -> bytes:
@@ -210,12 +213,13 @@ class UpdateAns(WireStruct):
         return cls(r.rest())
 
 
-@dataclass(frozen=True, slots=True)
+UpdateAns.CODE = 20
+
+
+@dataclass(frozen=True, **SLOTTED)
 class RouteQueryReq(WireStruct):
     """Section 6.4.2.4.1: where would the receiver route ``destination``?
     ``send_update`` also asks it for an Update carrying its Routing Table."""
-
-    CODE: ClassVar[int] = 0x15
 
     send_update: bool
     destination: Destination
@@ -237,13 +241,14 @@ class RouteQueryReq(WireStruct):
         return cls(send_update, destination, r.opaque(2, "overlay_specific_data"))
 
 
-@dataclass(frozen=True, slots=True)
+RouteQueryReq.CODE = 21
+
+
+@dataclass(frozen=True, **SLOTTED)
 class RouteQueryAns(WireStruct):
     """Section 6.4.2.4.2: "completely overlay specific", kept whole like
     :class:`UpdateReq`.  For CHORD-RELOAD it is a
     :class:`topologies.chordreload.codec.ChordRouteQueryAns` (section 10.8)."""
-
-    CODE: ClassVar[int] = 0x16
 
     overlay_specific_data: bytes = b""
 
@@ -253,6 +258,9 @@ class RouteQueryAns(WireStruct):
     @classmethod
     def read(cls, r: Reader) -> Self:
         return cls(r.rest())
+
+
+RouteQueryAns.CODE = 22
 
 
 # -- Probe (section 6.4.2.5) -------------------------------------------------
@@ -273,15 +281,13 @@ _PROBE_TYPES = {t.value: t for t in ProbeInformationType}
 _UINT32_PROBE_TYPES = frozenset({1, 2, 3})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class ProbeReq(WireStruct):
     """Section 6.4.2.5.1: the status items wanted, in the order wanted.
 
     Types the responder does not know are legal here (it leaves them out of
     its answer), so they are kept as plain integers.
     """
-
-    CODE: ClassVar[int] = 0x01
 
     requested_info: tuple[int, ...] = ()
 
@@ -299,7 +305,10 @@ class ProbeReq(WireStruct):
         return cls(tuple([_PROBE_TYPES.get(t, t) for t in raw]))
 
 
-@dataclass(frozen=True, slots=True)
+ProbeReq.CODE = 1
+
+
+@dataclass(frozen=True, **SLOTTED)
 class ProbeInformation(WireStruct):
     """Section 6.4.2.5.2: one status item, type and length first so that
     unknown types can be skipped ("This structure allows for unknown option
@@ -339,11 +348,9 @@ class ProbeInformation(WireStruct):
         return cls(_PROBE_TYPES.get(t, t), r.opaque(1, "value"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class ProbeAns(WireStruct):
     """Section 6.4.2.5.2: the requested items the responder recognises."""
-
-    CODE: ClassVar[int] = 0x02
 
     probe_info: tuple[ProbeInformation, ...] = ()
 
@@ -361,15 +368,16 @@ class ProbeAns(WireStruct):
         return cls(tuple(out))
 
 
+ProbeAns.CODE = 2
+
+
 # -- Ping (section 6.5.3) ----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class PingReq(WireStruct):
     """Section 6.5.3.1: no content but up to 65535 bytes of padding, used to
     discover how large a message the path carries."""
-
-    CODE: ClassVar[int] = 0x17
 
     padding: bytes = b""
 
@@ -381,13 +389,14 @@ class PingReq(WireStruct):
         return cls(r.opaque(2, "padding"))
 
 
-@dataclass(frozen=True, slots=True)
+PingReq.CODE = 23
+
+
+@dataclass(frozen=True, **SLOTTED)
 class PingAns(WireStruct):
     """Section 6.5.3.2: a random ``response_id`` telling answers apart and
     the ``time`` the answer was made, as storage_time is (section 7:
     milliseconds since the Unix epoch)."""
-
-    CODE: ClassVar[int] = 0x18
 
     response_id: int
     time: int
@@ -411,6 +420,9 @@ class PingAns(WireStruct):
         return cls(response_id, time)
 
 
+PingAns.CODE = 24
+
+
 # -- ConfigUpdate (section 6.5.4) --------------------------------------------
 
 
@@ -424,7 +436,7 @@ class ConfigUpdateType(IntEnum):
 _CONFIG_UPDATE_TYPES = {t.value: t for t in ConfigUpdateType}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class ConfigUpdateReq(WireStruct):
     """Section 6.5.4.1: push a newer configuration document or Kind
     definitions across the overlay.
@@ -436,8 +448,6 @@ class ConfigUpdateReq(WireStruct):
     type this peer does not know ("This structure allows for unknown content
     types").  :meth:`for_config` and :meth:`for_kinds` build the first two.
     """
-
-    CODE: ClassVar[int] = 0x21
 
     type: int
     config_data: bytes = b""
@@ -500,11 +510,12 @@ class ConfigUpdateReq(WireStruct):
         return cls(_CONFIG_UPDATE_TYPES.get(t, t), raw=bytes(r.data[start : start + length]))
 
 
-@dataclass(frozen=True, slots=True)
+ConfigUpdateReq.CODE = 33
+
+
+@dataclass(frozen=True, **SLOTTED)
 class ConfigUpdateAns(WireStruct):
     """Section 6.5.4.2: an empty structure; success is the answer itself."""
-
-    CODE: ClassVar[int] = 0x22
 
     def encode(self) -> bytes:
         return b""
@@ -512,6 +523,9 @@ class ConfigUpdateAns(WireStruct):
     @classmethod
     def read(cls, r: Reader) -> Self:
         return cls()
+
+
+ConfigUpdateAns.CODE = 34
 
 
 # -- registry ----------------------------------------------------------------

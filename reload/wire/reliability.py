@@ -42,6 +42,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from reload.wire.base import SLOTTED
 from reload.wire.framing import AckFrame, DataFrame, decode_frame
 
 __all__ = [
@@ -95,21 +96,21 @@ _K = 4
 # -- events ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class Deliver:
     """A message received in a new data frame, for the layer above."""
 
     message: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class Transmit:
     """A frame to send now: an ACK or a retransmission."""
 
     frame: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class Acked:
     """The message first sent with ``sequence`` was acknowledged.
 
@@ -122,7 +123,7 @@ class Acked:
     rtt: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class Failed:
     """The message first sent with ``sequence`` was sent the maximum number
     of times without an ACK.  Section 6.6.3.1: the sender SHOULD close the
@@ -132,13 +133,13 @@ class Failed:
     message: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class LinkStalled:
     """No ACK while several retransmissions happened: section 6.6.3.1
     RECOMMENDs removing the link from the Routing Table."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class LinkResumed:
     """An ACK arrived after :class:`LinkStalled`: the link MAY be restored."""
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Self, TypeVar
 
-from reload.wire.base import WireStruct, fast_constructor
+from reload.wire.base import SLOTTED, WireStruct, constructor
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError, EncodeError
 
@@ -135,7 +135,7 @@ def _reader_bytes(r: Reader) -> bytes:
 # -- algorithms ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class SignatureAndHashAlgorithm(WireStruct):
     """TLS ``SignatureAndHashAlgorithm`` (RFC 5246 section 7.4.1.4.1): the
     hash byte comes first on the wire, then the signature byte."""
@@ -183,7 +183,7 @@ def _algorithm_pair(h: int, s: int) -> SignatureAndHashAlgorithm:
 # -- certificates -------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class GenericCertificate(WireStruct):
     """Section 6.3.4: one certificate of the security block.  For X.509,
     ``certificate`` is the DER encoding."""
@@ -208,7 +208,7 @@ class GenericCertificate(WireStruct):
 # -- signer identity ----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class SignerIdentity(WireStruct):
     """Section 6.3.4 ``SignerIdentity``: who made a signature.
 
@@ -351,7 +351,7 @@ def _read_identity(data: bytes, pos: int, end: int) -> tuple[SignerIdentity, int
 # -- signature ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class Signature(WireStruct):
     """Section 6.3.4 ``Signature``: algorithm, signer and signature bytes.
 
@@ -441,13 +441,13 @@ def _read_signature(data: bytes, pos: int, end: int) -> tuple[Signature, int]:
     return _new_signature(algorithm, identity, data[id_end + 2 : value_end]), value_end
 
 
-_new_signature = fast_constructor(Signature)
+_new_signature = constructor(Signature)
 
 
 # -- security block -----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class SecurityBlock(WireStruct):
     """Section 6.3.4: the third part of every message."""
 
@@ -501,8 +501,8 @@ def read_security_block_at(data: bytes, pos: int, end: int) -> tuple[SecurityBlo
     return _new_security_block(tuple(certificates), signature), p
 
 
-_new_certificate = fast_constructor(GenericCertificate)
-_new_security_block = fast_constructor(SecurityBlock)
+_new_certificate = constructor(GenericCertificate)
+_new_security_block = constructor(SecurityBlock)
 
 
 # -- what is signed -----------------------------------------------------------

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, ClassVar, Self, TypeVar
 
-from reload.wire.base import WireStruct, fast_constructor
+from reload.wire.base import SLOTTED, WireStruct, WireValue, constructor
 from reload.wire.buffer import Reader, opaque8, opaque16
 from reload.wire.errors import DecodeError, EncodeError
 from reload.wire.nodeid import DEFAULT_NODE_ID_LENGTH, check_node_id_length
@@ -190,7 +190,7 @@ def _check_unique(kinds: list[int] | tuple[int, ...], what: str) -> None:
 # -- data values (section 7.2) ------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class DataValue(WireStruct):
     """Section 7.2: a value, or (``exists`` False) the statement that there
     is none -- how values are removed (section 7.4.1.3)."""
@@ -221,13 +221,20 @@ def _read_data_value(data: bytes, pos: int, end: int) -> tuple[DataValue, int]:
     return _new_data_value(exists == 1, data[pos + 5 : value_end]), value_end
 
 
-@dataclass(frozen=True, slots=True)
-class ArrayEntry(WireStruct):
-    """Section 7.2.2: the value at ``index`` of an array.  In a store,
-    index 0xffffffff appends (section 7.4.1.1)."""
+class _AppendIndex(WireStruct):
+    """Holds ``ArrayEntry.APPEND`` outside the dataclass body (a class
+    variable there is a field once compiled: see :mod:`reload.wire.base`)."""
+
+    __slots__ = ()
 
     #: Section 7.4.1.1: the index that means "append".
     APPEND: ClassVar[int] = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, **SLOTTED)
+class ArrayEntry(_AppendIndex):
+    """Section 7.2.2: the value at ``index`` of an array.  In a store,
+    index 0xffffffff appends (section 7.4.1.1)."""
 
     index: int
     value: DataValue
@@ -253,7 +260,7 @@ def _read_array_entry(data: bytes, pos: int, end: int) -> tuple[ArrayEntry, int]
     return _new_array_entry(index, value), pos
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class DictionaryEntry(WireStruct):
     """Section 7.2.3: the value stored under ``key``."""
 
@@ -290,9 +297,9 @@ def _read_dictionary_entry(data: bytes, pos: int, end: int) -> tuple[DictionaryE
 #: Section 7.2 ``StoredDataValue``: which arm is given by the Kind's model.
 StoredDataValue = DataValue | ArrayEntry | DictionaryEntry
 
-_new_data_value = fast_constructor(DataValue)
-_new_array_entry = fast_constructor(ArrayEntry)
-_new_dictionary_entry = fast_constructor(DictionaryEntry)
+_new_data_value = constructor(DataValue)
+_new_array_entry = constructor(ArrayEntry)
+_new_dictionary_entry = constructor(DictionaryEntry)
 
 _VALUE_READERS: dict[DataModel, Callable[[bytes, int, int], tuple[StoredDataValue, int]]] = {
     DataModel.SINGLE: _read_data_value,
@@ -304,7 +311,7 @@ _VALUE_READERS: dict[DataModel, Callable[[bytes, int, int], tuple[StoredDataValu
 # -- StoredData (section 7, signature section 7.1) ----------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class StoredData:
     """Section 7: one stored value with its storage time (milliseconds since
     the epoch), lifetime (seconds) and the storer's signature (section 7.1).
@@ -408,7 +415,7 @@ def _read_stored_data(
     return _new_stored_data(storage_time, lifetime, value, signature), stop
 
 
-_new_stored_data = fast_constructor(StoredData)
+_new_stored_data = constructor(StoredData)
 
 # The readers below are the hot path of StoreReq and FetchAns: one unpack for
 # the fixed fields and no intermediate calls.  Anything unusual -- including
@@ -508,7 +515,7 @@ def stored_data_signature_input(
 _ValueReader = Callable[[bytes, int, int], tuple[Any, int]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class _KindValuesForm:
     """How to read one of the three ``kind, uint64, values<0..2^32-1>``
     structures (StoreKindData, FetchKindResponse, StatKindResponse)."""
@@ -604,7 +611,7 @@ def _encode_kind_values(
 # -- Store (section 7.4.1) ----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class StoreKindData:
     """Section 7.4.1.1: the values of one Kind to store, with the generation
     counter the storer expects (0: do not check)."""
@@ -629,17 +636,15 @@ class StoreKindData:
 _STORE_KIND_DATA = _KindValuesForm(
     ("kind", "generation_counter", "values"),
     _STORED_DATA_READERS,
-    fast_constructor(StoreKindData),
+    constructor(StoreKindData),
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StoreReq:
+@dataclass(frozen=True, **SLOTTED)
+class StoreReq(WireValue):
     """Section 7.4.1.1: store values of several Kinds at ``resource``.
     ``replica_number`` is 0 for an original store.  A Kind-ID may appear
     only once ("MUST NOT be used twice"); both directions enforce it."""
-
-    CODE: ClassVar[int] = 0x07
 
     resource: bytes
     replica_number: int
@@ -665,6 +670,9 @@ class StoreReq:
     @classmethod
     def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> StoreReq:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_store_req(d, p, e, models))
+
+
+StoreReq.CODE = 7
 
 
 def _read_resource(data: bytes, pos: int, end: int) -> tuple[bytes, int]:
@@ -699,7 +707,7 @@ def _read_store_req(
     return StoreReq(resource, replica_number, kind_data), stop
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class StoreKindResponse(WireStruct):
     """Section 7.4.1.2: the generation counter now stored for ``kind`` and
     the Node-IDs of the peers that will hold replicas (``NodeId`` has no
@@ -756,12 +764,10 @@ def _store_kind_response_reader(
     return read
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class StoreAns(WireStruct):
     """Section 7.4.1.2: one StoreKindResponse per Kind stored.  Also the
     error_info of Error_Generation_Counter_Too_Low."""
-
-    CODE: ClassVar[int] = 0x08
 
     kind_responses: tuple[StoreKindResponse, ...]
 
@@ -783,6 +789,9 @@ class StoreAns(WireStruct):
         return value
 
 
+StoreAns.CODE = 8
+
+
 def _read_each(sub: Reader, read: Callable[[bytes, int, int], tuple[_T, int]]) -> tuple[_T, ...]:
     """Read elements with ``read`` until ``sub`` (a vector) is exhausted;
     errors name the element as ``field[i]``."""
@@ -799,7 +808,7 @@ def _read_each(sub: Reader, read: Callable[[bytes, int, int], tuple[_T, int]]) -
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class UnknownKindsInfo(WireStruct):
     """Section 7.4.1.2: the error_info of Error_Unknown_Kind,
     ``KindId unknown_kinds<0..2^8-1>`` (at most 63 Kinds)."""
@@ -834,8 +843,18 @@ def _read_kind_ids(r: Reader, field: str) -> tuple[int, ...]:
 # -- Fetch (section 7.4.2) ----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ArrayRange(WireStruct):
+class _LastIndex(WireStruct):
+    """Holds ``ArrayRange.LAST`` outside the dataclass body (see
+    :class:`_AppendIndex`)."""
+
+    __slots__ = ()
+
+    #: Section 7.4.2.1: the index of the final element.
+    LAST: ClassVar[int] = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, **SLOTTED)
+class ArrayRange(_LastIndex):
     """Section 7.4.2.1: the array indices ``first`` to ``last``, inclusive;
     0xffffffff is the last element.
 
@@ -844,8 +863,6 @@ class ArrayRange(WireStruct):
     they are read as uint32 (the bytes are the same either way).  Order and
     overlap of ranges are for the storage layer to check.
     """
-
-    LAST: ClassVar[int] = 0xFFFFFFFF
 
     first: int
     last: int
@@ -861,7 +878,7 @@ class ArrayRange(WireStruct):
         return cls(r.u32("first"), r.u32("last"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class StoredDataSpecifier:
     """Section 7.4.2.1: which values of ``kind`` to fetch (or stat).
 
@@ -981,8 +998,8 @@ def _read_specifier(
     return spec, stop, kind
 
 
-_new_specifier = fast_constructor(StoredDataSpecifier)
-_new_range = fast_constructor(ArrayRange)
+_new_specifier = constructor(StoredDataSpecifier)
+_new_range = constructor(ArrayRange)
 
 
 def _read_specifier_request(
@@ -1021,11 +1038,9 @@ def _encode_specifier_request(
     return opaque8(resource) + opaque16(b"".join([s.encode() for s in specifiers]))
 
 
-@dataclass(frozen=True, slots=True)
-class FetchReq:
+@dataclass(frozen=True, **SLOTTED)
+class FetchReq(WireValue):
     """Section 7.4.2.1: fetch values of one or more Kinds from ``resource``."""
-
-    CODE: ClassVar[int] = 0x09
 
     resource: bytes
     specifiers: tuple[StoredDataSpecifier, ...]
@@ -1042,6 +1057,9 @@ class FetchReq:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_fetch_req(d, p, e, models))
 
 
+FetchReq.CODE = 9
+
+
 def _read_fetch_req(
     data: bytes, pos: int, end: int, models: Mapping[int, DataModel]
 ) -> tuple[FetchReq, int]:
@@ -1049,10 +1067,10 @@ def _read_fetch_req(
     return _new_fetch_req(resource, specifiers), pos
 
 
-_new_fetch_req = fast_constructor(FetchReq)
+_new_fetch_req = constructor(FetchReq)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class FetchKindResponse:
     """Section 7.4.2.2: the generation counter and the requested values of
     one Kind (none when the request's generation matched)."""
@@ -1075,7 +1093,7 @@ class FetchKindResponse:
 
 
 _FETCH_KIND_RESPONSE = _KindValuesForm(
-    ("kind", "generation", "values"), _STORED_DATA_READERS, fast_constructor(FetchKindResponse)
+    ("kind", "generation", "values"), _STORED_DATA_READERS, constructor(FetchKindResponse)
 )
 
 
@@ -1093,11 +1111,9 @@ def _read_kind_responses(
     return _read_kind_list(data, start, stop, models, form, "kind_responses"), stop
 
 
-@dataclass(frozen=True, slots=True)
-class FetchAns:
+@dataclass(frozen=True, **SLOTTED)
+class FetchAns(WireValue):
     """Section 7.4.2.2: one FetchKindResponse per Kind requested."""
-
-    CODE: ClassVar[int] = 0x0A
 
     kind_responses: tuple[FetchKindResponse, ...]
 
@@ -1113,6 +1129,9 @@ class FetchAns:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_fetch_ans(d, p, e, models))
 
 
+FetchAns.CODE = 10
+
+
 def _read_fetch_ans(
     data: bytes, pos: int, end: int, models: Mapping[int, DataModel]
 ) -> tuple[FetchAns, int]:
@@ -1123,11 +1142,9 @@ def _read_fetch_ans(
 # -- Stat (section 7.4.3) -----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StatReq:
+@dataclass(frozen=True, **SLOTTED)
+class StatReq(WireValue):
     """Section 7.4.3.1: "identical to the Fetch request", for metadata."""
-
-    CODE: ClassVar[int] = 0x19
 
     resource: bytes
     specifiers: tuple[StoredDataSpecifier, ...]
@@ -1144,6 +1161,9 @@ class StatReq:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_stat_req(d, p, e, models))
 
 
+StatReq.CODE = 25
+
+
 def _read_stat_req(
     data: bytes, pos: int, end: int, models: Mapping[int, DataModel]
 ) -> tuple[StatReq, int]:
@@ -1151,7 +1171,7 @@ def _read_stat_req(
     return StatReq(resource, specifiers), pos
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class MetaData(WireStruct):
     """Section 7.4.3.2: what Stat says about a value instead of the value:
     its length and a digest of its ``value`` field *including* the 4 length
@@ -1194,7 +1214,7 @@ def _read_meta(data: bytes, pos: int, end: int) -> tuple[MetaData, int]:
     return MetaData(exists == 1, value_length, algorithm, data[pos + 7 : stop]), stop
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class ArrayEntryMeta(WireStruct):
     """Section 7.4.3.2: metadata of the array entry at ``index``."""
 
@@ -1222,7 +1242,7 @@ def _read_array_meta(data: bytes, pos: int, end: int) -> tuple[ArrayEntryMeta, i
     return ArrayEntryMeta(index, value), pos
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class DictionaryEntryMeta(WireStruct):
     """Section 7.4.3.2: metadata of the dictionary entry under ``key``."""
 
@@ -1256,7 +1276,7 @@ _META_READERS: dict[DataModel, Callable[[bytes, int, int], tuple[MetaDataValue, 
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class StoredMetaData:
     """Section 7.4.3.2: StoredData with MetaData in place of the value and
     no signature.
@@ -1321,7 +1341,7 @@ def _stored_meta_reader(model: DataModel) -> _ValueReader:
 _STAT_READERS = {m: _stored_meta_reader(m) for m in DataModel}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class StatKindResponse:
     """Section 7.4.3.2: like FetchKindResponse, with StoredMetaData."""
 
@@ -1347,11 +1367,9 @@ _STAT_KIND_RESPONSE = _KindValuesForm(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StatAns:
+@dataclass(frozen=True, **SLOTTED)
+class StatAns(WireValue):
     """Section 7.4.3.2: one StatKindResponse per Kind requested."""
-
-    CODE: ClassVar[int] = 0x1A
 
     kind_responses: tuple[StatKindResponse, ...]
 
@@ -1367,6 +1385,9 @@ class StatAns:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_stat_ans(d, p, e, models))
 
 
+StatAns.CODE = 26
+
+
 def _read_stat_ans(
     data: bytes, pos: int, end: int, models: Mapping[int, DataModel]
 ) -> tuple[StatAns, int]:
@@ -1377,12 +1398,10 @@ def _read_stat_ans(
 # -- Find (section 7.4.4) -----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class FindReq(WireStruct):
     """Section 7.4.4.1: the closest Resource-ID to ``resource`` for each of
     ``kinds``.  "Each value MUST appear only once", enforced both ways."""
-
-    CODE: ClassVar[int] = 0x0D
 
     resource: bytes
     kinds: tuple[int, ...]
@@ -1400,7 +1419,10 @@ class FindReq(WireStruct):
         return cls(resource, kinds)
 
 
-@dataclass(frozen=True, slots=True)
+FindReq.CODE = 13
+
+
+@dataclass(frozen=True, **SLOTTED)
 class FindKindData(WireStruct):
     """Section 7.4.4.2: the Resource-ID closest to the request's for
     ``kind`` (0 when none is known)."""
@@ -1424,11 +1446,9 @@ def _read_find_kind_data(data: bytes, pos: int, end: int) -> tuple[FindKindData,
     return item, r.pos
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class FindAns(WireStruct):
     """Section 7.4.4.2: one FindKindData per Kind that may be found."""
-
-    CODE: ClassVar[int] = 0x0E
 
     results: tuple[FindKindData, ...]
 
@@ -1438,6 +1458,9 @@ class FindAns(WireStruct):
     @classmethod
     def read(cls, r: Reader) -> Self:
         return cls(_read_each(r.sub(2, "results"), _read_find_kind_data))
+
+
+FindAns.CODE = 14
 
 
 #: The body classes of this module (each has ``CODE``, section 14.8).
