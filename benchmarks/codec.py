@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reload.wire.base import fast_constructor
+from reload.wire.base import constructor
 from reload.wire.header import Destination, ForwardingHeader, HeaderView, overlay_hash
 from reload.wire.message import Message, MessageContents, decode_body
 from reload.wire.security_block import (
@@ -132,10 +132,10 @@ def storeFloors(seconds: float) -> list[tuple[str, float]]:
     StoreReq contains with this object model (see the module docstring)."""
     request = storeRequest()
     values = request.kind_data[0].values
-    newStored = fast_constructor(StoredData)
-    newEntry = fast_constructor(ArrayEntry)
-    newValue = fast_constructor(DataValue)
-    newSignature = fast_constructor(Signature)
+    newStored = constructor(StoredData)
+    newEntry = constructor(ArrayEntry)
+    newValue = constructor(DataValue)
+    newSignature = constructor(Signature)
     fields = [
         (
             v.storage_time,

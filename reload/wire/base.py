@@ -19,6 +19,9 @@ as plain Python when it was not.  What that asks of the source:
   annotations to the dataclass module as fields (mypyc issue 1122).  A
   message body's ``CODE`` is declared here, on :class:`WireValue`, and set
   on each body class right after it.
+- Classes that code outside the package subclasses (:class:`WireValue`,
+  :class:`WireStruct`, ``NodeIdStruct``, the errors) allow interpreted
+  subclasses, which a native class refuses by default.
 - Hot decoders build their structures through :func:`constructor`: the
   class itself when compiled (its ``__init__`` is native), and
   :func:`fast_constructor`'s slot-setting function in pure Python.
@@ -31,7 +34,9 @@ import types
 from collections.abc import Callable
 from typing import Any, ClassVar, Final, Self, TypeVar
 
-from reload.wire.buffer import Reader
+from mypy_extensions import mypyc_attr
+
+from reload.wire.buffer import Buffer, Reader
 
 
 def _probe() -> None:
@@ -48,6 +53,7 @@ COMPILED: Final[bool] = type(_probe) is not types.FunctionType
 SLOTTED: Final[dict[str, Any]] = {} if COMPILED else {"slots": True}
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class WireValue:
     """Anything with an RFC 6940 encoding."""
 
@@ -62,8 +68,10 @@ class WireValue:
         raise NotImplementedError(f"{type(self).__name__}.encode")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class WireStruct(WireValue):
-    """A structure that decodes from its bytes alone (no configuration)."""
+    """A structure that decodes from its bytes alone (no configuration).
+    Plugins subclass it (:mod:`reload.api.topology`), compiled or not."""
 
     __slots__ = ()
 
@@ -74,7 +82,7 @@ class WireStruct(WireValue):
         raise NotImplementedError(f"{cls.__name__}.read")
 
     @classmethod
-    def decode(cls, data: bytes) -> Self:
+    def decode(cls, data: Buffer) -> Self:
         """Decode exactly one structure from ``data``."""
         r = Reader(data, path=cls.__name__)
         value = cls.read(r)

@@ -23,7 +23,7 @@ from enum import IntEnum
 from typing import ClassVar, Protocol, Self
 
 from reload.wire.base import SLOTTED, WireStruct, constructor
-from reload.wire.buffer import Reader
+from reload.wire.buffer import Buffer, Reader
 from reload.wire.errors import DecodeError, EncodeError
 from reload.wire.header import DEFAULT_MAX_MESSAGE_SIZE, ForwardingHeader, HeaderView
 from reload.wire.security_block import (
@@ -378,7 +378,7 @@ class Message:
     @classmethod
     def decode(
         cls,
-        data: bytes,
+        data: Buffer,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         view: HeaderView | None = None,
     ) -> Message:

@@ -19,10 +19,11 @@ the topology plug-in decodes them (for CHORD-RELOAD,
 from __future__ import annotations
 
 import struct
-from abc import abstractmethod
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Self
+
+from mypy_extensions import mypyc_attr
 
 from reload.wire.attach import (
     AppAttachAns,
@@ -32,7 +33,7 @@ from reload.wire.attach import (
     _vector,  # shared vector reader; one package
 )
 from reload.wire.base import SLOTTED, WireStruct
-from reload.wire.buffer import Reader, opaque8, opaque16, opaque24
+from reload.wire.buffer import Buffer, Reader, opaque8, opaque16, opaque24
 from reload.wire.errors import EncodeError
 from reload.wire.header import Destination
 from reload.wire.nodeid import (
@@ -78,20 +79,22 @@ _U64X2 = struct.Struct("!QQ")
 # -- Node-IDs ----------------------------------------------------------------
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class NodeIdStruct(WireStruct):
     """Base of structures that hold Node-IDs: their length is not on the
-    wire, so ``read`` and ``decode`` take it (default 16)."""
+    wire, so ``read`` and ``decode`` take it (default 16).  Topology plugins
+    subclass it (:mod:`reload.api.topology`), compiled or not."""
 
     __slots__ = ()
 
     @classmethod
-    @abstractmethod
     def read(cls, r: Reader, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
         """Read one structure whose Node-IDs are ``node_id_length`` bytes
         long (trusted: :meth:`decode` checks it)."""
+        raise NotImplementedError(f"{cls.__name__}.read")
 
     @classmethod
-    def decode(cls, data: bytes, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
+    def decode(cls, data: Buffer, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
         """Decode exactly one structure whose Node-IDs are ``node_id_length``
         bytes long."""
         check_node_id_length(node_id_length)

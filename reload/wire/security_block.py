@@ -232,6 +232,12 @@ class SignerIdentity(WireStruct):
     # signature it appears in, and a peer has few identities.
     _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # A dataclass leaves an init=False field to its class attribute
+        # unless slotted, and a compiled class has no such attribute (see
+        # reload.wire.base): set it on every instance.
+        object.__setattr__(self, "_wire", None)
+
     @classmethod
     def cert_hash(cls, digest: bytes, hash_algorithm: int = HashAlgorithm.SHA256) -> Self:
         return cls(SignerIdentityType.CERT_HASH, hash_algorithm, digest)
@@ -351,7 +357,7 @@ def _read_identity(data: bytes, pos: int, end: int) -> tuple[SignerIdentity, int
 # -- signature ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class Signature(WireStruct):
     """Section 6.3.4 ``Signature``: algorithm, signer and signature bytes.
 
@@ -363,6 +369,14 @@ class Signature(WireStruct):
     algorithm: SignatureAndHashAlgorithm
     identity: SignerIdentity
     value: bytes
+
+    def __init__(
+        self, algorithm: SignatureAndHashAlgorithm, identity: SignerIdentity, value: bytes
+    ) -> None:
+        # Written out: compiled, a native __init__ (reload.wire.base).
+        object.__setattr__(self, "algorithm", algorithm)
+        object.__setattr__(self, "identity", identity)
+        object.__setattr__(self, "value", value)
 
     @classmethod
     def empty(cls) -> Self:

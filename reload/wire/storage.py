@@ -29,7 +29,7 @@ from enum import IntEnum
 from typing import Any, ClassVar, Self, TypeVar
 
 from reload.wire.base import SLOTTED, WireStruct, WireValue, constructor
-from reload.wire.buffer import Reader, opaque8, opaque16
+from reload.wire.buffer import Buffer, Reader, opaque8, opaque16
 from reload.wire.errors import DecodeError, EncodeError
 from reload.wire.nodeid import DEFAULT_NODE_ID_LENGTH, check_node_id_length
 from reload.wire.security_block import (
@@ -162,7 +162,7 @@ def _run(r: Reader, read: Callable[[bytes, int, int], tuple[_T, int]]) -> _T:
     return value
 
 
-def _decode_all(name: str, data: bytes, read: Callable[[bytes, int, int], tuple[_T, int]]) -> _T:
+def _decode_all(name: str, data: Buffer, read: Callable[[bytes, int, int], tuple[_T, int]]) -> _T:
     """Decode exactly one structure from ``data``: refuse trailing bytes."""
     if type(data) is not bytes:
         data = bytes(data)
@@ -190,13 +190,19 @@ def _check_unique(kinds: list[int] | tuple[int, ...], what: str) -> None:
 # -- data values (section 7.2) ------------------------------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class DataValue(WireStruct):
     """Section 7.2: a value, or (``exists`` False) the statement that there
     is none -- how values are removed (section 7.4.1.3)."""
 
     exists: bool
-    value: bytes = b""
+    value: bytes
+
+    def __init__(self, exists: bool, value: bytes = b"") -> None:
+        # Written out, not generated: compiled, this __init__ is native
+        # (reload.wire.base, "Hot decoders").
+        object.__setattr__(self, "exists", exists)
+        object.__setattr__(self, "value", value)
 
     def encode(self) -> bytes:
         value = self.value
@@ -231,13 +237,17 @@ class _AppendIndex(WireStruct):
     APPEND: ClassVar[int] = 0xFFFFFFFF
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ArrayEntry(_AppendIndex):
     """Section 7.2.2: the value at ``index`` of an array.  In a store,
     index 0xffffffff appends (section 7.4.1.1)."""
 
     index: int
     value: DataValue
+
+    def __init__(self, index: int, value: DataValue) -> None:
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "value", value)
 
     def encode(self) -> bytes:
         if not 0 <= self.index <= 0xFFFFFFFF:
@@ -311,7 +321,7 @@ _VALUE_READERS: dict[DataModel, Callable[[bytes, int, int], tuple[StoredDataValu
 # -- StoredData (section 7, signature section 7.1) ----------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StoredData:
     """Section 7: one stored value with its storage time (milliseconds since
     the epoch), lifetime (seconds) and the storer's signature (section 7.1).
@@ -324,6 +334,14 @@ class StoredData:
     lifetime: int
     value: StoredDataValue
     signature: Signature
+
+    def __init__(
+        self, storage_time: int, lifetime: int, value: StoredDataValue, signature: Signature
+    ) -> None:
+        object.__setattr__(self, "storage_time", storage_time)
+        object.__setattr__(self, "lifetime", lifetime)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "signature", signature)
 
     @property
     def model(self) -> DataModel:
@@ -382,7 +400,7 @@ class StoredData:
         return _run(r, _STORED_DATA_READERS[model])
 
     @classmethod
-    def decode(cls, data: bytes, model: DataModel) -> StoredData:
+    def decode(cls, data: Buffer, model: DataModel) -> StoredData:
         return _decode_all(cls.__name__, data, _STORED_DATA_READERS[model])
 
 
@@ -628,7 +646,7 @@ class StoreKindData:
         return _run(r, _one_kind_reader(models, _STORE_KIND_DATA))  # type: ignore[no-any-return]
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> StoreKindData:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> StoreKindData:
         read = _one_kind_reader(models, _STORE_KIND_DATA)
         return _decode_all(cls.__name__, data, read)  # type: ignore[no-any-return]
 
@@ -668,7 +686,7 @@ class StoreReq(WireValue):
         return _run(r, lambda d, p, e: _read_store_req(d, p, e, models))
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> StoreReq:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> StoreReq:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_store_req(d, p, e, models))
 
 
@@ -737,7 +755,7 @@ class StoreKindResponse(WireStruct):
         return _run(r, read)  # type: ignore[return-value]
 
     @classmethod
-    def decode(cls, data: bytes, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
+    def decode(cls, data: Buffer, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
         check_node_id_length(node_id_length)
         read = _store_kind_response_reader(node_id_length)
         return _decode_all(cls.__name__, data, read)  # type: ignore[return-value]
@@ -782,7 +800,7 @@ class StoreAns(WireStruct):
         return cls(_read_each(sub, read))
 
     @classmethod
-    def decode(cls, data: bytes, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
+    def decode(cls, data: Buffer, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
         r = Reader(data, path=cls.__name__)
         value = cls.read(r, node_id_length)
         r.finish()
@@ -938,7 +956,7 @@ class StoredDataSpecifier:
         return _run(r, _one_specifier_reader(models))
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> StoredDataSpecifier:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> StoredDataSpecifier:
         return _decode_all(cls.__name__, data, _one_specifier_reader(models))
 
 
@@ -1053,7 +1071,7 @@ class FetchReq(WireValue):
         return _run(r, lambda d, p, e: _read_fetch_req(d, p, e, models))
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> FetchReq:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> FetchReq:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_fetch_req(d, p, e, models))
 
 
@@ -1087,7 +1105,7 @@ class FetchKindResponse:
         return _run(r, _one_kind_reader(models, _FETCH_KIND_RESPONSE))  # type: ignore[no-any-return]
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> FetchKindResponse:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> FetchKindResponse:
         read = _one_kind_reader(models, _FETCH_KIND_RESPONSE)
         return _decode_all(cls.__name__, data, read)  # type: ignore[no-any-return]
 
@@ -1125,7 +1143,7 @@ class FetchAns(WireValue):
         return _run(r, lambda d, p, e: _read_fetch_ans(d, p, e, models))
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> FetchAns:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> FetchAns:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_fetch_ans(d, p, e, models))
 
 
@@ -1157,7 +1175,7 @@ class StatReq(WireValue):
         return _run(r, lambda d, p, e: _read_stat_req(d, p, e, models))
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> StatReq:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> StatReq:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_stat_req(d, p, e, models))
 
 
@@ -1304,7 +1322,7 @@ class StoredMetaData:
         return _run(r, _STAT_READERS[model])  # type: ignore[no-any-return]
 
     @classmethod
-    def decode(cls, data: bytes, model: DataModel) -> StoredMetaData:
+    def decode(cls, data: Buffer, model: DataModel) -> StoredMetaData:
         return _decode_all(cls.__name__, data, _STAT_READERS[model])  # type: ignore[no-any-return]
 
 
@@ -1357,7 +1375,7 @@ class StatKindResponse:
         return _run(r, _one_kind_reader(models, _STAT_KIND_RESPONSE))  # type: ignore[no-any-return]
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> StatKindResponse:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> StatKindResponse:
         read = _one_kind_reader(models, _STAT_KIND_RESPONSE)
         return _decode_all(cls.__name__, data, read)  # type: ignore[no-any-return]
 
@@ -1381,7 +1399,7 @@ class StatAns(WireValue):
         return _run(r, lambda d, p, e: _read_stat_ans(d, p, e, models))
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> StatAns:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> StatAns:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_stat_ans(d, p, e, models))
 
 

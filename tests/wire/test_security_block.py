@@ -237,8 +237,9 @@ def test_constructor_sets_every_field_of_a_large_structure() -> None:
     header = constructor(ForwardingHeader)(*values)
     assert header == ForwardingHeader(*values)
     assert [getattr(header, f.name) for f in dataclasses.fields(header)] == list(values)
-    with pytest.raises(TypeError):
-        constructor(ForwardingHeader)(*values[:-1])
+    if not COMPILED:  # compiled, constructor() is the class, whose fields have defaults
+        with pytest.raises(TypeError):
+            constructor(ForwardingHeader)(*values[:-1])
 
 
 # -- errors name their field ----------------------------------------------------
