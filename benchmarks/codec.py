@@ -2,7 +2,12 @@
 
 Run by hand, not by the test suite:
 
-    python3 benchmarks/codec.py [--seconds 1.0] [--json codec.json]
+    python3 benchmarks/codec.py [--seconds 1.0] [--json codec.json] [--codec both]
+
+``--codec both`` (the default) measures the mypyc-compiled codec and the
+pure-Python one, each in a process of its own: compiled from this
+checkout's in-tree build (``RELOAD_COMPILE=1 python3 setup.py build_ext
+--inplace`` first), pure from a copy of ``reload/wire``'s sources.
 
 Each figure is the best of five runs of about ``--seconds`` each, on one
 core (the codec is pure Python and single-threaded).  Targets: forwarding
@@ -19,19 +24,42 @@ the ten values, and encode and decode the message around an empty body.
 Their sum, with no parsing of the body at all, bounds the rate from above.
 """
 
+# The codec is imported after choosing where it comes from (_codecPath).
+# ruff: noqa: E402
+
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
 import platform
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
 
+
+def _codecPath() -> str:
+    """Where ``reload`` comes from: this checkout, or (``--codec pure``) a
+    copy of its codec sources alone, which no compiled module shadows."""
+    if "--codec" in sys.argv and sys.argv[sys.argv.index("--codec") + 1 :][:1] == ["pure"]:
+        copy = Path(tempfile.mkdtemp(prefix="reload-pure-codec-"))
+        (copy / "reload" / "wire").mkdir(parents=True)
+        shutil.copy(REPO / "reload" / "__init__.py", copy / "reload")
+        for source in (REPO / "reload" / "wire").glob("*.py"):
+            shutil.copy(source, copy / "reload" / "wire")
+        return str(copy)
+    return str(REPO)
+
+
+sys.path.insert(0, _codecPath())
+
+from reload.wire import CODEC
 from reload.wire.base import constructor
 from reload.wire.header import Destination, ForwardingHeader, HeaderView, overlay_hash
 from reload.wire.message import Message, MessageContents, decode_body
@@ -201,7 +229,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one run")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument(
+        "--codec", choices=("both", "compiled", "pure"), default="both", help="which codec"
+    )
     args = parser.parse_args(argv)
+    if args.codec == "both":
+        return bothCodecs(args.seconds, args.json)
+    if args.codec != CODEC:
+        sys.exit(
+            f"this process imported the {CODEC} codec, not the {args.codec} one: "
+            "build it first (RELOAD_COMPILE=1 python3 setup.py build_ext --inplace)"
+        )
+    print(f"codec: {CODEC}")
 
     fetch = signedFetch()
     fetchBytes, storeBytes = fetch.encode(), storeOfTen().encode()
@@ -258,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(
             json.dumps(
                 {
+                    "codec": CODEC,
                     "python": platform.python_version(),
                     "machine": platform.machine(),
                     "results": [
@@ -277,6 +317,31 @@ def main(argv: list[str] | None = None) -> int:
             )
             + "\n"
         )
+    return 0
+
+
+def bothCodecs(seconds: float, jsonPath: Path | None) -> int:
+    """Run this script once per codec; print both tables, then the
+    StoreReq row side by side, and write both results."""
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for codec in ("compiled", "pure"):
+            out = Path(scratch) / f"{codec}.json"
+            command = [sys.executable, __file__, "--codec", codec, "--seconds", str(seconds)]
+            done = subprocess.run([*command, "--json", str(out)], check=False)
+            if done.returncode:
+                return done.returncode
+            results[codec] = json.loads(out.read_text())
+            print()
+    print(f"{'operation':52} {'compiled/s':>11} {'pure/s':>9} {'ratio':>6}")
+    for row, other in zip(results["compiled"]["results"], results["pure"]["results"], strict=True):
+        ratio = row["per_second"] / other["per_second"]
+        print(
+            f"{row['operation']:52} {row['per_second']:11,d} {other['per_second']:9,d} "
+            f"{ratio:5.2f}x"
+        )
+    if jsonPath:
+        jsonPath.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
