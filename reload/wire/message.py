@@ -164,7 +164,7 @@ class UnknownMessageCode(DecodeError):
 # -- error response (section 6.3.3.1) -----------------------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ErrorResponse(WireStruct):
     """Section 6.3.3.1: the body of every message with code 0xFFFF.
 
@@ -176,6 +176,10 @@ class ErrorResponse(WireStruct):
 
     error_code: int
     error_info: bytes = b""
+
+    def __init__(self, error_code: int, error_info: bytes = b"") -> None:
+        object.__setattr__(self, "error_code", error_code)
+        object.__setattr__(self, "error_info", error_info)
 
     @classmethod
     def with_text(cls, error_code: int, text: str) -> Self:
@@ -208,7 +212,7 @@ ErrorResponse.CODE = MessageCode.ERROR
 # -- message contents (section 6.3.3) -----------------------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class MessageExtension(WireStruct):
     """Section 6.3.3: an extension, carried opaquely.  No types are defined
     (section 14.14 registers only exp-ext, 1); 0 is invalid."""
@@ -216,6 +220,11 @@ class MessageExtension(WireStruct):
     type: int
     critical: bool
     contents: bytes = b""
+
+    def __init__(self, type: int, critical: bool, contents: bytes = b"") -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "critical", critical)
+        object.__setattr__(self, "contents", contents)
 
     def encode(self) -> bytes:
         try:
@@ -245,7 +254,7 @@ class Body(Protocol):
     def encode(self) -> bytes: ...
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class MessageContents(WireStruct):
     """Section 6.3.3: message code, body bytes and extensions.
 
@@ -257,6 +266,13 @@ class MessageContents(WireStruct):
     message_code: int
     body: bytes
     extensions: tuple[MessageExtension, ...] = ()
+
+    def __init__(
+        self, message_code: int, body: bytes, extensions: tuple[MessageExtension, ...] = ()
+    ) -> None:
+        object.__setattr__(self, "message_code", message_code)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "extensions", extensions)
 
     @classmethod
     def of(cls, body: Body, extensions: Iterable[MessageExtension] = ()) -> Self:
@@ -347,7 +363,7 @@ _new_contents = constructor(MessageContents)
 # -- message ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class Message:
     """Section 6.3: a whole (unfragmented) message.
 
@@ -359,6 +375,13 @@ class Message:
     header: ForwardingHeader
     contents: MessageContents
     security_block: SecurityBlock
+
+    def __init__(
+        self, header: ForwardingHeader, contents: MessageContents, security_block: SecurityBlock
+    ) -> None:
+        object.__setattr__(self, "header", header)
+        object.__setattr__(self, "contents", contents)
+        object.__setattr__(self, "security_block", security_block)
 
     def encode(self) -> bytes:
         contents = self.contents.encode()

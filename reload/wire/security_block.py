@@ -135,13 +135,17 @@ def _reader_bytes(r: Reader) -> bytes:
 # -- algorithms ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class SignatureAndHashAlgorithm(WireStruct):
     """TLS ``SignatureAndHashAlgorithm`` (RFC 5246 section 7.4.1.4.1): the
     hash byte comes first on the wire, then the signature byte."""
 
     hash_algorithm: int
     signature_algorithm: int
+
+    def __init__(self, hash_algorithm: int, signature_algorithm: int) -> None:
+        object.__setattr__(self, "hash_algorithm", hash_algorithm)
+        object.__setattr__(self, "signature_algorithm", signature_algorithm)
 
     def encode(self) -> bytes:
         h, s = self.hash_algorithm, self.signature_algorithm
@@ -183,13 +187,17 @@ def _algorithm_pair(h: int, s: int) -> SignatureAndHashAlgorithm:
 # -- certificates -------------------------------------------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class GenericCertificate(WireStruct):
     """Section 6.3.4: one certificate of the security block.  For X.509,
     ``certificate`` is the DER encoding."""
 
     type: int
     certificate: bytes
+
+    def __init__(self, type: int, certificate: bytes) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "certificate", certificate)
 
     def encode(self) -> bytes:
         try:
@@ -208,7 +216,7 @@ class GenericCertificate(WireStruct):
 # -- signer identity ----------------------------------------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class SignerIdentity(WireStruct):
     """Section 6.3.4 ``SignerIdentity``: who made a signature.
 
@@ -232,10 +240,12 @@ class SignerIdentity(WireStruct):
     # signature it appears in, and a peer has few identities.
     _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        # A dataclass leaves an init=False field to its class attribute
-        # unless slotted, and a compiled class has no such attribute (see
-        # reload.wire.base): set it on every instance.
+    def __init__(
+        self, identity_type: int, hash_algorithm: int = HashAlgorithm.NONE, value: bytes = b""
+    ) -> None:
+        object.__setattr__(self, "identity_type", identity_type)
+        object.__setattr__(self, "hash_algorithm", hash_algorithm)
+        object.__setattr__(self, "value", value)
         object.__setattr__(self, "_wire", None)
 
     @classmethod
@@ -461,12 +471,16 @@ _new_signature = constructor(Signature)
 # -- security block -----------------------------------------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class SecurityBlock(WireStruct):
     """Section 6.3.4: the third part of every message."""
 
     certificates: tuple[GenericCertificate, ...]
     signature: Signature
+
+    def __init__(self, certificates: tuple[GenericCertificate, ...], signature: Signature) -> None:
+        object.__setattr__(self, "certificates", certificates)
+        object.__setattr__(self, "signature", signature)
 
     def encode(self) -> bytes:
         certs = b"".join(c.encode() for c in self.certificates)

@@ -270,12 +270,16 @@ def _read_array_entry(data: bytes, pos: int, end: int) -> tuple[ArrayEntry, int]
     return _new_array_entry(index, value), pos
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class DictionaryEntry(WireStruct):
     """Section 7.2.3: the value stored under ``key``."""
 
     key: DictionaryKey
     value: DataValue
+
+    def __init__(self, key: DictionaryKey, value: DataValue) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "value", value)
 
     def encode(self) -> bytes:
         return opaque16(self.key) + self.value.encode()
@@ -533,7 +537,7 @@ def stored_data_signature_input(
 _ValueReader = Callable[[bytes, int, int], tuple[Any, int]]
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class _KindValuesForm:
     """How to read one of the three ``kind, uint64, values<0..2^32-1>``
     structures (StoreKindData, FetchKindResponse, StatKindResponse)."""
@@ -541,6 +545,16 @@ class _KindValuesForm:
     names: tuple[str, str, str]
     readers: Mapping[DataModel, _ValueReader]
     make: Callable[[int, int, tuple[Any, ...]], Any]
+
+    def __init__(
+        self,
+        names: tuple[str, str, str],
+        readers: Mapping[DataModel, _ValueReader],
+        make: Callable[[int, int, tuple[Any, ...]], Any],
+    ) -> None:
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "readers", readers)
+        object.__setattr__(self, "make", make)
 
 
 def _read_kind_values(
@@ -629,7 +643,7 @@ def _encode_kind_values(
 # -- Store (section 7.4.1) ----------------------------------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StoreKindData:
     """Section 7.4.1.1: the values of one Kind to store, with the generation
     counter the storer expects (0: do not check)."""
@@ -637,6 +651,11 @@ class StoreKindData:
     kind: int
     generation_counter: int
     values: tuple[StoredData, ...]
+
+    def __init__(self, kind: int, generation_counter: int, values: tuple[StoredData, ...]) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "generation_counter", generation_counter)
+        object.__setattr__(self, "values", values)
 
     def encode(self) -> bytes:
         return _encode_kind_values(self.kind, self.generation_counter, self.values)
@@ -658,7 +677,7 @@ _STORE_KIND_DATA = _KindValuesForm(
 )
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StoreReq(WireValue):
     """Section 7.4.1.1: store values of several Kinds at ``resource``.
     ``replica_number`` is 0 for an original store.  A Kind-ID may appear
@@ -667,6 +686,13 @@ class StoreReq(WireValue):
     resource: bytes
     replica_number: int
     kind_data: tuple[StoreKindData, ...]
+
+    def __init__(
+        self, resource: bytes, replica_number: int, kind_data: tuple[StoreKindData, ...]
+    ) -> None:
+        object.__setattr__(self, "resource", resource)
+        object.__setattr__(self, "replica_number", replica_number)
+        object.__setattr__(self, "kind_data", kind_data)
 
     def encode(self) -> bytes:
         _check_unique([k.kind for k in self.kind_data], "a StoreReq")
@@ -725,7 +751,7 @@ def _read_store_req(
     return StoreReq(resource, replica_number, kind_data), stop
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StoreKindResponse(WireStruct):
     """Section 7.4.1.2: the generation counter now stored for ``kind`` and
     the Node-IDs of the peers that will hold replicas (``NodeId`` has no
@@ -734,6 +760,13 @@ class StoreKindResponse(WireStruct):
     kind: int
     generation_counter: int
     replicas: tuple[bytes, ...] = ()
+
+    def __init__(
+        self, kind: int, generation_counter: int, replicas: tuple[bytes, ...] = ()
+    ) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "generation_counter", generation_counter)
+        object.__setattr__(self, "replicas", replicas)
 
     def encode(self) -> bytes:
         lengths = {len(r) for r in self.replicas}
@@ -782,12 +815,15 @@ def _store_kind_response_reader(
     return read
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StoreAns(WireStruct):
     """Section 7.4.1.2: one StoreKindResponse per Kind stored.  Also the
     error_info of Error_Generation_Counter_Too_Low."""
 
     kind_responses: tuple[StoreKindResponse, ...]
+
+    def __init__(self, kind_responses: tuple[StoreKindResponse, ...]) -> None:
+        object.__setattr__(self, "kind_responses", kind_responses)
 
     def encode(self) -> bytes:
         return opaque16(b"".join([k.encode() for k in self.kind_responses]))
@@ -826,12 +862,15 @@ def _read_each(sub: Reader, read: Callable[[bytes, int, int], tuple[_T, int]]) -
     return tuple(out)
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class UnknownKindsInfo(WireStruct):
     """Section 7.4.1.2: the error_info of Error_Unknown_Kind,
     ``KindId unknown_kinds<0..2^8-1>`` (at most 63 Kinds)."""
 
     kinds: tuple[int, ...]
+
+    def __init__(self, kinds: tuple[int, ...]) -> None:
+        object.__setattr__(self, "kinds", kinds)
 
     def encode(self) -> bytes:
         return _encode_kind_ids(self.kinds)
@@ -871,7 +910,7 @@ class _LastIndex(WireStruct):
     LAST: ClassVar[int] = 0xFFFFFFFF
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ArrayRange(_LastIndex):
     """Section 7.4.2.1: the array indices ``first`` to ``last``, inclusive;
     0xffffffff is the last element.
@@ -885,6 +924,10 @@ class ArrayRange(_LastIndex):
     first: int
     last: int
 
+    def __init__(self, first: int, last: int) -> None:
+        object.__setattr__(self, "first", first)
+        object.__setattr__(self, "last", last)
+
     def encode(self) -> bytes:
         try:
             return _RANGE.pack(self.first, self.last)
@@ -896,7 +939,7 @@ class ArrayRange(_LastIndex):
         return cls(r.u32("first"), r.u32("last"))
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StoredDataSpecifier:
     """Section 7.4.2.1: which values of ``kind`` to fetch (or stat).
 
@@ -916,6 +959,22 @@ class StoredDataSpecifier:
     indices: tuple[ArrayRange, ...] = ()
     keys: tuple[DictionaryKey, ...] = ()
     extension: bytes = b""
+
+    def __init__(
+        self,
+        kind: int,
+        model: DataModel,
+        generation: int = 0,
+        indices: tuple[ArrayRange, ...] = (),
+        keys: tuple[DictionaryKey, ...] = (),
+        extension: bytes = b"",
+    ) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "generation", generation)
+        object.__setattr__(self, "indices", indices)
+        object.__setattr__(self, "keys", keys)
+        object.__setattr__(self, "extension", extension)
 
     @classmethod
     def single(cls, kind: int, generation: int = 0) -> StoredDataSpecifier:
@@ -1056,12 +1115,16 @@ def _encode_specifier_request(
     return opaque8(resource) + opaque16(b"".join([s.encode() for s in specifiers]))
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class FetchReq(WireValue):
     """Section 7.4.2.1: fetch values of one or more Kinds from ``resource``."""
 
     resource: bytes
     specifiers: tuple[StoredDataSpecifier, ...]
+
+    def __init__(self, resource: bytes, specifiers: tuple[StoredDataSpecifier, ...]) -> None:
+        object.__setattr__(self, "resource", resource)
+        object.__setattr__(self, "specifiers", specifiers)
 
     def encode(self) -> bytes:
         return _encode_specifier_request(self.resource, self.specifiers)
@@ -1088,7 +1151,7 @@ def _read_fetch_req(
 _new_fetch_req = constructor(FetchReq)
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class FetchKindResponse:
     """Section 7.4.2.2: the generation counter and the requested values of
     one Kind (none when the request's generation matched)."""
@@ -1096,6 +1159,11 @@ class FetchKindResponse:
     kind: int
     generation: int
     values: tuple[StoredData, ...]
+
+    def __init__(self, kind: int, generation: int, values: tuple[StoredData, ...]) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "generation", generation)
+        object.__setattr__(self, "values", values)
 
     def encode(self) -> bytes:
         return _encode_kind_values(self.kind, self.generation, self.values)
@@ -1129,11 +1197,14 @@ def _read_kind_responses(
     return _read_kind_list(data, start, stop, models, form, "kind_responses"), stop
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class FetchAns(WireValue):
     """Section 7.4.2.2: one FetchKindResponse per Kind requested."""
 
     kind_responses: tuple[FetchKindResponse, ...]
+
+    def __init__(self, kind_responses: tuple[FetchKindResponse, ...]) -> None:
+        object.__setattr__(self, "kind_responses", kind_responses)
 
     def encode(self) -> bytes:
         return _u32_vector(b"".join([k.encode() for k in self.kind_responses]), "kind_responses")
@@ -1160,12 +1231,16 @@ def _read_fetch_ans(
 # -- Stat (section 7.4.3) -----------------------------------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StatReq(WireValue):
     """Section 7.4.3.1: "identical to the Fetch request", for metadata."""
 
     resource: bytes
     specifiers: tuple[StoredDataSpecifier, ...]
+
+    def __init__(self, resource: bytes, specifiers: tuple[StoredDataSpecifier, ...]) -> None:
+        object.__setattr__(self, "resource", resource)
+        object.__setattr__(self, "specifiers", specifiers)
 
     def encode(self) -> bytes:
         return _encode_specifier_request(self.resource, self.specifiers)
@@ -1189,7 +1264,7 @@ def _read_stat_req(
     return StatReq(resource, specifiers), pos
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class MetaData(WireStruct):
     """Section 7.4.3.2: what Stat says about a value instead of the value:
     its length and a digest of its ``value`` field *including* the 4 length
@@ -1199,6 +1274,14 @@ class MetaData(WireStruct):
     value_length: int
     hash_algorithm: int
     hash_value: bytes
+
+    def __init__(
+        self, exists: bool, value_length: int, hash_algorithm: int, hash_value: bytes
+    ) -> None:
+        object.__setattr__(self, "exists", exists)
+        object.__setattr__(self, "value_length", value_length)
+        object.__setattr__(self, "hash_algorithm", hash_algorithm)
+        object.__setattr__(self, "hash_value", hash_value)
 
     def encode(self) -> bytes:
         try:
@@ -1232,12 +1315,16 @@ def _read_meta(data: bytes, pos: int, end: int) -> tuple[MetaData, int]:
     return MetaData(exists == 1, value_length, algorithm, data[pos + 7 : stop]), stop
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ArrayEntryMeta(WireStruct):
     """Section 7.4.3.2: metadata of the array entry at ``index``."""
 
     index: int
     value: MetaData
+
+    def __init__(self, index: int, value: MetaData) -> None:
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "value", value)
 
     def encode(self) -> bytes:
         if not 0 <= self.index <= 0xFFFFFFFF:
@@ -1260,12 +1347,16 @@ def _read_array_meta(data: bytes, pos: int, end: int) -> tuple[ArrayEntryMeta, i
     return ArrayEntryMeta(index, value), pos
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class DictionaryEntryMeta(WireStruct):
     """Section 7.4.3.2: metadata of the dictionary entry under ``key``."""
 
     key: DictionaryKey
     value: MetaData
+
+    def __init__(self, key: DictionaryKey, value: MetaData) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "value", value)
 
     def encode(self) -> bytes:
         return opaque16(self.key) + self.value.encode()
@@ -1294,7 +1385,7 @@ _META_READERS: dict[DataModel, Callable[[bytes, int, int], tuple[MetaDataValue, 
 }
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StoredMetaData:
     """Section 7.4.3.2: StoredData with MetaData in place of the value and
     no signature.
@@ -1309,6 +1400,11 @@ class StoredMetaData:
     storage_time: int
     lifetime: int
     metadata: MetaDataValue
+
+    def __init__(self, storage_time: int, lifetime: int, metadata: MetaDataValue) -> None:
+        object.__setattr__(self, "storage_time", storage_time)
+        object.__setattr__(self, "lifetime", lifetime)
+        object.__setattr__(self, "metadata", metadata)
 
     def encode(self) -> bytes:
         try:
@@ -1359,13 +1455,18 @@ def _stored_meta_reader(model: DataModel) -> _ValueReader:
 _STAT_READERS = {m: _stored_meta_reader(m) for m in DataModel}
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StatKindResponse:
     """Section 7.4.3.2: like FetchKindResponse, with StoredMetaData."""
 
     kind: int
     generation: int
     values: tuple[StoredMetaData, ...]
+
+    def __init__(self, kind: int, generation: int, values: tuple[StoredMetaData, ...]) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "generation", generation)
+        object.__setattr__(self, "values", values)
 
     def encode(self) -> bytes:
         return _encode_kind_values(self.kind, self.generation, self.values)
@@ -1385,11 +1486,14 @@ _STAT_KIND_RESPONSE = _KindValuesForm(
 )
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StatAns(WireValue):
     """Section 7.4.3.2: one StatKindResponse per Kind requested."""
 
     kind_responses: tuple[StatKindResponse, ...]
+
+    def __init__(self, kind_responses: tuple[StatKindResponse, ...]) -> None:
+        object.__setattr__(self, "kind_responses", kind_responses)
 
     def encode(self) -> bytes:
         return _u32_vector(b"".join([k.encode() for k in self.kind_responses]), "kind_responses")
@@ -1416,13 +1520,17 @@ def _read_stat_ans(
 # -- Find (section 7.4.4) -----------------------------------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class FindReq(WireStruct):
     """Section 7.4.4.1: the closest Resource-ID to ``resource`` for each of
     ``kinds``.  "Each value MUST appear only once", enforced both ways."""
 
     resource: bytes
     kinds: tuple[int, ...]
+
+    def __init__(self, resource: bytes, kinds: tuple[int, ...]) -> None:
+        object.__setattr__(self, "resource", resource)
+        object.__setattr__(self, "kinds", kinds)
 
     def encode(self) -> bytes:
         _check_unique(self.kinds, "a FindReq")
@@ -1440,13 +1548,17 @@ class FindReq(WireStruct):
 FindReq.CODE = 13
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class FindKindData(WireStruct):
     """Section 7.4.4.2: the Resource-ID closest to the request's for
     ``kind`` (0 when none is known)."""
 
     kind: int
     closest: bytes
+
+    def __init__(self, kind: int, closest: bytes) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "closest", closest)
 
     def encode(self) -> bytes:
         if not 0 <= self.kind <= 0xFFFFFFFF:
@@ -1464,11 +1576,14 @@ def _read_find_kind_data(data: bytes, pos: int, end: int) -> tuple[FindKindData,
     return item, r.pos
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class FindAns(WireStruct):
     """Section 7.4.4.2: one FindKindData per Kind that may be found."""
 
     results: tuple[FindKindData, ...]
+
+    def __init__(self, results: tuple[FindKindData, ...]) -> None:
+        object.__setattr__(self, "results", results)
 
     def encode(self) -> bytes:
         return opaque16(b"".join([k.encode() for k in self.results]))
