@@ -27,6 +27,10 @@ as plain Python when it was not.  What that asks of the source:
   ``object.__setattr__`` per field, what the dataclass would generate):
   compiled, that ``__init__`` is native, about ten times faster than the
   interpreted one the dataclass module would add to the class.
+- Hot readers declare the integers they unpack (``n: int`` before
+  ``n, = _U16.unpack_from(...)``): unpacked values are ``Any`` to mypy,
+  and compiled code does generic object arithmetic on ``Any``, native
+  arithmetic on ``int``.
 - Hot decoders build their structures through :func:`constructor`: the
   class itself when compiled, and :func:`fast_constructor`'s slot-setting
   function in pure Python.

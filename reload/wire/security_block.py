@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Self, TypeVar
 
-from reload.wire.base import SLOTTED, WireStruct, constructor
+from reload.wire.base import COMPILED, SLOTTED, WireStruct, constructor
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError, EncodeError
 
@@ -432,9 +432,13 @@ def read_signature_at(data: bytes, pos: int, end: int) -> tuple[Signature, int]:
     Everything else goes to :func:`_read_signature`.
     """
     if pos + 5 <= end:
+        h: int
+        s: int
+        n: int
         h, s, _, n = _SIGNATURE_HEAD.unpack_from(data, pos)
         id_end = pos + 5 + n
         if id_end + 2 <= end:
+            length: int
             (length,) = _U16.unpack_from(data, id_end)
             value_end = id_end + 2 + length
             if value_end <= end:
@@ -442,6 +446,8 @@ def read_signature_at(data: bytes, pos: int, end: int) -> tuple[Signature, int]:
                 algorithm = _ALGORITHM_PAIRS.get((h << 8) | s)
                 if identity is not None and algorithm is not None:
                     value = data[id_end + 2 : value_end]
+                    if COMPILED:  # the native constructor, called directly
+                        return Signature(algorithm, identity, value), value_end
                     return _new_signature(algorithm, identity, value), value_end
     return _read_signature(data, pos, end)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, ClassVar, Self, TypeVar
 
-from reload.wire.base import SLOTTED, WireStruct, WireValue, constructor
+from reload.wire.base import COMPILED, SLOTTED, WireStruct, WireValue, constructor
 from reload.wire.buffer import Buffer, Reader, opaque8, opaque16
 from reload.wire.errors import DecodeError, EncodeError
 from reload.wire.nodeid import DEFAULT_NODE_ID_LENGTH, check_node_id_length
@@ -218,6 +218,8 @@ class DataValue(WireStruct):
 def _read_data_value(data: bytes, pos: int, end: int) -> tuple[DataValue, int]:
     if pos + 5 > end:
         raise _missing(end - pos, ("exists", 1), ("value", 4))
+    exists: int
+    n: int
     exists, n = _BOOL_U32.unpack_from(data, pos)
     if exists > 1:
         raise DecodeError("exists", f"Boolean must be 0 or 1, got {exists}")
@@ -447,6 +449,11 @@ _new_stored_data = constructor(StoredData)
 
 def _read_stored_single(data: bytes, pos: int, end: int) -> tuple[StoredData, int]:
     if pos + 21 <= end:
+        length: int
+        storage_time: int
+        lifetime: int
+        exists: int
+        n: int
         length, storage_time, lifetime, exists, n = _SINGLE_HEAD.unpack_from(data, pos)
         stop = pos + 4 + length
         value_end = pos + 21 + n
@@ -456,13 +463,23 @@ def _read_stored_single(data: bytes, pos: int, end: int) -> tuple[StoredData, in
             except DecodeError:
                 p = -1
             if p == stop:
-                value = _new_data_value(exists == 1, data[pos + 21 : value_end])
+                raw = data[pos + 21 : value_end]
+                if COMPILED:  # native constructors, called directly (reload.wire.base)
+                    single = DataValue(exists == 1, raw)
+                    return StoredData(storage_time, lifetime, single, signature), stop
+                value = _new_data_value(exists == 1, raw)
                 return _new_stored_data(storage_time, lifetime, value, signature), stop
     return _read_stored_data(data, pos, end, _read_data_value)
 
 
 def _read_stored_array(data: bytes, pos: int, end: int) -> tuple[StoredData, int]:
     if pos + 25 <= end:
+        length: int
+        storage_time: int
+        lifetime: int
+        index: int
+        exists: int
+        n: int
         length, storage_time, lifetime, index, exists, n = _ARRAY_HEAD.unpack_from(data, pos)
         stop = pos + 4 + length
         value_end = pos + 25 + n
@@ -472,19 +489,27 @@ def _read_stored_array(data: bytes, pos: int, end: int) -> tuple[StoredData, int
             except DecodeError:
                 p = -1
             if p == stop:
-                entry = _new_array_entry(
-                    index, _new_data_value(exists == 1, data[pos + 25 : value_end])
-                )
+                raw = data[pos + 25 : value_end]
+                if COMPILED:  # native constructors, called directly (reload.wire.base)
+                    item = ArrayEntry(index, DataValue(exists == 1, raw))
+                    return StoredData(storage_time, lifetime, item, signature), stop
+                entry = _new_array_entry(index, _new_data_value(exists == 1, raw))
                 return _new_stored_data(storage_time, lifetime, entry, signature), stop
     return _read_stored_data(data, pos, end, _read_array_entry)
 
 
 def _read_stored_dictionary(data: bytes, pos: int, end: int) -> tuple[StoredData, int]:
     if pos + 18 <= end:
+        length: int
+        storage_time: int
+        lifetime: int
+        key_length: int
         length, storage_time, lifetime, key_length = _DICTIONARY_HEAD.unpack_from(data, pos)
         stop = pos + 4 + length
         key_end = pos + 18 + key_length
         if key_end + 5 <= stop <= end:
+            exists: int
+            n: int
             exists, n = _BOOL_U32.unpack_from(data, key_end)
             value_end = key_end + 5 + n
             if value_end <= stop and exists <= 1:
@@ -493,8 +518,12 @@ def _read_stored_dictionary(data: bytes, pos: int, end: int) -> tuple[StoredData
                 except DecodeError:
                     p = -1
                 if p == stop:
-                    value = _new_data_value(exists == 1, data[key_end + 5 : value_end])
-                    entry = _new_dictionary_entry(data[pos + 18 : key_end], value)
+                    raw, key = data[key_end + 5 : value_end], data[pos + 18 : key_end]
+                    if COMPILED:  # native constructors, called directly (reload.wire.base)
+                        pair = DictionaryEntry(key, DataValue(exists == 1, raw))
+                        return StoredData(storage_time, lifetime, pair, signature), stop
+                    value = _new_data_value(exists == 1, raw)
+                    entry = _new_dictionary_entry(key, value)
                     return _new_stored_data(storage_time, lifetime, entry, signature), stop
     return _read_stored_data(data, pos, end, _read_dictionary_entry)
 
@@ -565,6 +594,9 @@ def _read_kind_values(
     names = form.names
     if pos + 16 > end:
         raise _missing(end - pos, (names[0], 4), (names[1], 8), (names[2], 4))
+    kind: int
+    generation: int
+    length: int
     kind, generation, length = _KIND_GEN_U32.unpack_from(data, pos)
     p = pos + 16
     stop = p + length
