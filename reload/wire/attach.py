@@ -95,7 +95,7 @@ _LINK_TYPES = {t.value: t for t in OverlayLinkType}
 _CAND_TYPES = {t.value: t for t in CandType}
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class IpAddressPort(WireStruct):
     """Section 6.3.1.1: an address type, a length, then the address.
 
@@ -110,6 +110,11 @@ class IpAddressPort(WireStruct):
     type: int
     address: bytes
     port: int = 0
+
+    def __init__(self, type: int, address: bytes, port: int = 0) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "address", address)
+        object.__setattr__(self, "port", port)
 
     @classmethod
     def of(cls, address: str | IPv4Address | IPv6Address, port: int) -> IpAddressPort:
@@ -181,7 +186,7 @@ def _read_addr(r: Reader, field: str) -> IpAddressPort:
     return value
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class IceExtension(WireStruct):
     """Section 6.5.1.1: an ICE extension attribute, as binary name and value.
 
@@ -191,6 +196,10 @@ class IceExtension(WireStruct):
     name: bytes
     value: bytes
 
+    def __init__(self, name: bytes, value: bytes) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "value", value)
+
     def encode(self) -> bytes:
         return opaque16(self.name) + opaque16(self.value)
 
@@ -199,7 +208,7 @@ class IceExtension(WireStruct):
         return cls(r.opaque(2, "name"), r.opaque(2, "value"))
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class IceCandidate(WireStruct):
     """Section 6.5.1.1: one ICE candidate (the component ID is always 1 and
     left out).
@@ -218,6 +227,24 @@ class IceCandidate(WireStruct):
     type: CandType
     rel_addr_port: IpAddressPort | None = None
     extensions: tuple[IceExtension, ...] = ()
+
+    def __init__(
+        self,
+        addr_port: IpAddressPort,
+        overlay_link: int,
+        foundation: bytes,
+        priority: int,
+        type: CandType,
+        rel_addr_port: IpAddressPort | None = None,
+        extensions: tuple[IceExtension, ...] = (),
+    ) -> None:
+        object.__setattr__(self, "addr_port", addr_port)
+        object.__setattr__(self, "overlay_link", overlay_link)
+        object.__setattr__(self, "foundation", foundation)
+        object.__setattr__(self, "priority", priority)
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "rel_addr_port", rel_addr_port)
+        object.__setattr__(self, "extensions", extensions)
 
     def encode(self) -> bytes:
         link = self.overlay_link

@@ -22,11 +22,12 @@ as plain Python when it was not.  What that asks of the source:
 - Classes that code outside the package subclasses (:class:`WireValue`,
   :class:`WireStruct`, ``NodeIdStruct``, the errors) allow interpreted
   subclasses, which a native class refuses by default.
-- The structures of the hot modules (header, message, security block,
-  storage) write their ``__init__`` out (``init=False``, one
+- The structures write their ``__init__`` out (``init=False``, one
   ``object.__setattr__`` per field, what the dataclass would generate):
   compiled, that ``__init__`` is native, about ten times faster than the
-  interpreted one the dataclass module would add to the class.
+  interpreted one the dataclass module would add to the class.  Not for
+  a dataclass whose dataclass subclasses add no ``__init__`` of their own
+  (``AttachReqAns``): mypyc 2.4 generates a wrong call to the parent's.
 - Hot readers declare the integers they unpack (``n: int`` before
   ``n, = _U16.unpack_from(...)``): unpacked values are ``Any`` to mypy,
   and compiled code does generic object arithmetic on ``Any``, native

@@ -107,13 +107,17 @@ class NodeIdStruct(WireStruct):
 # -- Join, Leave, Update, RouteQuery (section 6.4.2) ------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class JoinReq(NodeIdStruct):
     """Section 6.4.2.1: a peer asks to take over ``joining_peer_id``'s part of
     the overlay.  The receiver checks that this Node-ID signed the message."""
 
     joining_peer_id: bytes
     overlay_specific_data: bytes = b""
+
+    def __init__(self, joining_peer_id: bytes, overlay_specific_data: bytes = b"") -> None:
+        object.__setattr__(self, "joining_peer_id", joining_peer_id)
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return encode_node_id(self.joining_peer_id) + opaque16(self.overlay_specific_data)
@@ -127,12 +131,15 @@ class JoinReq(NodeIdStruct):
 JoinReq.CODE = 15
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class JoinAns(WireStruct):
     """Section 6.4.2.1: the admitting peer's answer; CHORD-RELOAD puts
     nothing in it."""
 
     overlay_specific_data: bytes = b""
+
+    def __init__(self, overlay_specific_data: bytes = b"") -> None:
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return opaque16(self.overlay_specific_data)
@@ -145,7 +152,7 @@ class JoinAns(WireStruct):
 JoinAns.CODE = 16
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class LeaveReq(NodeIdStruct):
     """Section 6.4.2.2: ``leaving_peer_id`` exits the overlay.  For
     CHORD-RELOAD ``overlay_specific_data`` is a
@@ -153,6 +160,10 @@ class LeaveReq(NodeIdStruct):
 
     leaving_peer_id: bytes
     overlay_specific_data: bytes = b""
+
+    def __init__(self, leaving_peer_id: bytes, overlay_specific_data: bytes = b"") -> None:
+        object.__setattr__(self, "leaving_peer_id", leaving_peer_id)
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return encode_node_id(self.leaving_peer_id) + opaque16(self.overlay_specific_data)
@@ -181,7 +192,7 @@ class LeaveAns(WireStruct):
 LeaveAns.CODE = 18
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class UpdateReq(WireStruct):
     """Section 6.4.2.3: "The contents of the UpdateReq message are completely
     overlay specific", so the whole body is ``overlay_specific_data``, with
@@ -189,6 +200,9 @@ class UpdateReq(WireStruct):
     For CHORD-RELOAD it is a :class:`topologies.chordreload.codec.ChordUpdate`."""
 
     overlay_specific_data: bytes = b""
+
+    def __init__(self, overlay_specific_data: bytes = b"") -> None:
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return self.overlay_specific_data
@@ -201,12 +215,15 @@ class UpdateReq(WireStruct):
 UpdateReq.CODE = 19
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class UpdateAns(WireStruct):
     """Section 6.4.2.3: "either success or an error"; the RFC gives no
     structure, so the body is kept whole (empty for CHORD-RELOAD)."""
 
     overlay_specific_data: bytes = b""
+
+    def __init__(self, overlay_specific_data: bytes = b"") -> None:
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return self.overlay_specific_data
@@ -219,7 +236,7 @@ class UpdateAns(WireStruct):
 UpdateAns.CODE = 20
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class RouteQueryReq(WireStruct):
     """Section 6.4.2.4.1: where would the receiver route ``destination``?
     ``send_update`` also asks it for an Update carrying its Routing Table."""
@@ -227,6 +244,13 @@ class RouteQueryReq(WireStruct):
     send_update: bool
     destination: Destination
     overlay_specific_data: bytes = b""
+
+    def __init__(
+        self, send_update: bool, destination: Destination, overlay_specific_data: bytes = b""
+    ) -> None:
+        object.__setattr__(self, "send_update", send_update)
+        object.__setattr__(self, "destination", destination)
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return b"".join(
@@ -247,13 +271,16 @@ class RouteQueryReq(WireStruct):
 RouteQueryReq.CODE = 21
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class RouteQueryAns(WireStruct):
     """Section 6.4.2.4.2: "completely overlay specific", kept whole like
     :class:`UpdateReq`.  For CHORD-RELOAD it is a
     :class:`topologies.chordreload.codec.ChordRouteQueryAns` (section 10.8)."""
 
     overlay_specific_data: bytes = b""
+
+    def __init__(self, overlay_specific_data: bytes = b"") -> None:
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return self.overlay_specific_data
@@ -284,7 +311,7 @@ _PROBE_TYPES = {t.value: t for t in ProbeInformationType}
 _UINT32_PROBE_TYPES = frozenset({1, 2, 3})
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ProbeReq(WireStruct):
     """Section 6.4.2.5.1: the status items wanted, in the order wanted.
 
@@ -293,6 +320,9 @@ class ProbeReq(WireStruct):
     """
 
     requested_info: tuple[int, ...] = ()
+
+    def __init__(self, requested_info: tuple[int, ...] = ()) -> None:
+        object.__setattr__(self, "requested_info", requested_info)
 
     def encode(self) -> bytes:
         info = self.requested_info
@@ -311,7 +341,7 @@ class ProbeReq(WireStruct):
 ProbeReq.CODE = 1
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ProbeInformation(WireStruct):
     """Section 6.4.2.5.2: one status item, type and length first so that
     unknown types can be skipped ("This structure allows for unknown option
@@ -323,6 +353,10 @@ class ProbeInformation(WireStruct):
 
     type: int
     value: int | bytes
+
+    def __init__(self, type: int, value: int | bytes) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "value", value)
 
     def encode(self) -> bytes:
         t, value = self.type, self.value
@@ -351,11 +385,14 @@ class ProbeInformation(WireStruct):
         return cls(_PROBE_TYPES.get(t, t), r.opaque(1, "value"))
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ProbeAns(WireStruct):
     """Section 6.4.2.5.2: the requested items the responder recognises."""
 
     probe_info: tuple[ProbeInformation, ...] = ()
+
+    def __init__(self, probe_info: tuple[ProbeInformation, ...] = ()) -> None:
+        object.__setattr__(self, "probe_info", probe_info)
 
     def encode(self) -> bytes:
         return opaque16(b"".join(p.encode() for p in self.probe_info))
@@ -377,12 +414,15 @@ ProbeAns.CODE = 2
 # -- Ping (section 6.5.3) ----------------------------------------------------
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class PingReq(WireStruct):
     """Section 6.5.3.1: no content but up to 65535 bytes of padding, used to
     discover how large a message the path carries."""
 
     padding: bytes = b""
+
+    def __init__(self, padding: bytes = b"") -> None:
+        object.__setattr__(self, "padding", padding)
 
     def encode(self) -> bytes:
         return opaque16(self.padding)
@@ -395,7 +435,7 @@ class PingReq(WireStruct):
 PingReq.CODE = 23
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class PingAns(WireStruct):
     """Section 6.5.3.2: a random ``response_id`` telling answers apart and
     the ``time`` the answer was made, as storage_time is (section 7:
@@ -403,6 +443,10 @@ class PingAns(WireStruct):
 
     response_id: int
     time: int
+
+    def __init__(self, response_id: int, time: int) -> None:
+        object.__setattr__(self, "response_id", response_id)
+        object.__setattr__(self, "time", time)
 
     def encode(self) -> bytes:
         try:
@@ -439,7 +483,7 @@ class ConfigUpdateType(IntEnum):
 _CONFIG_UPDATE_TYPES = {t.value: t for t in ConfigUpdateType}
 
 
-@dataclass(frozen=True, **SLOTTED)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ConfigUpdateReq(WireStruct):
     """Section 6.5.4.1: push a newer configuration document or Kind
     definitions across the overlay.
@@ -456,6 +500,14 @@ class ConfigUpdateReq(WireStruct):
     config_data: bytes = b""
     kinds: tuple[bytes, ...] = ()
     raw: bytes = b""
+
+    def __init__(
+        self, type: int, config_data: bytes = b"", kinds: tuple[bytes, ...] = (), raw: bytes = b""
+    ) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "config_data", config_data)
+        object.__setattr__(self, "kinds", kinds)
+        object.__setattr__(self, "raw", raw)
 
     @classmethod
     def for_config(cls, config_data: bytes) -> ConfigUpdateReq:
