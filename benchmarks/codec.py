@@ -9,8 +9,8 @@ pure-Python one, each in a process of its own: compiled from this
 checkout's in-tree build (``RELOAD_COMPILE=1 python3 setup.py build_ext
 --inplace`` first), pure from a copy of ``reload/wire``'s sources.
 
-Each figure is the best of five runs of about ``--seconds`` each, on one
-core (the codec is pure Python and single-threaded).  Targets: forwarding
+Each figure is the best of five runs of about ``--seconds`` of this
+process's CPU time each, on one core (the codec is single-threaded).  Targets: forwarding
 >= 300,000 messages/s; signed FetchReq and StoreReq with ten values
 >= 50,000 encode+decode/s each.  "Encode+decode" starts from the body's
 structures and ends with them: the body is encoded, wrapped in the message
