@@ -2,10 +2,15 @@
 
 Run by hand, not by the test suite:
 
-    python3 benchmarks/codec.py [--seconds 1.0] [--json codec.json]
+    python3 benchmarks/codec.py [--seconds 1.0] [--json codec.json] [--codec both]
 
-Each figure is the best of five runs of about ``--seconds`` each, on one
-core (the codec is pure Python and single-threaded).  Targets: forwarding
+``--codec both`` (the default) measures the mypyc-compiled codec and the
+pure-Python one, each in a process of its own: compiled from this
+checkout's in-tree build (``RELOAD_COMPILE=1 python3 setup.py build_ext
+--inplace`` first), pure from a copy of ``reload/wire``'s sources.
+
+Each figure is the best of five runs of about ``--seconds`` of this
+process's CPU time each, on one core (the codec is single-threaded).  Targets: forwarding
 >= 300,000 messages/s; signed FetchReq and StoreReq with ten values
 >= 50,000 encode+decode/s each.  "Encode+decode" starts from the body's
 structures and ends with them: the body is encoded, wrapped in the message
@@ -19,20 +24,43 @@ the ten values, and encode and decode the message around an empty body.
 Their sum, with no parsing of the body at all, bounds the rate from above.
 """
 
+# The codec is imported after choosing where it comes from (_codecPath).
+# ruff: noqa: E402
+
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
 import platform
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
 
-from reload.wire.base import fast_constructor
+
+def _codecPath() -> str:
+    """Where ``reload`` comes from: this checkout, or (``--codec pure``) a
+    copy of its codec sources alone, which no compiled module shadows."""
+    if "--codec" in sys.argv and sys.argv[sys.argv.index("--codec") + 1 :][:1] == ["pure"]:
+        copy = Path(tempfile.mkdtemp(prefix="reload-pure-codec-"))
+        (copy / "reload" / "wire").mkdir(parents=True)
+        shutil.copy(REPO / "reload" / "__init__.py", copy / "reload")
+        for source in (REPO / "reload" / "wire").glob("*.py"):
+            shutil.copy(source, copy / "reload" / "wire")
+        return str(copy)
+    return str(REPO)
+
+
+sys.path.insert(0, _codecPath())
+
+from reload.wire import CODEC
+from reload.wire.base import constructor
 from reload.wire.header import Destination, ForwardingHeader, HeaderView, overlay_hash
 from reload.wire.message import Message, MessageContents, decode_body
 from reload.wire.security_block import (
@@ -132,10 +160,10 @@ def storeFloors(seconds: float) -> list[tuple[str, float]]:
     StoreReq contains with this object model (see the module docstring)."""
     request = storeRequest()
     values = request.kind_data[0].values
-    newStored = fast_constructor(StoredData)
-    newEntry = fast_constructor(ArrayEntry)
-    newValue = fast_constructor(DataValue)
-    newSignature = fast_constructor(Signature)
+    newStored = constructor(StoredData)
+    newEntry = constructor(ArrayEntry)
+    newValue = constructor(DataValue)
+    newSignature = constructor(Signature)
     fields = [
         (
             v.storage_time,
@@ -177,23 +205,24 @@ def storeFloors(seconds: float) -> list[tuple[str, float]]:
 
 
 def rate(operation: Callable[[], object], seconds: float) -> float:
-    """Operations per second, best of five runs."""
+    """Operations per second of this process's CPU time, best of five runs
+    (CPU time, so that other work on a shared machine does not count)."""
     batch = 1
     while True:
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(batch):
             operation()
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
         if elapsed > seconds / 10:
             break
         batch *= 2
     per = max(1, int(batch * seconds / max(elapsed, 1e-9)))
     best = 0.0
     for _ in range(5):
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(per):
             operation()
-        best = max(best, per / (time.perf_counter() - start))
+        best = max(best, per / (time.process_time() - start))
     return best
 
 
@@ -201,7 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one run")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument(
+        "--codec", choices=("both", "compiled", "pure"), default="both", help="which codec"
+    )
     args = parser.parse_args(argv)
+    if args.codec == "both":
+        return bothCodecs(args.seconds, args.json)
+    if args.codec != CODEC:
+        sys.exit(
+            f"this process imported the {CODEC} codec, not the {args.codec} one: "
+            "build it first (RELOAD_COMPILE=1 python3 setup.py build_ext --inplace)"
+        )
+    print(f"codec: {CODEC}")
 
     fetch = signedFetch()
     fetchBytes, storeBytes = fetch.encode(), storeOfTen().encode()
@@ -258,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(
             json.dumps(
                 {
+                    "codec": CODEC,
                     "python": platform.python_version(),
                     "machine": platform.machine(),
                     "results": [
@@ -277,6 +318,31 @@ def main(argv: list[str] | None = None) -> int:
             )
             + "\n"
         )
+    return 0
+
+
+def bothCodecs(seconds: float, jsonPath: Path | None) -> int:
+    """Run this script once per codec; print both tables, then the
+    StoreReq row side by side, and write both results."""
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for codec in ("compiled", "pure"):
+            out = Path(scratch) / f"{codec}.json"
+            command = [sys.executable, __file__, "--codec", codec, "--seconds", str(seconds)]
+            done = subprocess.run([*command, "--json", str(out)], check=False)
+            if done.returncode:
+                return done.returncode
+            results[codec] = json.loads(out.read_text())
+            print()
+    print(f"{'operation':52} {'compiled/s':>11} {'pure/s':>9} {'ratio':>6}")
+    for row, other in zip(results["compiled"]["results"], results["pure"]["results"], strict=True):
+        ratio = row["per_second"] / other["per_second"]
+        print(
+            f"{row['operation']:52} {row['per_second']:11,d} {other['per_second']:9,d} "
+            f"{ratio:5.2f}x"
+        )
+    if jsonPath:
+        jsonPath.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

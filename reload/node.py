@@ -25,6 +25,7 @@ from reload.config import writeConfiguration
 from reload.peer import OverlayPeer
 from reload.settings import DEFAULT_CONFIGURATION_FILE, PeerSettings
 from reload.transport.node_api import TransportNode
+from reload.wire import CODEC
 
 #: The file in a data directory that one running peer holds locked.
 LOCK_FILE = "peer.lock"
@@ -304,6 +305,8 @@ class Node(MultiService):
         uptime = None if self.startedAt is None else self.reactor.seconds() - self.startedAt
         return {
             "version": __version__,
+            # "compiled" or "pure": which wire codec this process runs.
+            "codec": CODEC,
             "overlay": settings.configuration.instanceName,
             "configurationSequence": settings.configuration.sequence,
             "topology": settings.topology.name,

@@ -25,6 +25,7 @@ from reload.ctl.options import OneLineParser, adminAddress, intRange, seconds
 from reload.ctl.text import fetchText, statText, statusText, table
 from reload.ctl.usages import addUsageCommands
 from reload.plugins import PluginError, installedTopologies, installedUsages
+from reload.wire import CODEC
 
 
 def _emit(args: argparse.Namespace, data: Any, human: str) -> None:
@@ -314,7 +315,9 @@ def buildParser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="reloadctl", description="Command-line client of a RELOAD (RFC 6940) peer."
     )
-    parser.add_argument("--version", action="version", version=f"reloadctl {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"reloadctl {__version__} ({CODEC} codec)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     plugins = sub.add_parser("plugins", help="list installed topology and usage plugins")

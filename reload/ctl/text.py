@@ -63,7 +63,10 @@ def statusText(status: Mapping[str, Any]) -> str:
     )
     if status.get("userName"):
         rows.append(("user", status["userName"]))
-    rows.append(("version", status.get("version", "?")))
+    version = status.get("version", "?")
+    if status.get("codec"):
+        version = f"{version} ({status['codec']} codec)"
+    rows.append(("version", version))
     rows.append(("uptime", duration(status.get("uptime"))))
     rows.append(("address", f"{status.get('address', '-')} (listening on {status.get('listen')})"))
     if status.get("bootstrap"):

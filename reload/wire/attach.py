@@ -21,9 +21,9 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import ClassVar, Self
+from typing import Self
 
-from reload.wire.base import WireStruct
+from reload.wire.base import SLOTTED, WireStruct
 from reload.wire.buffer import Reader, opaque8, opaque16
 from reload.wire.errors import EncodeError
 
@@ -95,7 +95,7 @@ _LINK_TYPES = {t.value: t for t in OverlayLinkType}
 _CAND_TYPES = {t.value: t for t in CandType}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class IpAddressPort(WireStruct):
     """Section 6.3.1.1: an address type, a length, then the address.
 
@@ -110,6 +110,11 @@ class IpAddressPort(WireStruct):
     type: int
     address: bytes
     port: int = 0
+
+    def __init__(self, type: int, address: bytes, port: int = 0) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "address", address)
+        object.__setattr__(self, "port", port)
 
     @classmethod
     def of(cls, address: str | IPv4Address | IPv6Address, port: int) -> IpAddressPort:
@@ -181,7 +186,7 @@ def _read_addr(r: Reader, field: str) -> IpAddressPort:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class IceExtension(WireStruct):
     """Section 6.5.1.1: an ICE extension attribute, as binary name and value.
 
@@ -191,6 +196,10 @@ class IceExtension(WireStruct):
     name: bytes
     value: bytes
 
+    def __init__(self, name: bytes, value: bytes) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "value", value)
+
     def encode(self) -> bytes:
         return opaque16(self.name) + opaque16(self.value)
 
@@ -199,7 +208,7 @@ class IceExtension(WireStruct):
         return cls(r.opaque(2, "name"), r.opaque(2, "value"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class IceCandidate(WireStruct):
     """Section 6.5.1.1: one ICE candidate (the component ID is always 1 and
     left out).
@@ -218,6 +227,24 @@ class IceCandidate(WireStruct):
     type: CandType
     rel_addr_port: IpAddressPort | None = None
     extensions: tuple[IceExtension, ...] = ()
+
+    def __init__(
+        self,
+        addr_port: IpAddressPort,
+        overlay_link: int,
+        foundation: bytes,
+        priority: int,
+        type: CandType,
+        rel_addr_port: IpAddressPort | None = None,
+        extensions: tuple[IceExtension, ...] = (),
+    ) -> None:
+        object.__setattr__(self, "addr_port", addr_port)
+        object.__setattr__(self, "overlay_link", overlay_link)
+        object.__setattr__(self, "foundation", foundation)
+        object.__setattr__(self, "priority", priority)
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "rel_addr_port", rel_addr_port)
+        object.__setattr__(self, "extensions", extensions)
 
     def encode(self) -> bytes:
         link = self.overlay_link
@@ -286,7 +313,7 @@ def _read_candidates(r: Reader) -> tuple[IceCandidate, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class AttachReqAns(WireStruct):
     """Section 6.5.1.1: the body of both the Attach request and its answer.
 
@@ -322,21 +349,23 @@ class AttachReqAns(WireStruct):
         return cls(ufrag, password, role, candidates, r.boolean("send_update"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class AttachReq(AttachReqAns):
     """Section 6.5.1.1: attach_req (section 14.8)."""
 
-    CODE: ClassVar[int] = 0x03
+
+AttachReq.CODE = 0x03
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class AttachAns(AttachReqAns):
     """Section 6.5.1.2: attach_ans, the answerer's AttachReqAns."""
 
-    CODE: ClassVar[int] = 0x04
+
+AttachAns.CODE = 0x04
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class _AppAttachBody(WireStruct):
     """Sections 6.5.2.1 and 6.5.2.2: AppAttachReq and AppAttachAns share
     one layout; ``application`` is the Application-ID of section 14.5
@@ -370,15 +399,17 @@ class _AppAttachBody(WireStruct):
         return cls(ufrag, password, application, role, _read_candidates(r))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class AppAttachReq(_AppAttachBody):
     """Section 6.5.2.1: app_attach_req (section 14.8)."""
 
-    CODE: ClassVar[int] = 0x1D
+
+AppAttachReq.CODE = 0x1D
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class AppAttachAns(_AppAttachBody):
     """Section 6.5.2.2: app_attach_ans (section 14.8)."""
 
-    CODE: ClassVar[int] = 0x1E
+
+AppAttachAns.CODE = 0x1E

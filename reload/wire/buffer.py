@@ -20,7 +20,13 @@ _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
 
+#: What decoders accept: any bytes-like buffer.  They read a ``bytes`` copy
+#: of anything else (compiled code checks argument types, so the union is
+#: spelt out where pure Python would have taken any buffer).
+Buffer = bytes | bytearray | memoryview
+
 __all__ = [
+    "Buffer",
     "Reader",
     "opaque8",
     "opaque16",
@@ -43,8 +49,8 @@ class Reader:
 
     __slots__ = ("data", "end", "path", "pos")
 
-    def __init__(self, data: bytes, pos: int = 0, end: int | None = None, path: str = "") -> None:
-        self.data = data
+    def __init__(self, data: Buffer, pos: int = 0, end: int | None = None, path: str = "") -> None:
+        self.data: bytes = data if type(data) is bytes else bytes(data)
         self.pos = pos
         self.end = len(data) if end is None else end
         self.path = path

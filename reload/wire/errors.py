@@ -10,7 +10,10 @@ buggy message was wrong.
 
 from __future__ import annotations
 
+from mypy_extensions import mypyc_attr
 
+
+@mypyc_attr(allow_interpreted_subclasses=True)
 class DecodeError(ValueError):
     """Bytes that are not a valid encoding of the structure asked for."""
 
@@ -25,5 +28,6 @@ class DecodeError(ValueError):
         return DecodeError(path, self.reason)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class EncodeError(ValueError):
     """A value that cannot be encoded (out of range, too long for its vector)."""

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Self
 
-from reload.wire.base import WireStruct
+from reload.wire.base import SLOTTED, WireStruct
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError, EncodeError
 
@@ -77,7 +77,7 @@ _DATA = FramedMessageType.DATA.value
 _ACK_TYPE = FramedMessageType.ACK.value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class DataFrame(WireStruct):
     """A ``data`` FramedMessage: one RELOAD message and its hop sequence number.
 
@@ -87,6 +87,10 @@ class DataFrame(WireStruct):
 
     sequence: int
     message: bytes
+
+    def __init__(self, sequence: int, message: bytes) -> None:
+        object.__setattr__(self, "sequence", sequence)
+        object.__setattr__(self, "message", message)
 
     def encode(self) -> bytes:
         n = len(self.message)
@@ -105,7 +109,7 @@ class DataFrame(WireStruct):
         return cls(sequence, r.opaque(3, "message"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class AckFrame(WireStruct):
     """An ``ack`` FramedMessage (section 6.6.2).
 
@@ -119,6 +123,10 @@ class AckFrame(WireStruct):
 
     ack_sequence: int
     received: int
+
+    def __init__(self, ack_sequence: int, received: int) -> None:
+        object.__setattr__(self, "ack_sequence", ack_sequence)
+        object.__setattr__(self, "received", received)
 
     def encode(self) -> bytes:
         try:

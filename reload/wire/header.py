@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 
+from reload.wire.base import SLOTTED
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError, EncodeError
 
@@ -73,7 +74,7 @@ class ForwardingFlags(IntFlag):
     RESPONSE_COPY = 0x04
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class Destination:
     """One entry of a via list or destination list (section 6.3.2.2).
 
@@ -88,6 +89,11 @@ class Destination:
     type: int
     value: bytes
     compressed: bool = False
+
+    def __init__(self, type: int, value: bytes, compressed: bool = False) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "compressed", compressed)
 
     @classmethod
     def node(cls, node_id: bytes) -> Destination:
@@ -160,7 +166,7 @@ class Destination:
         return cls(kind, bytes(data[pos + 2 : end]))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ForwardingOption:
     """Section 6.3.2.3.  No option types are defined by RFC 6940; unknown
     ones are carried opaquely so that a peer can apply the flag rules."""
@@ -168,6 +174,11 @@ class ForwardingOption:
     type: int
     flags: int
     value: bytes = b""
+
+    def __init__(self, type: int, flags: int, value: bytes = b"") -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "flags", flags)
+        object.__setattr__(self, "value", value)
 
     def encode(self) -> bytes:
         if not 1 <= self.type <= 255:
@@ -210,7 +221,7 @@ def _read_options(r: Reader) -> tuple[ForwardingOption, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ForwardingHeader:
     """Section 6.3.2.  ``length`` is filled in when the message is encoded."""
 
@@ -225,6 +236,32 @@ class ForwardingHeader:
     length: int = 0
     max_response_length: int = 0
     version: int = VERSION
+
+    def __init__(
+        self,
+        overlay: int,
+        transaction_id: int,
+        destination_list: tuple[Destination, ...],
+        via_list: tuple[Destination, ...] = (),
+        options: tuple[ForwardingOption, ...] = (),
+        configuration_sequence: int = 0,
+        ttl: int = DEFAULT_TTL,
+        fragment: int = FRAGMENT_HIGH_BIT | LAST_FRAGMENT,
+        length: int = 0,
+        max_response_length: int = 0,
+        version: int = VERSION,
+    ) -> None:
+        object.__setattr__(self, "overlay", overlay)
+        object.__setattr__(self, "transaction_id", transaction_id)
+        object.__setattr__(self, "destination_list", destination_list)
+        object.__setattr__(self, "via_list", via_list)
+        object.__setattr__(self, "options", options)
+        object.__setattr__(self, "configuration_sequence", configuration_sequence)
+        object.__setattr__(self, "ttl", ttl)
+        object.__setattr__(self, "fragment", fragment)
+        object.__setattr__(self, "length", length)
+        object.__setattr__(self, "max_response_length", max_response_length)
+        object.__setattr__(self, "version", version)
 
     @property
     def is_last_fragment(self) -> bool:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar, Protocol, Self
 
-from reload.wire.base import WireStruct, fast_constructor
-from reload.wire.buffer import Reader
+from reload.wire.base import SLOTTED, WireStruct, constructor
+from reload.wire.buffer import Buffer, Reader
 from reload.wire.errors import DecodeError, EncodeError
 from reload.wire.header import DEFAULT_MAX_MESSAGE_SIZE, ForwardingHeader, HeaderView
 from reload.wire.security_block import (
@@ -164,7 +164,7 @@ class UnknownMessageCode(DecodeError):
 # -- error response (section 6.3.3.1) -----------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ErrorResponse(WireStruct):
     """Section 6.3.3.1: the body of every message with code 0xFFFF.
 
@@ -174,10 +174,12 @@ class ErrorResponse(WireStruct):
     Codes this module has no name for are kept as integers; 0 is invalid.
     """
 
-    CODE: ClassVar[int] = MessageCode.ERROR
-
     error_code: int
     error_info: bytes = b""
+
+    def __init__(self, error_code: int, error_info: bytes = b"") -> None:
+        object.__setattr__(self, "error_code", error_code)
+        object.__setattr__(self, "error_info", error_info)
 
     @classmethod
     def with_text(cls, error_code: int, text: str) -> Self:
@@ -204,10 +206,13 @@ class ErrorResponse(WireStruct):
         return cls(_ERROR_CODES.get(code, code), r.opaque(2, "error_info"))
 
 
+ErrorResponse.CODE = MessageCode.ERROR
+
+
 # -- message contents (section 6.3.3) -----------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class MessageExtension(WireStruct):
     """Section 6.3.3: an extension, carried opaquely.  No types are defined
     (section 14.14 registers only exp-ext, 1); 0 is invalid."""
@@ -215,6 +220,11 @@ class MessageExtension(WireStruct):
     type: int
     critical: bool
     contents: bytes = b""
+
+    def __init__(self, type: int, critical: bool, contents: bytes = b"") -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "critical", critical)
+        object.__setattr__(self, "contents", contents)
 
     def encode(self) -> bytes:
         try:
@@ -244,7 +254,7 @@ class Body(Protocol):
     def encode(self) -> bytes: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class MessageContents(WireStruct):
     """Section 6.3.3: message code, body bytes and extensions.
 
@@ -256,6 +266,13 @@ class MessageContents(WireStruct):
     message_code: int
     body: bytes
     extensions: tuple[MessageExtension, ...] = ()
+
+    def __init__(
+        self, message_code: int, body: bytes, extensions: tuple[MessageExtension, ...] = ()
+    ) -> None:
+        object.__setattr__(self, "message_code", message_code)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "extensions", extensions)
 
     @classmethod
     def of(cls, body: Body, extensions: Iterable[MessageExtension] = ()) -> Self:
@@ -340,13 +357,13 @@ def _read_contents(data: bytes, pos: int, end: int) -> tuple[MessageContents, in
     return _new_contents(_MESSAGE_CODES.get(code, code), body, tuple(extensions)), ext_end
 
 
-_new_contents = fast_constructor(MessageContents)
+_new_contents = constructor(MessageContents)
 
 
 # -- message ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class Message:
     """Section 6.3: a whole (unfragmented) message.
 
@@ -358,6 +375,13 @@ class Message:
     header: ForwardingHeader
     contents: MessageContents
     security_block: SecurityBlock
+
+    def __init__(
+        self, header: ForwardingHeader, contents: MessageContents, security_block: SecurityBlock
+    ) -> None:
+        object.__setattr__(self, "header", header)
+        object.__setattr__(self, "contents", contents)
+        object.__setattr__(self, "security_block", security_block)
 
     def encode(self) -> bytes:
         contents = self.contents.encode()
@@ -377,7 +401,7 @@ class Message:
     @classmethod
     def decode(
         cls,
-        data: bytes,
+        data: Buffer,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         view: HeaderView | None = None,
     ) -> Message:
@@ -418,10 +442,10 @@ class Message:
         return _new_message(header, contents, security_block)
 
 
-_new_message = fast_constructor(Message)
+_new_message = constructor(Message)
 
 
-_new_header = fast_constructor(ForwardingHeader)
+_new_header = constructor(ForwardingHeader)
 
 
 def _decode_header(

@@ -19,10 +19,11 @@ the topology plug-in decodes them (for CHORD-RELOAD,
 from __future__ import annotations
 
 import struct
-from abc import abstractmethod
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, Self
+from typing import Self
+
+from mypy_extensions import mypyc_attr
 
 from reload.wire.attach import (
     AppAttachAns,
@@ -31,8 +32,8 @@ from reload.wire.attach import (
     AttachReq,
     _vector,  # shared vector reader; one package
 )
-from reload.wire.base import WireStruct
-from reload.wire.buffer import Reader, opaque8, opaque16, opaque24
+from reload.wire.base import SLOTTED, WireStruct
+from reload.wire.buffer import Buffer, Reader, opaque8, opaque16, opaque24
 from reload.wire.errors import EncodeError
 from reload.wire.header import Destination
 from reload.wire.nodeid import (
@@ -78,20 +79,22 @@ _U64X2 = struct.Struct("!QQ")
 # -- Node-IDs ----------------------------------------------------------------
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class NodeIdStruct(WireStruct):
     """Base of structures that hold Node-IDs: their length is not on the
-    wire, so ``read`` and ``decode`` take it (default 16)."""
+    wire, so ``read`` and ``decode`` take it (default 16).  Topology plugins
+    subclass it (:mod:`reload.api.topology`), compiled or not."""
 
     __slots__ = ()
 
     @classmethod
-    @abstractmethod
     def read(cls, r: Reader, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
         """Read one structure whose Node-IDs are ``node_id_length`` bytes
         long (trusted: :meth:`decode` checks it)."""
+        raise NotImplementedError(f"{cls.__name__}.read")
 
     @classmethod
-    def decode(cls, data: bytes, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
+    def decode(cls, data: Buffer, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
         """Decode exactly one structure whose Node-IDs are ``node_id_length``
         bytes long."""
         check_node_id_length(node_id_length)
@@ -104,15 +107,17 @@ class NodeIdStruct(WireStruct):
 # -- Join, Leave, Update, RouteQuery (section 6.4.2) ------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class JoinReq(NodeIdStruct):
     """Section 6.4.2.1: a peer asks to take over ``joining_peer_id``'s part of
     the overlay.  The receiver checks that this Node-ID signed the message."""
 
-    CODE: ClassVar[int] = 0x0F
-
     joining_peer_id: bytes
     overlay_specific_data: bytes = b""
+
+    def __init__(self, joining_peer_id: bytes, overlay_specific_data: bytes = b"") -> None:
+        object.__setattr__(self, "joining_peer_id", joining_peer_id)
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return encode_node_id(self.joining_peer_id) + opaque16(self.overlay_specific_data)
@@ -123,14 +128,18 @@ class JoinReq(NodeIdStruct):
         return cls(node_id, r.opaque(2, "overlay_specific_data"))
 
 
-@dataclass(frozen=True, slots=True)
+JoinReq.CODE = 15
+
+
+@dataclass(frozen=True, init=False, **SLOTTED)
 class JoinAns(WireStruct):
     """Section 6.4.2.1: the admitting peer's answer; CHORD-RELOAD puts
     nothing in it."""
 
-    CODE: ClassVar[int] = 0x10
-
     overlay_specific_data: bytes = b""
+
+    def __init__(self, overlay_specific_data: bytes = b"") -> None:
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return opaque16(self.overlay_specific_data)
@@ -140,16 +149,21 @@ class JoinAns(WireStruct):
         return cls(r.opaque(2, "overlay_specific_data"))
 
 
-@dataclass(frozen=True, slots=True)
+JoinAns.CODE = 16
+
+
+@dataclass(frozen=True, init=False, **SLOTTED)
 class LeaveReq(NodeIdStruct):
     """Section 6.4.2.2: ``leaving_peer_id`` exits the overlay.  For
     CHORD-RELOAD ``overlay_specific_data`` is a
     :class:`topologies.chordreload.codec.ChordLeaveData` (section 10.9)."""
 
-    CODE: ClassVar[int] = 0x11
-
     leaving_peer_id: bytes
     overlay_specific_data: bytes = b""
+
+    def __init__(self, leaving_peer_id: bytes, overlay_specific_data: bytes = b"") -> None:
+        object.__setattr__(self, "leaving_peer_id", leaving_peer_id)
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return encode_node_id(self.leaving_peer_id) + opaque16(self.overlay_specific_data)
@@ -160,11 +174,12 @@ class LeaveReq(NodeIdStruct):
         return cls(node_id, r.opaque(2, "overlay_specific_data"))
 
 
-@dataclass(frozen=True, slots=True)
+LeaveReq.CODE = 17
+
+
+@dataclass(frozen=True, **SLOTTED)
 class LeaveAns(WireStruct):
     """Section 6.4.2.2: "LeaveAns is an empty message"."""
-
-    CODE: ClassVar[int] = 0x12
 
     def encode(self) -> bytes:
         return b""
@@ -174,16 +189,20 @@ class LeaveAns(WireStruct):
         return cls()
 
 
-@dataclass(frozen=True, slots=True)
+LeaveAns.CODE = 18
+
+
+@dataclass(frozen=True, init=False, **SLOTTED)
 class UpdateReq(WireStruct):
     """Section 6.4.2.3: "The contents of the UpdateReq message are completely
     overlay specific", so the whole body is ``overlay_specific_data``, with
     no length of its own (the message body already has one, section 6.3.3).
     For CHORD-RELOAD it is a :class:`topologies.chordreload.codec.ChordUpdate`."""
 
-    CODE: ClassVar[int] = 0x13
-
     overlay_specific_data: bytes = b""
+
+    def __init__(self, overlay_specific_data: bytes = b"") -> None:
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return self.overlay_specific_data
@@ -193,14 +212,18 @@ class UpdateReq(WireStruct):
         return cls(r.rest())
 
 
-@dataclass(frozen=True, slots=True)
+UpdateReq.CODE = 19
+
+
+@dataclass(frozen=True, init=False, **SLOTTED)
 class UpdateAns(WireStruct):
     """Section 6.4.2.3: "either success or an error"; the RFC gives no
     structure, so the body is kept whole (empty for CHORD-RELOAD)."""
 
-    CODE: ClassVar[int] = 0x14
-
     overlay_specific_data: bytes = b""
+
+    def __init__(self, overlay_specific_data: bytes = b"") -> None:
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return self.overlay_specific_data
@@ -210,16 +233,24 @@ class UpdateAns(WireStruct):
         return cls(r.rest())
 
 
-@dataclass(frozen=True, slots=True)
+UpdateAns.CODE = 20
+
+
+@dataclass(frozen=True, init=False, **SLOTTED)
 class RouteQueryReq(WireStruct):
     """Section 6.4.2.4.1: where would the receiver route ``destination``?
     ``send_update`` also asks it for an Update carrying its Routing Table."""
 
-    CODE: ClassVar[int] = 0x15
-
     send_update: bool
     destination: Destination
     overlay_specific_data: bytes = b""
+
+    def __init__(
+        self, send_update: bool, destination: Destination, overlay_specific_data: bytes = b""
+    ) -> None:
+        object.__setattr__(self, "send_update", send_update)
+        object.__setattr__(self, "destination", destination)
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return b"".join(
@@ -237,15 +268,19 @@ class RouteQueryReq(WireStruct):
         return cls(send_update, destination, r.opaque(2, "overlay_specific_data"))
 
 
-@dataclass(frozen=True, slots=True)
+RouteQueryReq.CODE = 21
+
+
+@dataclass(frozen=True, init=False, **SLOTTED)
 class RouteQueryAns(WireStruct):
     """Section 6.4.2.4.2: "completely overlay specific", kept whole like
     :class:`UpdateReq`.  For CHORD-RELOAD it is a
     :class:`topologies.chordreload.codec.ChordRouteQueryAns` (section 10.8)."""
 
-    CODE: ClassVar[int] = 0x16
-
     overlay_specific_data: bytes = b""
+
+    def __init__(self, overlay_specific_data: bytes = b"") -> None:
+        object.__setattr__(self, "overlay_specific_data", overlay_specific_data)
 
     def encode(self) -> bytes:
         return self.overlay_specific_data
@@ -253,6 +288,9 @@ class RouteQueryAns(WireStruct):
     @classmethod
     def read(cls, r: Reader) -> Self:
         return cls(r.rest())
+
+
+RouteQueryAns.CODE = 22
 
 
 # -- Probe (section 6.4.2.5) -------------------------------------------------
@@ -273,7 +311,7 @@ _PROBE_TYPES = {t.value: t for t in ProbeInformationType}
 _UINT32_PROBE_TYPES = frozenset({1, 2, 3})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ProbeReq(WireStruct):
     """Section 6.4.2.5.1: the status items wanted, in the order wanted.
 
@@ -281,9 +319,10 @@ class ProbeReq(WireStruct):
     its answer), so they are kept as plain integers.
     """
 
-    CODE: ClassVar[int] = 0x01
-
     requested_info: tuple[int, ...] = ()
+
+    def __init__(self, requested_info: tuple[int, ...] = ()) -> None:
+        object.__setattr__(self, "requested_info", requested_info)
 
     def encode(self) -> bytes:
         info = self.requested_info
@@ -299,7 +338,10 @@ class ProbeReq(WireStruct):
         return cls(tuple([_PROBE_TYPES.get(t, t) for t in raw]))
 
 
-@dataclass(frozen=True, slots=True)
+ProbeReq.CODE = 1
+
+
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ProbeInformation(WireStruct):
     """Section 6.4.2.5.2: one status item, type and length first so that
     unknown types can be skipped ("This structure allows for unknown option
@@ -311,6 +353,10 @@ class ProbeInformation(WireStruct):
 
     type: int
     value: int | bytes
+
+    def __init__(self, type: int, value: int | bytes) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "value", value)
 
     def encode(self) -> bytes:
         t, value = self.type, self.value
@@ -339,13 +385,14 @@ class ProbeInformation(WireStruct):
         return cls(_PROBE_TYPES.get(t, t), r.opaque(1, "value"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ProbeAns(WireStruct):
     """Section 6.4.2.5.2: the requested items the responder recognises."""
 
-    CODE: ClassVar[int] = 0x02
-
     probe_info: tuple[ProbeInformation, ...] = ()
+
+    def __init__(self, probe_info: tuple[ProbeInformation, ...] = ()) -> None:
+        object.__setattr__(self, "probe_info", probe_info)
 
     def encode(self) -> bytes:
         return opaque16(b"".join(p.encode() for p in self.probe_info))
@@ -361,17 +408,21 @@ class ProbeAns(WireStruct):
         return cls(tuple(out))
 
 
+ProbeAns.CODE = 2
+
+
 # -- Ping (section 6.5.3) ----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class PingReq(WireStruct):
     """Section 6.5.3.1: no content but up to 65535 bytes of padding, used to
     discover how large a message the path carries."""
 
-    CODE: ClassVar[int] = 0x17
-
     padding: bytes = b""
+
+    def __init__(self, padding: bytes = b"") -> None:
+        object.__setattr__(self, "padding", padding)
 
     def encode(self) -> bytes:
         return opaque16(self.padding)
@@ -381,16 +432,21 @@ class PingReq(WireStruct):
         return cls(r.opaque(2, "padding"))
 
 
-@dataclass(frozen=True, slots=True)
+PingReq.CODE = 23
+
+
+@dataclass(frozen=True, init=False, **SLOTTED)
 class PingAns(WireStruct):
     """Section 6.5.3.2: a random ``response_id`` telling answers apart and
     the ``time`` the answer was made, as storage_time is (section 7:
     milliseconds since the Unix epoch)."""
 
-    CODE: ClassVar[int] = 0x18
-
     response_id: int
     time: int
+
+    def __init__(self, response_id: int, time: int) -> None:
+        object.__setattr__(self, "response_id", response_id)
+        object.__setattr__(self, "time", time)
 
     def encode(self) -> bytes:
         try:
@@ -411,6 +467,9 @@ class PingAns(WireStruct):
         return cls(response_id, time)
 
 
+PingAns.CODE = 24
+
+
 # -- ConfigUpdate (section 6.5.4) --------------------------------------------
 
 
@@ -424,7 +483,7 @@ class ConfigUpdateType(IntEnum):
 _CONFIG_UPDATE_TYPES = {t.value: t for t in ConfigUpdateType}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ConfigUpdateReq(WireStruct):
     """Section 6.5.4.1: push a newer configuration document or Kind
     definitions across the overlay.
@@ -437,12 +496,18 @@ class ConfigUpdateReq(WireStruct):
     types").  :meth:`for_config` and :meth:`for_kinds` build the first two.
     """
 
-    CODE: ClassVar[int] = 0x21
-
     type: int
     config_data: bytes = b""
     kinds: tuple[bytes, ...] = ()
     raw: bytes = b""
+
+    def __init__(
+        self, type: int, config_data: bytes = b"", kinds: tuple[bytes, ...] = (), raw: bytes = b""
+    ) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "config_data", config_data)
+        object.__setattr__(self, "kinds", kinds)
+        object.__setattr__(self, "raw", raw)
 
     @classmethod
     def for_config(cls, config_data: bytes) -> ConfigUpdateReq:
@@ -500,11 +565,12 @@ class ConfigUpdateReq(WireStruct):
         return cls(_CONFIG_UPDATE_TYPES.get(t, t), raw=bytes(r.data[start : start + length]))
 
 
-@dataclass(frozen=True, slots=True)
+ConfigUpdateReq.CODE = 33
+
+
+@dataclass(frozen=True, **SLOTTED)
 class ConfigUpdateAns(WireStruct):
     """Section 6.5.4.2: an empty structure; success is the answer itself."""
-
-    CODE: ClassVar[int] = 0x22
 
     def encode(self) -> bytes:
         return b""
@@ -512,6 +578,9 @@ class ConfigUpdateAns(WireStruct):
     @classmethod
     def read(cls, r: Reader) -> Self:
         return cls()
+
+
+ConfigUpdateAns.CODE = 34
 
 
 # -- registry ----------------------------------------------------------------

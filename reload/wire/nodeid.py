@@ -7,11 +7,13 @@ default 16; CHORD-RELOAD uses 16, section 10.2).
 
 from __future__ import annotations
 
+from typing import Final
+
 from reload.wire.errors import EncodeError
 
-DEFAULT_NODE_ID_LENGTH = 16
-MIN_NODE_ID_LENGTH = 16
-MAX_NODE_ID_LENGTH = 20
+DEFAULT_NODE_ID_LENGTH: Final = 16
+MIN_NODE_ID_LENGTH: Final = 16
+MAX_NODE_ID_LENGTH: Final = 20
 
 
 def check_node_id_length(node_id_length: int) -> int:

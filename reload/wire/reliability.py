@@ -42,6 +42,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from reload.wire.base import SLOTTED
 from reload.wire.framing import AckFrame, DataFrame, decode_frame
 
 __all__ = [
@@ -95,21 +96,27 @@ _K = 4
 # -- events ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class Deliver:
     """A message received in a new data frame, for the layer above."""
 
     message: bytes
 
+    def __init__(self, message: bytes) -> None:
+        object.__setattr__(self, "message", message)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, init=False, **SLOTTED)
 class Transmit:
     """A frame to send now: an ACK or a retransmission."""
 
     frame: bytes
 
+    def __init__(self, frame: bytes) -> None:
+        object.__setattr__(self, "frame", frame)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, init=False, **SLOTTED)
 class Acked:
     """The message first sent with ``sequence`` was acknowledged.
 
@@ -121,8 +128,12 @@ class Acked:
     sequence: int
     rtt: float | None
 
+    def __init__(self, sequence: int, rtt: float | None) -> None:
+        object.__setattr__(self, "sequence", sequence)
+        object.__setattr__(self, "rtt", rtt)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, init=False, **SLOTTED)
 class Failed:
     """The message first sent with ``sequence`` was sent the maximum number
     of times without an ACK.  Section 6.6.3.1: the sender SHOULD close the
@@ -131,14 +142,18 @@ class Failed:
     sequence: int
     message: bytes
 
+    def __init__(self, sequence: int, message: bytes) -> None:
+        object.__setattr__(self, "sequence", sequence)
+        object.__setattr__(self, "message", message)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, **SLOTTED)
 class LinkStalled:
     """No ACK while several retransmissions happened: section 6.6.3.1
     RECOMMENDs removing the link from the Routing Table."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTTED)
 class LinkResumed:
     """An ACK arrived after :class:`LinkStalled`: the link MAY be restored."""
 

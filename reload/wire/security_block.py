@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Self, TypeVar
 
-from reload.wire.base import WireStruct, fast_constructor
+from reload.wire.base import COMPILED, SLOTTED, WireStruct, constructor
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError, EncodeError
 
@@ -135,13 +135,17 @@ def _reader_bytes(r: Reader) -> bytes:
 # -- algorithms ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class SignatureAndHashAlgorithm(WireStruct):
     """TLS ``SignatureAndHashAlgorithm`` (RFC 5246 section 7.4.1.4.1): the
     hash byte comes first on the wire, then the signature byte."""
 
     hash_algorithm: int
     signature_algorithm: int
+
+    def __init__(self, hash_algorithm: int, signature_algorithm: int) -> None:
+        object.__setattr__(self, "hash_algorithm", hash_algorithm)
+        object.__setattr__(self, "signature_algorithm", signature_algorithm)
 
     def encode(self) -> bytes:
         h, s = self.hash_algorithm, self.signature_algorithm
@@ -183,13 +187,17 @@ def _algorithm_pair(h: int, s: int) -> SignatureAndHashAlgorithm:
 # -- certificates -------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class GenericCertificate(WireStruct):
     """Section 6.3.4: one certificate of the security block.  For X.509,
     ``certificate`` is the DER encoding."""
 
     type: int
     certificate: bytes
+
+    def __init__(self, type: int, certificate: bytes) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "certificate", certificate)
 
     def encode(self) -> bytes:
         try:
@@ -208,7 +216,7 @@ class GenericCertificate(WireStruct):
 # -- signer identity ----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class SignerIdentity(WireStruct):
     """Section 6.3.4 ``SignerIdentity``: who made a signature.
 
@@ -231,6 +239,14 @@ class SignerIdentity(WireStruct):
     # The encoding, computed on first use: an identity is encoded once per
     # signature it appears in, and a peer has few identities.
     _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __init__(
+        self, identity_type: int, hash_algorithm: int = HashAlgorithm.NONE, value: bytes = b""
+    ) -> None:
+        object.__setattr__(self, "identity_type", identity_type)
+        object.__setattr__(self, "hash_algorithm", hash_algorithm)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "_wire", None)
 
     @classmethod
     def cert_hash(cls, digest: bytes, hash_algorithm: int = HashAlgorithm.SHA256) -> Self:
@@ -351,7 +367,7 @@ def _read_identity(data: bytes, pos: int, end: int) -> tuple[SignerIdentity, int
 # -- signature ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class Signature(WireStruct):
     """Section 6.3.4 ``Signature``: algorithm, signer and signature bytes.
 
@@ -363,6 +379,14 @@ class Signature(WireStruct):
     algorithm: SignatureAndHashAlgorithm
     identity: SignerIdentity
     value: bytes
+
+    def __init__(
+        self, algorithm: SignatureAndHashAlgorithm, identity: SignerIdentity, value: bytes
+    ) -> None:
+        # Written out: compiled, a native __init__ (reload.wire.base).
+        object.__setattr__(self, "algorithm", algorithm)
+        object.__setattr__(self, "identity", identity)
+        object.__setattr__(self, "value", value)
 
     @classmethod
     def empty(cls) -> Self:
@@ -408,9 +432,13 @@ def read_signature_at(data: bytes, pos: int, end: int) -> tuple[Signature, int]:
     Everything else goes to :func:`_read_signature`.
     """
     if pos + 5 <= end:
+        h: int
+        s: int
+        n: int
         h, s, _, n = _SIGNATURE_HEAD.unpack_from(data, pos)
         id_end = pos + 5 + n
         if id_end + 2 <= end:
+            length: int
             (length,) = _U16.unpack_from(data, id_end)
             value_end = id_end + 2 + length
             if value_end <= end:
@@ -418,6 +446,8 @@ def read_signature_at(data: bytes, pos: int, end: int) -> tuple[Signature, int]:
                 algorithm = _ALGORITHM_PAIRS.get((h << 8) | s)
                 if identity is not None and algorithm is not None:
                     value = data[id_end + 2 : value_end]
+                    if COMPILED:  # the native constructor, called directly
+                        return Signature(algorithm, identity, value), value_end
                     return _new_signature(algorithm, identity, value), value_end
     return _read_signature(data, pos, end)
 
@@ -441,18 +471,22 @@ def _read_signature(data: bytes, pos: int, end: int) -> tuple[Signature, int]:
     return _new_signature(algorithm, identity, data[id_end + 2 : value_end]), value_end
 
 
-_new_signature = fast_constructor(Signature)
+_new_signature = constructor(Signature)
 
 
 # -- security block -----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class SecurityBlock(WireStruct):
     """Section 6.3.4: the third part of every message."""
 
     certificates: tuple[GenericCertificate, ...]
     signature: Signature
+
+    def __init__(self, certificates: tuple[GenericCertificate, ...], signature: Signature) -> None:
+        object.__setattr__(self, "certificates", certificates)
+        object.__setattr__(self, "signature", signature)
 
     def encode(self) -> bytes:
         certs = b"".join(c.encode() for c in self.certificates)
@@ -501,8 +535,8 @@ def read_security_block_at(data: bytes, pos: int, end: int) -> tuple[SecurityBlo
     return _new_security_block(tuple(certificates), signature), p
 
 
-_new_certificate = fast_constructor(GenericCertificate)
-_new_security_block = fast_constructor(SecurityBlock)
+_new_certificate = constructor(GenericCertificate)
+_new_security_block = constructor(SecurityBlock)
 
 
 # -- what is signed -----------------------------------------------------------

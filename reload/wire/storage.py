@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, ClassVar, Self, TypeVar
 
-from reload.wire.base import WireStruct, fast_constructor
-from reload.wire.buffer import Reader, opaque8, opaque16
+from reload.wire.base import COMPILED, SLOTTED, WireStruct, WireValue, constructor
+from reload.wire.buffer import Buffer, Reader, opaque8, opaque16
 from reload.wire.errors import DecodeError, EncodeError
 from reload.wire.nodeid import DEFAULT_NODE_ID_LENGTH, check_node_id_length
 from reload.wire.security_block import (
@@ -162,7 +162,7 @@ def _run(r: Reader, read: Callable[[bytes, int, int], tuple[_T, int]]) -> _T:
     return value
 
 
-def _decode_all(name: str, data: bytes, read: Callable[[bytes, int, int], tuple[_T, int]]) -> _T:
+def _decode_all(name: str, data: Buffer, read: Callable[[bytes, int, int], tuple[_T, int]]) -> _T:
     """Decode exactly one structure from ``data``: refuse trailing bytes."""
     if type(data) is not bytes:
         data = bytes(data)
@@ -190,13 +190,19 @@ def _check_unique(kinds: list[int] | tuple[int, ...], what: str) -> None:
 # -- data values (section 7.2) ------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class DataValue(WireStruct):
     """Section 7.2: a value, or (``exists`` False) the statement that there
     is none -- how values are removed (section 7.4.1.3)."""
 
     exists: bool
-    value: bytes = b""
+    value: bytes
+
+    def __init__(self, exists: bool, value: bytes = b"") -> None:
+        # Written out, not generated: compiled, this __init__ is native
+        # (reload.wire.base, "Hot decoders").
+        object.__setattr__(self, "exists", exists)
+        object.__setattr__(self, "value", value)
 
     def encode(self) -> bytes:
         value = self.value
@@ -212,6 +218,8 @@ class DataValue(WireStruct):
 def _read_data_value(data: bytes, pos: int, end: int) -> tuple[DataValue, int]:
     if pos + 5 > end:
         raise _missing(end - pos, ("exists", 1), ("value", 4))
+    exists: int
+    n: int
     exists, n = _BOOL_U32.unpack_from(data, pos)
     if exists > 1:
         raise DecodeError("exists", f"Boolean must be 0 or 1, got {exists}")
@@ -221,16 +229,27 @@ def _read_data_value(data: bytes, pos: int, end: int) -> tuple[DataValue, int]:
     return _new_data_value(exists == 1, data[pos + 5 : value_end]), value_end
 
 
-@dataclass(frozen=True, slots=True)
-class ArrayEntry(WireStruct):
-    """Section 7.2.2: the value at ``index`` of an array.  In a store,
-    index 0xffffffff appends (section 7.4.1.1)."""
+class _AppendIndex(WireStruct):
+    """Holds ``ArrayEntry.APPEND`` outside the dataclass body (a class
+    variable there is a field once compiled: see :mod:`reload.wire.base`)."""
+
+    __slots__ = ()
 
     #: Section 7.4.1.1: the index that means "append".
     APPEND: ClassVar[int] = 0xFFFFFFFF
 
+
+@dataclass(frozen=True, init=False, **SLOTTED)
+class ArrayEntry(_AppendIndex):
+    """Section 7.2.2: the value at ``index`` of an array.  In a store,
+    index 0xffffffff appends (section 7.4.1.1)."""
+
     index: int
     value: DataValue
+
+    def __init__(self, index: int, value: DataValue) -> None:
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "value", value)
 
     def encode(self) -> bytes:
         if not 0 <= self.index <= 0xFFFFFFFF:
@@ -253,12 +272,16 @@ def _read_array_entry(data: bytes, pos: int, end: int) -> tuple[ArrayEntry, int]
     return _new_array_entry(index, value), pos
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class DictionaryEntry(WireStruct):
     """Section 7.2.3: the value stored under ``key``."""
 
     key: DictionaryKey
     value: DataValue
+
+    def __init__(self, key: DictionaryKey, value: DataValue) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "value", value)
 
     def encode(self) -> bytes:
         return opaque16(self.key) + self.value.encode()
@@ -290,9 +313,9 @@ def _read_dictionary_entry(data: bytes, pos: int, end: int) -> tuple[DictionaryE
 #: Section 7.2 ``StoredDataValue``: which arm is given by the Kind's model.
 StoredDataValue = DataValue | ArrayEntry | DictionaryEntry
 
-_new_data_value = fast_constructor(DataValue)
-_new_array_entry = fast_constructor(ArrayEntry)
-_new_dictionary_entry = fast_constructor(DictionaryEntry)
+_new_data_value = constructor(DataValue)
+_new_array_entry = constructor(ArrayEntry)
+_new_dictionary_entry = constructor(DictionaryEntry)
 
 _VALUE_READERS: dict[DataModel, Callable[[bytes, int, int], tuple[StoredDataValue, int]]] = {
     DataModel.SINGLE: _read_data_value,
@@ -304,7 +327,7 @@ _VALUE_READERS: dict[DataModel, Callable[[bytes, int, int], tuple[StoredDataValu
 # -- StoredData (section 7, signature section 7.1) ----------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StoredData:
     """Section 7: one stored value with its storage time (milliseconds since
     the epoch), lifetime (seconds) and the storer's signature (section 7.1).
@@ -317,6 +340,14 @@ class StoredData:
     lifetime: int
     value: StoredDataValue
     signature: Signature
+
+    def __init__(
+        self, storage_time: int, lifetime: int, value: StoredDataValue, signature: Signature
+    ) -> None:
+        object.__setattr__(self, "storage_time", storage_time)
+        object.__setattr__(self, "lifetime", lifetime)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "signature", signature)
 
     @property
     def model(self) -> DataModel:
@@ -375,7 +406,7 @@ class StoredData:
         return _run(r, _STORED_DATA_READERS[model])
 
     @classmethod
-    def decode(cls, data: bytes, model: DataModel) -> StoredData:
+    def decode(cls, data: Buffer, model: DataModel) -> StoredData:
         return _decode_all(cls.__name__, data, _STORED_DATA_READERS[model])
 
 
@@ -408,7 +439,7 @@ def _read_stored_data(
     return _new_stored_data(storage_time, lifetime, value, signature), stop
 
 
-_new_stored_data = fast_constructor(StoredData)
+_new_stored_data = constructor(StoredData)
 
 # The readers below are the hot path of StoreReq and FetchAns: one unpack for
 # the fixed fields and no intermediate calls.  Anything unusual -- including
@@ -418,6 +449,11 @@ _new_stored_data = fast_constructor(StoredData)
 
 def _read_stored_single(data: bytes, pos: int, end: int) -> tuple[StoredData, int]:
     if pos + 21 <= end:
+        length: int
+        storage_time: int
+        lifetime: int
+        exists: int
+        n: int
         length, storage_time, lifetime, exists, n = _SINGLE_HEAD.unpack_from(data, pos)
         stop = pos + 4 + length
         value_end = pos + 21 + n
@@ -427,13 +463,23 @@ def _read_stored_single(data: bytes, pos: int, end: int) -> tuple[StoredData, in
             except DecodeError:
                 p = -1
             if p == stop:
-                value = _new_data_value(exists == 1, data[pos + 21 : value_end])
+                raw = data[pos + 21 : value_end]
+                if COMPILED:  # native constructors, called directly (reload.wire.base)
+                    single = DataValue(exists == 1, raw)
+                    return StoredData(storage_time, lifetime, single, signature), stop
+                value = _new_data_value(exists == 1, raw)
                 return _new_stored_data(storage_time, lifetime, value, signature), stop
     return _read_stored_data(data, pos, end, _read_data_value)
 
 
 def _read_stored_array(data: bytes, pos: int, end: int) -> tuple[StoredData, int]:
     if pos + 25 <= end:
+        length: int
+        storage_time: int
+        lifetime: int
+        index: int
+        exists: int
+        n: int
         length, storage_time, lifetime, index, exists, n = _ARRAY_HEAD.unpack_from(data, pos)
         stop = pos + 4 + length
         value_end = pos + 25 + n
@@ -443,19 +489,27 @@ def _read_stored_array(data: bytes, pos: int, end: int) -> tuple[StoredData, int
             except DecodeError:
                 p = -1
             if p == stop:
-                entry = _new_array_entry(
-                    index, _new_data_value(exists == 1, data[pos + 25 : value_end])
-                )
+                raw = data[pos + 25 : value_end]
+                if COMPILED:  # native constructors, called directly (reload.wire.base)
+                    item = ArrayEntry(index, DataValue(exists == 1, raw))
+                    return StoredData(storage_time, lifetime, item, signature), stop
+                entry = _new_array_entry(index, _new_data_value(exists == 1, raw))
                 return _new_stored_data(storage_time, lifetime, entry, signature), stop
     return _read_stored_data(data, pos, end, _read_array_entry)
 
 
 def _read_stored_dictionary(data: bytes, pos: int, end: int) -> tuple[StoredData, int]:
     if pos + 18 <= end:
+        length: int
+        storage_time: int
+        lifetime: int
+        key_length: int
         length, storage_time, lifetime, key_length = _DICTIONARY_HEAD.unpack_from(data, pos)
         stop = pos + 4 + length
         key_end = pos + 18 + key_length
         if key_end + 5 <= stop <= end:
+            exists: int
+            n: int
             exists, n = _BOOL_U32.unpack_from(data, key_end)
             value_end = key_end + 5 + n
             if value_end <= stop and exists <= 1:
@@ -464,8 +518,12 @@ def _read_stored_dictionary(data: bytes, pos: int, end: int) -> tuple[StoredData
                 except DecodeError:
                     p = -1
                 if p == stop:
-                    value = _new_data_value(exists == 1, data[key_end + 5 : value_end])
-                    entry = _new_dictionary_entry(data[pos + 18 : key_end], value)
+                    raw, key = data[key_end + 5 : value_end], data[pos + 18 : key_end]
+                    if COMPILED:  # native constructors, called directly (reload.wire.base)
+                        pair = DictionaryEntry(key, DataValue(exists == 1, raw))
+                        return StoredData(storage_time, lifetime, pair, signature), stop
+                    value = _new_data_value(exists == 1, raw)
+                    entry = _new_dictionary_entry(key, value)
                     return _new_stored_data(storage_time, lifetime, entry, signature), stop
     return _read_stored_data(data, pos, end, _read_dictionary_entry)
 
@@ -508,7 +566,7 @@ def stored_data_signature_input(
 _ValueReader = Callable[[bytes, int, int], tuple[Any, int]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class _KindValuesForm:
     """How to read one of the three ``kind, uint64, values<0..2^32-1>``
     structures (StoreKindData, FetchKindResponse, StatKindResponse)."""
@@ -516,6 +574,16 @@ class _KindValuesForm:
     names: tuple[str, str, str]
     readers: Mapping[DataModel, _ValueReader]
     make: Callable[[int, int, tuple[Any, ...]], Any]
+
+    def __init__(
+        self,
+        names: tuple[str, str, str],
+        readers: Mapping[DataModel, _ValueReader],
+        make: Callable[[int, int, tuple[Any, ...]], Any],
+    ) -> None:
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "readers", readers)
+        object.__setattr__(self, "make", make)
 
 
 def _read_kind_values(
@@ -526,6 +594,9 @@ def _read_kind_values(
     names = form.names
     if pos + 16 > end:
         raise _missing(end - pos, (names[0], 4), (names[1], 8), (names[2], 4))
+    kind: int
+    generation: int
+    length: int
     kind, generation, length = _KIND_GEN_U32.unpack_from(data, pos)
     p = pos + 16
     stop = p + length
@@ -604,7 +675,7 @@ def _encode_kind_values(
 # -- Store (section 7.4.1) ----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StoreKindData:
     """Section 7.4.1.1: the values of one Kind to store, with the generation
     counter the storer expects (0: do not check)."""
@@ -612,6 +683,11 @@ class StoreKindData:
     kind: int
     generation_counter: int
     values: tuple[StoredData, ...]
+
+    def __init__(self, kind: int, generation_counter: int, values: tuple[StoredData, ...]) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "generation_counter", generation_counter)
+        object.__setattr__(self, "values", values)
 
     def encode(self) -> bytes:
         return _encode_kind_values(self.kind, self.generation_counter, self.values)
@@ -621,7 +697,7 @@ class StoreKindData:
         return _run(r, _one_kind_reader(models, _STORE_KIND_DATA))  # type: ignore[no-any-return]
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> StoreKindData:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> StoreKindData:
         read = _one_kind_reader(models, _STORE_KIND_DATA)
         return _decode_all(cls.__name__, data, read)  # type: ignore[no-any-return]
 
@@ -629,21 +705,26 @@ class StoreKindData:
 _STORE_KIND_DATA = _KindValuesForm(
     ("kind", "generation_counter", "values"),
     _STORED_DATA_READERS,
-    fast_constructor(StoreKindData),
+    constructor(StoreKindData),
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StoreReq:
+@dataclass(frozen=True, init=False, **SLOTTED)
+class StoreReq(WireValue):
     """Section 7.4.1.1: store values of several Kinds at ``resource``.
     ``replica_number`` is 0 for an original store.  A Kind-ID may appear
     only once ("MUST NOT be used twice"); both directions enforce it."""
 
-    CODE: ClassVar[int] = 0x07
-
     resource: bytes
     replica_number: int
     kind_data: tuple[StoreKindData, ...]
+
+    def __init__(
+        self, resource: bytes, replica_number: int, kind_data: tuple[StoreKindData, ...]
+    ) -> None:
+        object.__setattr__(self, "resource", resource)
+        object.__setattr__(self, "replica_number", replica_number)
+        object.__setattr__(self, "kind_data", kind_data)
 
     def encode(self) -> bytes:
         _check_unique([k.kind for k in self.kind_data], "a StoreReq")
@@ -663,8 +744,11 @@ class StoreReq:
         return _run(r, lambda d, p, e: _read_store_req(d, p, e, models))
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> StoreReq:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> StoreReq:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_store_req(d, p, e, models))
+
+
+StoreReq.CODE = 7
 
 
 def _read_resource(data: bytes, pos: int, end: int) -> tuple[bytes, int]:
@@ -699,7 +783,7 @@ def _read_store_req(
     return StoreReq(resource, replica_number, kind_data), stop
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StoreKindResponse(WireStruct):
     """Section 7.4.1.2: the generation counter now stored for ``kind`` and
     the Node-IDs of the peers that will hold replicas (``NodeId`` has no
@@ -708,6 +792,13 @@ class StoreKindResponse(WireStruct):
     kind: int
     generation_counter: int
     replicas: tuple[bytes, ...] = ()
+
+    def __init__(
+        self, kind: int, generation_counter: int, replicas: tuple[bytes, ...] = ()
+    ) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "generation_counter", generation_counter)
+        object.__setattr__(self, "replicas", replicas)
 
     def encode(self) -> bytes:
         lengths = {len(r) for r in self.replicas}
@@ -729,7 +820,7 @@ class StoreKindResponse(WireStruct):
         return _run(r, read)  # type: ignore[return-value]
 
     @classmethod
-    def decode(cls, data: bytes, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
+    def decode(cls, data: Buffer, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
         check_node_id_length(node_id_length)
         read = _store_kind_response_reader(node_id_length)
         return _decode_all(cls.__name__, data, read)  # type: ignore[return-value]
@@ -756,14 +847,15 @@ def _store_kind_response_reader(
     return read
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StoreAns(WireStruct):
     """Section 7.4.1.2: one StoreKindResponse per Kind stored.  Also the
     error_info of Error_Generation_Counter_Too_Low."""
 
-    CODE: ClassVar[int] = 0x08
-
     kind_responses: tuple[StoreKindResponse, ...]
+
+    def __init__(self, kind_responses: tuple[StoreKindResponse, ...]) -> None:
+        object.__setattr__(self, "kind_responses", kind_responses)
 
     def encode(self) -> bytes:
         return opaque16(b"".join([k.encode() for k in self.kind_responses]))
@@ -776,11 +868,14 @@ class StoreAns(WireStruct):
         return cls(_read_each(sub, read))
 
     @classmethod
-    def decode(cls, data: bytes, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
+    def decode(cls, data: Buffer, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
         r = Reader(data, path=cls.__name__)
         value = cls.read(r, node_id_length)
         r.finish()
         return value
+
+
+StoreAns.CODE = 8
 
 
 def _read_each(sub: Reader, read: Callable[[bytes, int, int], tuple[_T, int]]) -> tuple[_T, ...]:
@@ -799,12 +894,15 @@ def _read_each(sub: Reader, read: Callable[[bytes, int, int], tuple[_T, int]]) -
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class UnknownKindsInfo(WireStruct):
     """Section 7.4.1.2: the error_info of Error_Unknown_Kind,
     ``KindId unknown_kinds<0..2^8-1>`` (at most 63 Kinds)."""
 
     kinds: tuple[int, ...]
+
+    def __init__(self, kinds: tuple[int, ...]) -> None:
+        object.__setattr__(self, "kinds", kinds)
 
     def encode(self) -> bytes:
         return _encode_kind_ids(self.kinds)
@@ -834,8 +932,18 @@ def _read_kind_ids(r: Reader, field: str) -> tuple[int, ...]:
 # -- Fetch (section 7.4.2) ----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ArrayRange(WireStruct):
+class _LastIndex(WireStruct):
+    """Holds ``ArrayRange.LAST`` outside the dataclass body (see
+    :class:`_AppendIndex`)."""
+
+    __slots__ = ()
+
+    #: Section 7.4.2.1: the index of the final element.
+    LAST: ClassVar[int] = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, init=False, **SLOTTED)
+class ArrayRange(_LastIndex):
     """Section 7.4.2.1: the array indices ``first`` to ``last``, inclusive;
     0xffffffff is the last element.
 
@@ -845,10 +953,12 @@ class ArrayRange(WireStruct):
     overlap of ranges are for the storage layer to check.
     """
 
-    LAST: ClassVar[int] = 0xFFFFFFFF
-
     first: int
     last: int
+
+    def __init__(self, first: int, last: int) -> None:
+        object.__setattr__(self, "first", first)
+        object.__setattr__(self, "last", last)
 
     def encode(self) -> bytes:
         try:
@@ -861,7 +971,7 @@ class ArrayRange(WireStruct):
         return cls(r.u32("first"), r.u32("last"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StoredDataSpecifier:
     """Section 7.4.2.1: which values of ``kind`` to fetch (or stat).
 
@@ -881,6 +991,22 @@ class StoredDataSpecifier:
     indices: tuple[ArrayRange, ...] = ()
     keys: tuple[DictionaryKey, ...] = ()
     extension: bytes = b""
+
+    def __init__(
+        self,
+        kind: int,
+        model: DataModel,
+        generation: int = 0,
+        indices: tuple[ArrayRange, ...] = (),
+        keys: tuple[DictionaryKey, ...] = (),
+        extension: bytes = b"",
+    ) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "generation", generation)
+        object.__setattr__(self, "indices", indices)
+        object.__setattr__(self, "keys", keys)
+        object.__setattr__(self, "extension", extension)
 
     @classmethod
     def single(cls, kind: int, generation: int = 0) -> StoredDataSpecifier:
@@ -921,7 +1047,7 @@ class StoredDataSpecifier:
         return _run(r, _one_specifier_reader(models))
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> StoredDataSpecifier:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> StoredDataSpecifier:
         return _decode_all(cls.__name__, data, _one_specifier_reader(models))
 
 
@@ -981,8 +1107,8 @@ def _read_specifier(
     return spec, stop, kind
 
 
-_new_specifier = fast_constructor(StoredDataSpecifier)
-_new_range = fast_constructor(ArrayRange)
+_new_specifier = constructor(StoredDataSpecifier)
+_new_range = constructor(ArrayRange)
 
 
 def _read_specifier_request(
@@ -1021,14 +1147,16 @@ def _encode_specifier_request(
     return opaque8(resource) + opaque16(b"".join([s.encode() for s in specifiers]))
 
 
-@dataclass(frozen=True, slots=True)
-class FetchReq:
+@dataclass(frozen=True, init=False, **SLOTTED)
+class FetchReq(WireValue):
     """Section 7.4.2.1: fetch values of one or more Kinds from ``resource``."""
-
-    CODE: ClassVar[int] = 0x09
 
     resource: bytes
     specifiers: tuple[StoredDataSpecifier, ...]
+
+    def __init__(self, resource: bytes, specifiers: tuple[StoredDataSpecifier, ...]) -> None:
+        object.__setattr__(self, "resource", resource)
+        object.__setattr__(self, "specifiers", specifiers)
 
     def encode(self) -> bytes:
         return _encode_specifier_request(self.resource, self.specifiers)
@@ -1038,8 +1166,11 @@ class FetchReq:
         return _run(r, lambda d, p, e: _read_fetch_req(d, p, e, models))
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> FetchReq:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> FetchReq:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_fetch_req(d, p, e, models))
+
+
+FetchReq.CODE = 9
 
 
 def _read_fetch_req(
@@ -1049,10 +1180,10 @@ def _read_fetch_req(
     return _new_fetch_req(resource, specifiers), pos
 
 
-_new_fetch_req = fast_constructor(FetchReq)
+_new_fetch_req = constructor(FetchReq)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class FetchKindResponse:
     """Section 7.4.2.2: the generation counter and the requested values of
     one Kind (none when the request's generation matched)."""
@@ -1060,6 +1191,11 @@ class FetchKindResponse:
     kind: int
     generation: int
     values: tuple[StoredData, ...]
+
+    def __init__(self, kind: int, generation: int, values: tuple[StoredData, ...]) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "generation", generation)
+        object.__setattr__(self, "values", values)
 
     def encode(self) -> bytes:
         return _encode_kind_values(self.kind, self.generation, self.values)
@@ -1069,13 +1205,13 @@ class FetchKindResponse:
         return _run(r, _one_kind_reader(models, _FETCH_KIND_RESPONSE))  # type: ignore[no-any-return]
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> FetchKindResponse:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> FetchKindResponse:
         read = _one_kind_reader(models, _FETCH_KIND_RESPONSE)
         return _decode_all(cls.__name__, data, read)  # type: ignore[no-any-return]
 
 
 _FETCH_KIND_RESPONSE = _KindValuesForm(
-    ("kind", "generation", "values"), _STORED_DATA_READERS, fast_constructor(FetchKindResponse)
+    ("kind", "generation", "values"), _STORED_DATA_READERS, constructor(FetchKindResponse)
 )
 
 
@@ -1093,13 +1229,14 @@ def _read_kind_responses(
     return _read_kind_list(data, start, stop, models, form, "kind_responses"), stop
 
 
-@dataclass(frozen=True, slots=True)
-class FetchAns:
+@dataclass(frozen=True, init=False, **SLOTTED)
+class FetchAns(WireValue):
     """Section 7.4.2.2: one FetchKindResponse per Kind requested."""
 
-    CODE: ClassVar[int] = 0x0A
-
     kind_responses: tuple[FetchKindResponse, ...]
+
+    def __init__(self, kind_responses: tuple[FetchKindResponse, ...]) -> None:
+        object.__setattr__(self, "kind_responses", kind_responses)
 
     def encode(self) -> bytes:
         return _u32_vector(b"".join([k.encode() for k in self.kind_responses]), "kind_responses")
@@ -1109,8 +1246,11 @@ class FetchAns:
         return _run(r, lambda d, p, e: _read_fetch_ans(d, p, e, models))
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> FetchAns:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> FetchAns:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_fetch_ans(d, p, e, models))
+
+
+FetchAns.CODE = 10
 
 
 def _read_fetch_ans(
@@ -1123,14 +1263,16 @@ def _read_fetch_ans(
 # -- Stat (section 7.4.3) -----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StatReq:
+@dataclass(frozen=True, init=False, **SLOTTED)
+class StatReq(WireValue):
     """Section 7.4.3.1: "identical to the Fetch request", for metadata."""
-
-    CODE: ClassVar[int] = 0x19
 
     resource: bytes
     specifiers: tuple[StoredDataSpecifier, ...]
+
+    def __init__(self, resource: bytes, specifiers: tuple[StoredDataSpecifier, ...]) -> None:
+        object.__setattr__(self, "resource", resource)
+        object.__setattr__(self, "specifiers", specifiers)
 
     def encode(self) -> bytes:
         return _encode_specifier_request(self.resource, self.specifiers)
@@ -1140,8 +1282,11 @@ class StatReq:
         return _run(r, lambda d, p, e: _read_stat_req(d, p, e, models))
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> StatReq:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> StatReq:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_stat_req(d, p, e, models))
+
+
+StatReq.CODE = 25
 
 
 def _read_stat_req(
@@ -1151,7 +1296,7 @@ def _read_stat_req(
     return StatReq(resource, specifiers), pos
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class MetaData(WireStruct):
     """Section 7.4.3.2: what Stat says about a value instead of the value:
     its length and a digest of its ``value`` field *including* the 4 length
@@ -1161,6 +1306,14 @@ class MetaData(WireStruct):
     value_length: int
     hash_algorithm: int
     hash_value: bytes
+
+    def __init__(
+        self, exists: bool, value_length: int, hash_algorithm: int, hash_value: bytes
+    ) -> None:
+        object.__setattr__(self, "exists", exists)
+        object.__setattr__(self, "value_length", value_length)
+        object.__setattr__(self, "hash_algorithm", hash_algorithm)
+        object.__setattr__(self, "hash_value", hash_value)
 
     def encode(self) -> bytes:
         try:
@@ -1194,12 +1347,16 @@ def _read_meta(data: bytes, pos: int, end: int) -> tuple[MetaData, int]:
     return MetaData(exists == 1, value_length, algorithm, data[pos + 7 : stop]), stop
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class ArrayEntryMeta(WireStruct):
     """Section 7.4.3.2: metadata of the array entry at ``index``."""
 
     index: int
     value: MetaData
+
+    def __init__(self, index: int, value: MetaData) -> None:
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "value", value)
 
     def encode(self) -> bytes:
         if not 0 <= self.index <= 0xFFFFFFFF:
@@ -1222,12 +1379,16 @@ def _read_array_meta(data: bytes, pos: int, end: int) -> tuple[ArrayEntryMeta, i
     return ArrayEntryMeta(index, value), pos
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class DictionaryEntryMeta(WireStruct):
     """Section 7.4.3.2: metadata of the dictionary entry under ``key``."""
 
     key: DictionaryKey
     value: MetaData
+
+    def __init__(self, key: DictionaryKey, value: MetaData) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "value", value)
 
     def encode(self) -> bytes:
         return opaque16(self.key) + self.value.encode()
@@ -1256,7 +1417,7 @@ _META_READERS: dict[DataModel, Callable[[bytes, int, int], tuple[MetaDataValue, 
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StoredMetaData:
     """Section 7.4.3.2: StoredData with MetaData in place of the value and
     no signature.
@@ -1272,6 +1433,11 @@ class StoredMetaData:
     lifetime: int
     metadata: MetaDataValue
 
+    def __init__(self, storage_time: int, lifetime: int, metadata: MetaDataValue) -> None:
+        object.__setattr__(self, "storage_time", storage_time)
+        object.__setattr__(self, "lifetime", lifetime)
+        object.__setattr__(self, "metadata", metadata)
+
     def encode(self) -> bytes:
         try:
             head = _TIME_LIFE.pack(self.storage_time, self.lifetime)
@@ -1284,7 +1450,7 @@ class StoredMetaData:
         return _run(r, _STAT_READERS[model])  # type: ignore[no-any-return]
 
     @classmethod
-    def decode(cls, data: bytes, model: DataModel) -> StoredMetaData:
+    def decode(cls, data: Buffer, model: DataModel) -> StoredMetaData:
         return _decode_all(cls.__name__, data, _STAT_READERS[model])  # type: ignore[no-any-return]
 
 
@@ -1321,13 +1487,18 @@ def _stored_meta_reader(model: DataModel) -> _ValueReader:
 _STAT_READERS = {m: _stored_meta_reader(m) for m in DataModel}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class StatKindResponse:
     """Section 7.4.3.2: like FetchKindResponse, with StoredMetaData."""
 
     kind: int
     generation: int
     values: tuple[StoredMetaData, ...]
+
+    def __init__(self, kind: int, generation: int, values: tuple[StoredMetaData, ...]) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "generation", generation)
+        object.__setattr__(self, "values", values)
 
     def encode(self) -> bytes:
         return _encode_kind_values(self.kind, self.generation, self.values)
@@ -1337,7 +1508,7 @@ class StatKindResponse:
         return _run(r, _one_kind_reader(models, _STAT_KIND_RESPONSE))  # type: ignore[no-any-return]
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> StatKindResponse:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> StatKindResponse:
         read = _one_kind_reader(models, _STAT_KIND_RESPONSE)
         return _decode_all(cls.__name__, data, read)  # type: ignore[no-any-return]
 
@@ -1347,13 +1518,14 @@ _STAT_KIND_RESPONSE = _KindValuesForm(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StatAns:
+@dataclass(frozen=True, init=False, **SLOTTED)
+class StatAns(WireValue):
     """Section 7.4.3.2: one StatKindResponse per Kind requested."""
 
-    CODE: ClassVar[int] = 0x1A
-
     kind_responses: tuple[StatKindResponse, ...]
+
+    def __init__(self, kind_responses: tuple[StatKindResponse, ...]) -> None:
+        object.__setattr__(self, "kind_responses", kind_responses)
 
     def encode(self) -> bytes:
         return _u32_vector(b"".join([k.encode() for k in self.kind_responses]), "kind_responses")
@@ -1363,8 +1535,11 @@ class StatAns:
         return _run(r, lambda d, p, e: _read_stat_ans(d, p, e, models))
 
     @classmethod
-    def decode(cls, data: bytes, models: Mapping[int, DataModel]) -> StatAns:
+    def decode(cls, data: Buffer, models: Mapping[int, DataModel]) -> StatAns:
         return _decode_all(cls.__name__, data, lambda d, p, e: _read_stat_ans(d, p, e, models))
+
+
+StatAns.CODE = 26
 
 
 def _read_stat_ans(
@@ -1377,15 +1552,17 @@ def _read_stat_ans(
 # -- Find (section 7.4.4) -----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class FindReq(WireStruct):
     """Section 7.4.4.1: the closest Resource-ID to ``resource`` for each of
     ``kinds``.  "Each value MUST appear only once", enforced both ways."""
 
-    CODE: ClassVar[int] = 0x0D
-
     resource: bytes
     kinds: tuple[int, ...]
+
+    def __init__(self, resource: bytes, kinds: tuple[int, ...]) -> None:
+        object.__setattr__(self, "resource", resource)
+        object.__setattr__(self, "kinds", kinds)
 
     def encode(self) -> bytes:
         _check_unique(self.kinds, "a FindReq")
@@ -1400,13 +1577,20 @@ class FindReq(WireStruct):
         return cls(resource, kinds)
 
 
-@dataclass(frozen=True, slots=True)
+FindReq.CODE = 13
+
+
+@dataclass(frozen=True, init=False, **SLOTTED)
 class FindKindData(WireStruct):
     """Section 7.4.4.2: the Resource-ID closest to the request's for
     ``kind`` (0 when none is known)."""
 
     kind: int
     closest: bytes
+
+    def __init__(self, kind: int, closest: bytes) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "closest", closest)
 
     def encode(self) -> bytes:
         if not 0 <= self.kind <= 0xFFFFFFFF:
@@ -1424,13 +1608,14 @@ def _read_find_kind_data(data: bytes, pos: int, end: int) -> tuple[FindKindData,
     return item, r.pos
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False, **SLOTTED)
 class FindAns(WireStruct):
     """Section 7.4.4.2: one FindKindData per Kind that may be found."""
 
-    CODE: ClassVar[int] = 0x0E
-
     results: tuple[FindKindData, ...]
+
+    def __init__(self, results: tuple[FindKindData, ...]) -> None:
+        object.__setattr__(self, "results", results)
 
     def encode(self) -> bytes:
         return opaque16(b"".join([k.encode() for k in self.results]))
@@ -1438,6 +1623,9 @@ class FindAns(WireStruct):
     @classmethod
     def read(cls, r: Reader) -> Self:
         return cls(_read_each(r.sub(2, "results"), _read_find_kind_data))
+
+
+FindAns.CODE = 14
 
 
 #: The body classes of this module (each has ``CODE``, section 14.8).

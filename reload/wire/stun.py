@@ -24,6 +24,7 @@ import ipaddress
 import os
 import struct
 from dataclasses import dataclass, field
+from typing import Final
 
 from reload.wire.errors import DecodeError
 
@@ -72,25 +73,25 @@ _CLASS_MASK = 0x0110
 class Attr:
     """Attribute types used here (RFC 5389 section 18.2, RFC 8445 section 16.1)."""
 
-    MAPPED_ADDRESS = 0x0001
-    USERNAME = 0x0006
-    MESSAGE_INTEGRITY = 0x0008
-    ERROR_CODE = 0x0009
+    MAPPED_ADDRESS: Final = 0x0001
+    USERNAME: Final = 0x0006
+    MESSAGE_INTEGRITY: Final = 0x0008
+    ERROR_CODE: Final = 0x0009
     # TURN (RFC 8656 section 18).
-    LIFETIME = 0x000D
-    XOR_PEER_ADDRESS = 0x0012
-    DATA = 0x0013
-    REALM = 0x0014
-    NONCE = 0x0015
-    XOR_RELAYED_ADDRESS = 0x0016
-    REQUESTED_TRANSPORT = 0x0019
-    XOR_MAPPED_ADDRESS = 0x0020
-    PRIORITY = 0x0024
-    USE_CANDIDATE = 0x0025
-    SOFTWARE = 0x8022
-    FINGERPRINT = 0x8028
-    ICE_CONTROLLED = 0x8029
-    ICE_CONTROLLING = 0x802A
+    LIFETIME: Final = 0x000D
+    XOR_PEER_ADDRESS: Final = 0x0012
+    DATA: Final = 0x0013
+    REALM: Final = 0x0014
+    NONCE: Final = 0x0015
+    XOR_RELAYED_ADDRESS: Final = 0x0016
+    REQUESTED_TRANSPORT: Final = 0x0019
+    XOR_MAPPED_ADDRESS: Final = 0x0020
+    PRIORITY: Final = 0x0024
+    USE_CANDIDATE: Final = 0x0025
+    SOFTWARE: Final = 0x8022
+    FINGERPRINT: Final = 0x8028
+    ICE_CONTROLLED: Final = 0x8029
+    ICE_CONTROLLING: Final = 0x802A
 
 
 def newTransactionId() -> bytes:

@@ -137,7 +137,7 @@ def test_error_response_encodes_byte_exact_section_6_3_3_1() -> None:
     assert error.encode() == ERROR_UNKNOWN_KIND
     decoded = ErrorResponse.decode(ERROR_UNKNOWN_KIND)
     assert decoded == error
-    assert decoded.error_code is ErrorCode.UNKNOWN_KIND
+    assert decoded.error_code == ErrorCode.UNKNOWN_KIND
     assert UnknownKindsInfo.decode(decoded.error_info).kinds == (99, 0xF0000002)
     assert decode_body(MessageCode.ERROR, ERROR_UNKNOWN_KIND) == error
 

@@ -129,7 +129,7 @@ def test_probe_req_lists_types_in_order_section_6_4_2_5_1() -> None:
     assert req.encode() == PROBE_REQ
     decoded = ProbeReq.decode(PROBE_REQ)
     assert decoded == req
-    assert decoded.requested_info[0] is ProbeInformationType.UPTIME
+    assert decoded.requested_info[0] == ProbeInformationType.UPTIME
 
 
 def test_probe_ans_is_byte_exact_section_6_4_2_5_2() -> None:
@@ -148,7 +148,7 @@ def test_config_update_req_config_is_byte_exact_section_6_5_4_1() -> None:
     assert req.encode() == CONFIG_UPDATE_CONFIG
     decoded = ConfigUpdateReq.decode(CONFIG_UPDATE_CONFIG)
     assert decoded == req
-    assert decoded.type is ConfigUpdateType.CONFIG
+    assert decoded.type == ConfigUpdateType.CONFIG
 
 
 def test_config_update_req_kinds_is_byte_exact_section_6_5_4_1() -> None:

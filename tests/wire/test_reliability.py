@@ -30,9 +30,22 @@ from reload.wire.reliability import (
 from tests.wire.fuzzing import fuzz_decoder
 
 
-def _acked(sequence: int, rtt: float) -> Acked:
-    """An :class:`Acked` whose RTT compares approximately."""
-    return Acked(sequence, pytest.approx(rtt))  # type: ignore[arg-type]
+class _acked:
+    """Equal to an :class:`Acked` of ``sequence`` whose RTT is about ``rtt``
+    (compared from this side: compiled, Acked takes only a float)."""
+
+    def __init__(self, sequence: int, rtt: float) -> None:
+        self.sequence, self.rtt = sequence, rtt
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Acked)
+            and other.sequence == self.sequence
+            and other.rtt == pytest.approx(self.rtt)
+        )
+
+    def __repr__(self) -> str:
+        return f"Acked({self.sequence}, ~{self.rtt})"
 
 
 def _sequence(event: Event) -> int:

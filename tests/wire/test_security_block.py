@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 
 from reload.wire import security_block as sb
-from reload.wire.base import WireStruct
+from reload.wire.base import COMPILED, WireStruct, constructor, fast_constructor
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError, EncodeError
 from reload.wire.header import Destination, ForwardingHeader
@@ -27,7 +27,6 @@ from reload.wire.security_block import (
     SignatureAndHashAlgorithm,
     SignerIdentity,
     SignerIdentityType,
-    fast_constructor,
     message_signature_input,
 )
 from tests.wire import strategies_message as s
@@ -211,24 +210,36 @@ def test_decoded_identities_are_shared_and_the_cache_stays_bounded() -> None:
     assert len(sb._IDENTITY_CACHE) <= sb._IDENTITY_CACHE_SIZE
 
 
-def test_fast_constructor_builds_the_same_frozen_object() -> None:
-    make = fast_constructor(GenericCertificate)
+def test_constructor_builds_the_same_frozen_object() -> None:
+    make = constructor(GenericCertificate)
     cert = make(CertificateType.X509, CERT)
     assert cert == GenericCertificate(CertificateType.X509, CERT)
     with pytest.raises(AttributeError):
         cert.type = 1  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        fast_constructor(SignerIdentity)  # has an init=False field
 
 
-def test_fast_constructor_sets_every_field_of_a_large_structure() -> None:
+def test_fast_constructor_is_for_slotted_pure_python_classes_only() -> None:
+    """Compiled, a class has no slot descriptors and ``constructor`` gives
+    the class itself; in pure Python an ``init=False`` field is refused."""
+    if COMPILED:
+        assert constructor(GenericCertificate) is GenericCertificate
+        with pytest.raises(TypeError, match="not a slotted dataclass"):
+            fast_constructor(GenericCertificate)
+    else:
+        assert constructor(GenericCertificate) is not GenericCertificate
+        with pytest.raises(TypeError, match="needs its __init__"):
+            fast_constructor(SignerIdentity)  # has an init=False field
+
+
+def test_constructor_sets_every_field_of_a_large_structure() -> None:
     """Eleven fields: each value lands in its own slot, in field order."""
     values = (7, 9, (Destination.node(b"n" * 16),), (), (), 3, 50, 0x8000_0000, 123, 456, 10)
-    header = fast_constructor(ForwardingHeader)(*values)
+    header = constructor(ForwardingHeader)(*values)
     assert header == ForwardingHeader(*values)
     assert [getattr(header, f.name) for f in dataclasses.fields(header)] == list(values)
-    with pytest.raises(TypeError):
-        fast_constructor(ForwardingHeader)(*values[:-1])
+    if not COMPILED:  # compiled, constructor() is the class, whose fields have defaults
+        with pytest.raises(TypeError):
+            constructor(ForwardingHeader)(*values[:-1])
 
 
 # -- errors name their field ----------------------------------------------------
