@@ -177,6 +177,19 @@ def _utc(now: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(now, datetime.UTC)
 
 
+def _sameWriter(nodeId: bytes, userName: object, signer: VerifiedSigner) -> bool:
+    """Whether a StoreReq signed as ``nodeId`` and ``userName`` comes from
+    the signer of a value, as the access policies see writers (section
+    7.3: a Node-ID and a user name, a name that is not a string counting
+    as none)."""
+    if nodeId != signer.nodeId:
+        return False
+    theirs = signer.userName
+    return (userName if isinstance(userName, str) else "") == (
+        theirs if isinstance(theirs, str) else ""
+    )
+
+
 def _validUntilMs(signer: VerifiedSigner) -> int | None:
     """The end of the signer's certificate path validity, which bounds how
     long its values are kept (section 7.1)."""
@@ -505,7 +518,12 @@ class StorageService:
 
         check(signer.userName, signer.nodeId, "its signer")
         if requester is not None:
-            check(getattr(requester, "userName", None), requester.nodeId, "the StoreReq's signer")
+            # A client usually signs its values and its StoreReq with the
+            # same certificate: the StoreReq's signer then makes the very
+            # AccessRequest just allowed, and the policy is not asked again.
+            userName = getattr(requester, "userName", None)
+            if not _sameWriter(requester.nodeId, userName, signer):
+                check(userName, requester.nodeId, "the StoreReq's signer")
         if entry.validator is not None and dataValue.exists:
             try:
                 entry.validator(payload)

@@ -442,6 +442,33 @@ def test_the_storereq_signer_must_conform_too_7_3(setup: Setup) -> None:
     assert len(setup.store) == 0
 
 
+def test_the_policy_is_asked_once_when_one_writer_signs_value_and_storereq_7_3(
+    setup: Setup,
+) -> None:
+    """Section 7.3 asks that both signers conform; when they are the same
+    Node-ID and user name the AccessRequest is the same, so the policy is
+    asked once per value.  Another device of the same user is a second
+    writer and is asked about on its own."""
+    asked: list[tuple[bytes, str]] = []
+    registry = setup.service.policies
+    permits = registry.permits
+
+    def counting(name: str, request: Any, node: Any) -> bool:
+        asked.append((request.signerNodeIds[0], request.signerUserName))
+        return permits(name, request, node)
+
+    registry.permits = counting  # type: ignore[method-assign]
+    rid = h(ALICE_NAME)
+    first = sign(ALICE, rid, ARRAY_USER, entry(0, b"a"))
+    second = sign(ALICE, rid, ARRAY_USER, entry(1, b"b"))
+    store(setup, ALICE, storeReq(rid, ARRAY_USER, [first, second]))
+    assert asked == [(ALICE.nodeId, ALICE_NAME)] * 2
+    asked.clear()
+    third = sign(ALICE, rid, ARRAY_USER, entry(2, b"c"))
+    store(setup, ALICE_PHONE, storeReq(rid, ARRAY_USER, [third]))
+    assert asked == [(ALICE.nodeId, ALICE_NAME), (ALICE_PHONE.nodeId, ALICE_NAME)]
+
+
 def test_a_kind_whose_policy_is_not_installed_cannot_be_written(setup: Setup) -> None:
     rid = h(ALICE.nodeId)
     value = sign(ALICE, rid, DICT_REDIR, item(ALICE.nodeId, b"x"))
