@@ -6,7 +6,7 @@ on two cores):
     python3 -m pip install kademlia opendht     # the two columns to compare with
     python3 benchmarks/storage.py [--peers 50] [--ops 5000] [--concurrency 32]
         [--drivers 2] [--only reload|kademlia|opendht|floor] [--tmpfs] [--profile DIR]
-        [--json storage.json]
+        [--json storage.json] [--plot storage.png [--before earlier.json]]
 
 A package that is not installed is skipped, with the pip command to install
 it; its column says "not installed".
@@ -803,6 +803,39 @@ def problems(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def plotThroughput(results: dict[str, Any], before: dict[str, Any] | None, path: Path) -> bool:
+    """Store/s and fetch/s per system as grouped bars, with the reload
+    column of an earlier run's ``--json`` (``before``) beside this run's,
+    so a change's effect is seen against the other systems of the same
+    run.  False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    columns: list[tuple[str, dict[str, Any]]] = []
+    if before is not None and isinstance(before.get("reload"), dict):
+        columns.append(("reload before", before["reload"]))
+    for system in SYSTEMS:
+        outcome = results.get(system)
+        if isinstance(outcome, dict):
+            label = "reload after" if system == "reload" and before is not None else system
+            columns.append((label, outcome))
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for axis, phase in zip(axes, ("store", "fetch"), strict=True):
+        values = [outcome[phase]["per_second"] for _, outcome in columns]
+        axis.bar(range(len(columns)), values)
+        axis.set_xticks(range(len(columns)), [name for name, _ in columns], fontsize=8)
+        axis.set_title(f"{phase} operations per second", fontsize=9)
+        for x, value in enumerate(values):
+            axis.annotate(f"{value:.0f}", (x, value), ha="center", va="bottom", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--peers", type=int, default=50, help="nodes per system")
@@ -843,11 +876,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument(
+        "--plot", type=Path, help="write a PNG of store/s and fetch/s per system here"
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="with --plot: an earlier run's --json file, whose reload column is drawn beside"
+        " this run's",
+    )
     args = parser.parse_args(argv)
     if args.peers < 2 or args.ops < 1 or args.concurrency < 1 or args.drivers < 1:
         parser.error("--peers must be at least 2, --ops, --concurrency, --drivers at least 1")
     if args.concurrency < args.drivers:
         parser.error("--concurrency must be at least --drivers")
+    before = None
+    if args.before is not None:
+        try:
+            before = json.loads(args.before.read_text())["results"]
+        except (OSError, ValueError, KeyError) as e:
+            parser.error(f"--before {args.before}: not a --json file of this script: {e}")
 
     # SIGTERM and SIGHUP unwind through the finally blocks that stop everything.
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -943,6 +991,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             + "\n"
         )
+    if args.plot is not None:
+        if plotThroughput(results, before, args.plot):
+            print(f"plot: {args.plot}")
+        else:
+            print("plot: matplotlib is not installed (python3 -m pip install matplotlib)")
     return 1 if wrong else 0
 
 
