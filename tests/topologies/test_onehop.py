@@ -233,3 +233,26 @@ def test_a_peer_that_missed_a_failure_learns_it_from_the_tombstones() -> None:
     overlay.run(other.exchangeDigests(ids[2]))
     assert victim not in deaf.members
     assert deaf.members.ring == other.members.ring
+
+
+def test_a_joining_peer_links_its_neighbours_at_once_and_others_within_the_budget() -> None:
+    """A join's Attaches are bounded (issue 22: maintenance per peer does
+    not grow with the overlay): the newcomer links its ring neighbours at
+    once, every other member at most linksPerTick per linkInterval (or on
+    demand); the others link to it at their own budget; in time it is
+    linked to every member."""
+    overlay, ids = _build(12)
+    newcomer = overlay.rnd.randbytes(16)
+    overlay.addPeer(newcomer, ids[0])
+    topology = overlay.topology(newcomer)
+    settings = topology.settings
+    preds, succs = topology._neighbourhood()
+    neighbours = {*preds, *succs}
+    assert neighbours <= topology._connected
+    # The newcomer's own Attaches within the first seconds: its neighbours
+    # (the admitting peer among them) and at most one tick's budget more.
+    assert topology.sent["attaches"] <= len(neighbours) + settings.linksPerTick
+    for _ in range(12):
+        overlay.net.clock.advance(settings.linkInterval * 1.25)
+        overlay.net.settle(horizon=30.0)
+    assert set(ids) <= topology._connected

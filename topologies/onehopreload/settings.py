@@ -27,7 +27,7 @@ __all__ = ["OneHopSettings"]
 class OneHopSettings:
     """Timers and bounds of one ONE-HOP-RELOAD peer."""
 
-    gossipInterval: float = 5.0
+    gossipInterval: float = 10.0
     fanout: int = 2
     eventRounds: int = 3
     digestInterval: float = 120.0
@@ -35,8 +35,14 @@ class OneHopSettings:
     #: Links this peer opens to other peers at most (beyond that it
     #: forwards through the closest preceding peer it has a link to).
     maxLinks: int = 2048
-    linkInterval: float = 1.0
-    linksPerTick: int = 2
+    #: Links to members other than the ring neighbours: ``linksPerTick``
+    #: every ``linkInterval`` seconds.  An Attach and its answer cross
+    #: about four links, so a peer that is filling its links costs about
+    #: 4 * linksPerTick / linkInterval messages a second (0.4), and a
+    #: mesh of 1,000 peers built at once is complete after about
+    #: 1,000 / (2 * 0.1) s, 1.4 hours (both sides open links).
+    linkInterval: float = 10.0
+    linksPerTick: int = 1
     #: Entries in one message: 21 bytes each keeps it far inside the
     #: default max-message-size of 5,000 bytes.
     maxEntries: int = 150

@@ -273,6 +273,8 @@ class OneHopTopology:
                 self._armLinks()
         if self._neighbourhood() != before and self.phase in ("joining", "joined"):
             self._notify()
+            if self.phase == "joined":
+                self._linkNeighbours()
         return changed
 
     def _spread(self, entry: Entry) -> None:
@@ -414,18 +416,22 @@ class OneHopTopology:
             self._arm("links", self.settings.linkInterval, self._fillLinks)
 
     def _fillLinks(self) -> None:
-        """Open up to ``linksPerTick`` links, ring neighbours first."""
+        """Links to the ring neighbours at once (routing falls back on
+        them, and replica Stores come from them); to the other members at
+        most ``linksPerTick`` every ``linkInterval``, so that the Attaches
+        a join causes (one per member, from one side or the other) stay
+        within a fixed budget per peer however fast peers join.  A member
+        a message is routed to gets its link on demand (:meth:`nextHop`)."""
         if len(self._connected) >= self.settings.maxLinks:
             return
-        preds, succs = self._neighbourhood()
-        wanted = [p for p in (*succs, *preds) if p not in self._connected]
+        wanted = self._linkNeighbours()
         unlinked = [
             n for n in self.members.others() if n not in self._connected and n not in wanted
         ]
-        budget = self.settings.linksPerTick - len(self._attaching)
+        budget = self.settings.linksPerTick - len(self._attaching.difference(wanted))
         if budget > 0 and len(unlinked) > budget:
             unlinked = self._rng.sample(unlinked, budget)
-        for peer in [*wanted, *unlinked]:
+        for peer in unlinked:
             if budget <= 0:
                 break
             if peer not in self._attaching:
@@ -433,6 +439,15 @@ class OneHopTopology:
                 budget -= 1
         if any(n not in self._connected for n in self.members.others()):
             self._arm("links", self.settings.linkInterval, self._fillLinks)
+
+    def _linkNeighbours(self) -> list[bytes]:
+        """Attach to the ring neighbours this peer has no link to; those."""
+        preds, succs = self._neighbourhood()
+        wanted = [p for p in dict.fromkeys((*succs, *preds)) if p not in self._connected]
+        for peer in wanted:
+            if peer not in self._attaching:
+                self._attachTo(peer)
+        return wanted
 
     def _attachTo(self, peer: bytes) -> Deferred[None]:
         self._attaching.add(peer)
