@@ -182,17 +182,20 @@ def test_every_peer_knows_every_peer_and_a_request_takes_one_hop() -> None:
 def test_a_peer_that_missed_a_join_converges_by_digest_exchange() -> None:
     overlay, ids = _build(6)
     deaf = overlay.topology(ids[1])
-    # The deaf peer drops every membership event while a new peer joins.
+    # The deaf peer drops every membership event and neighbour exchange
+    # while a new peer joins.
     original = deaf.handleUpdate
 
     def dropEvents(sender: bytes, data: bytes) -> bytes:
-        if OneHopUpdate.decode(data).type is OneHopUpdateType.EVENTS:
+        if OneHopUpdate.decode(data).type is not OneHopUpdateType.DIGEST:
             return b""
         return original(sender, data)  # type: ignore[no-any-return]
 
     deaf.handleUpdate = dropEvents
     exchange = deaf.exchangeDigests
     deaf.exchangeDigests = lambda peer: succeed(0)  # nor compares digests itself
+    neighbourly = deaf.exchangeNeighbours
+    deaf.exchangeNeighbours = lambda peer: succeed(False)  # nor neighbourhoods
     newcomer = next(
         n
         for n in (overlay.rnd.randbytes(16) for _ in range(100))
@@ -203,6 +206,7 @@ def test_a_peer_that_missed_a_join_converges_by_digest_exchange() -> None:
     assert all(newcomer in overlay.topology(n).members for n in ids if n != ids[1])
     deaf.handleUpdate = original
     deaf.exchangeDigests = exchange
+    deaf.exchangeNeighbours = neighbourly
     # Within two digest intervals someone compares digests with it.
     overlay.net.clock.advance(2 * deaf.settings.digestInterval * 1.25)
     overlay.net.settle(horizon=60.0)
