@@ -170,6 +170,10 @@ class OneHopTopology:
         self._introducing: set[bytes] = set()
         #: Attaches in a row that failed with nobody answering for a peer.
         self._suspicion: dict[bytes, int] = {}
+        #: Peers this node reported failed after unanswered Attaches: if
+        #: one refutes, it is alive but unreachable from here (routing
+        #: goes through others); it is not reported again for that.
+        self._unreachable: set[bytes] = set()
         #: Retries per peer: ``("introduce" | "attach", peer)``.
         self._retries: dict[tuple[str, bytes], Timer] = {}
         self._callbacks: list[Callable[[tuple[object, ...]], object]] = []
@@ -543,6 +547,7 @@ class OneHopTopology:
         if nodeId != self.nodeId and len(nodeId) == len(self.nodeId):
             self._connected.add(nodeId)
             self._suspicion.pop(nodeId, None)
+            self._unreachable.discard(nodeId)
 
     def linkDown(self, nodeId: bytes) -> None:
         """Section 10.7.1's rule: a lost connection is a failed peer."""
@@ -556,6 +561,8 @@ class OneHopTopology:
 
     def _wantLink(self, peer: bytes) -> None:
         """On demand: a link to ``peer`` now, if the bounds allow."""
+        if peer in self._suspicion or peer in self._unreachable:
+            return  # its retries are scheduled, or it is reached through others
         if (
             peer in self._connected
             or peer in self._attaching
@@ -581,7 +588,9 @@ class OneHopTopology:
             return
         wanted = self._linkNeighbours()
         unlinked = [
-            n for n in self.members.others() if n not in self._connected and n not in wanted
+            n
+            for n in self.members.others()
+            if n not in self._connected and n not in wanted and n not in self._suspicion
         ]
         budget = self.settings.linksPerTick - len(self._attaching.difference(wanted))
         if budget > 0 and len(unlinked) > budget:
@@ -598,7 +607,11 @@ class OneHopTopology:
     def _linkNeighbours(self) -> list[bytes]:
         """Attach to the ring neighbours this peer has no link to; those."""
         preds, succs = self._neighbourhood()
-        wanted = [p for p in dict.fromkeys((*succs, *preds)) if p not in self._connected]
+        wanted = [
+            p
+            for p in dict.fromkeys((*succs, *preds))
+            if p not in self._connected and p not in self._suspicion
+        ]
         for peer in wanted:
             if peer not in self._attaching:
                 self._attachTo(peer)
@@ -635,7 +648,7 @@ class OneHopTopology:
             self._suspicion.pop(peer, None)
             return
         error = failure.value
-        if isinstance(error, ReloadError) and error.nodeId == peer:
+        if peer in self._unreachable or (isinstance(error, ReloadError) and error.nodeId == peer):
             self._suspicion.pop(peer, None)
             self._armLinks()
             return
@@ -645,6 +658,7 @@ class OneHopTopology:
             self._retryLater("attach", peer, 2.0**count, self._retryAttach, count)
             return
         self._suspicion.pop(peer, None)
+        self._unreachable.add(peer)
         self.log.info(
             "ONE-HOP-RELOAD: {peer} unreachable ({n} Attaches): reporting it failed",
             peer=peer.hex(),
