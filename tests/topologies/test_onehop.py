@@ -94,6 +94,9 @@ def test_responsibility_and_replicas_follow_the_ring() -> None:
     assert m.closestPreceding(B, {A, C}) == A
     assert m.closestPreceding(B, {C}) == C
     assert m.closestPreceding(C, {A, B}) is None, "nothing usable between ME and C"
+    assert m.closestFollowing(C, {A, B}) == A, "then the first usable one after it"
+    assert m.closestFollowing(C, {B, C}) == B
+    assert m.closestFollowing(C, set()) is None
 
 
 def test_digests_differ_exactly_in_the_segments_that_differ() -> None:

@@ -210,8 +210,11 @@ class OneHopTopology:
         self._wantLink(owner)
         hop = self.members.closestPreceding(owner, self._connected)
         if hop is None:
-            # Not linked to any peer before it: the one after it routes back.
-            hop = min(self._connected & set(self.members.others()), default=None)
+            # Not linked to any peer before it (a newcomer just after this
+            # node, its link still coming up): the linked peer after it,
+            # which routes back (a peer before it would route through this
+            # node again, a routing loop).
+            hop = self.members.closestFollowing(owner, self._connected)
         return hop
 
     def isResponsible(self, resourceId: bytes) -> bool:
