@@ -34,7 +34,11 @@ Parts and targets:
 issue 22 (:mod:`reload.sim.compare`) on every installed topology plugin,
 each in a fresh interpreter, and prints them side by side:
 
-    python3 benchmarks/ring.py --topology all --peers 1000 --json compare.json
+    python3 benchmarks/ring.py --topology all --peers 1000 --lookups 1000 --age 24 \
+        --json compare.json
+
+``--age`` hours of quiet overlay come before the "aged" hops and idle
+maintenance and before the churn (:func:`reload.sim.compare.compareTopology`).
 
 Targets: ONE-HOP-RELOAD mean overlay links crossed <= 1.1 and maintenance
 <= 1 message per peer per second at 10%/min churn; CHORD-SELF-TUNING less
@@ -341,15 +345,20 @@ def compareRows(results: list[dict[str, Any]]) -> list[list[object]]:
     out: list[list[object]] = []
     for r in results:
         h = r["lookups"]
+        aged = r.get("aged") or {}
+        agedLookups = aged.get("lookups")
         out.append(
             [
                 r["topology"],
                 r["peers"],
                 f"{h['hops']['mean']} / {h['hops']['p99']}",
                 h["meanLinks"],
+                agedLookups["meanLinks"] if agedLookups else "-",
                 _pct(h["successRate"]),
                 r["idleMessagesPerPeerSecond"],
+                aged.get("idleMessagesPerPeerSecond", "-"),
                 r["churnMessagesPerPeerSecond"],
+                r["lookupsAfterChurn"]["meanLinks"],
                 _pct(r["lookupsAfterChurn"]["successRate"]),
                 _pct(r["lookupsUnderFailure"]["successRate"]),
                 f"{r['bytesPerNode'] / KIB:.0f} kB",
@@ -364,9 +373,12 @@ COMPARE_HEADER = [
     "peers",
     "hops mean / p99",
     "links crossed",
+    "aged",
     "lookups ok",
     "idle msg/peer/s",
+    "aged",
     "churn msg/peer/s",
+    "links after churn",
     "ok after churn",
     "ok, 20% failed",
     "memory/node",
@@ -387,6 +399,10 @@ def plotCompare(results: list[dict[str, Any]], path: Path) -> bool:
     panels = [
         ("mean links crossed", [r["lookups"]["meanLinks"] for r in results]),
         ("idle msg/peer/s", [r["idleMessagesPerPeerSecond"] for r in results]),
+        (
+            "idle msg/peer/s, aged",
+            [(r.get("aged") or {}).get("idleMessagesPerPeerSecond", 0) for r in results],
+        ),
         ("churn msg/peer/s", [r["churnMessagesPerPeerSecond"] for r in results]),
         ("memory/node (kB)", [r["bytesPerNode"] / KIB for r in results]),
     ]
@@ -411,6 +427,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", type=int, default=1000, help="peers for --topology")
     parser.add_argument("--lookups", type=int, default=10000, help="lookups for --topology")
     parser.add_argument("--plot", type=Path, help="with --topology: write a PNG chart here")
+    parser.add_argument(
+        "--age",
+        type=float,
+        default=6.0,
+        help="with --topology: hours the overlay runs idle before the aged measurements",
+    )
     parser.add_argument("--part", choices=(*PARTS, "compare"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -422,13 +444,14 @@ def main(argv: list[str] | None = None) -> int:
             peers=args.peers,
             lookups=args.lookups,
             seed=args.seed,
+            age=3600.0 * args.age,
             progress=_progress("compare"),
         )
         args.out.write_text(toJson(result))
         return 0
     if args.topology:
         names = sorted(installedTopologies()) if args.topology == "all" else [args.topology]
-        extra = ("--peers", str(args.peers), "--lookups", str(args.lookups))
+        extra = ("--peers", str(args.peers), "--lookups", str(args.lookups), "--age", str(args.age))
         compared = [runPart("compare", args.seed, ("--topology", n, *extra)) for n in names]
         print(table(compareRows(compared), COMPARE_HEADER))
         if args.plot is not None and plotCompare(compared, args.plot):

@@ -57,6 +57,7 @@ __all__ = [
     "INode",
     "IRelaySource",
     "ITopology",
+    "ITopologyExtensions",
     "ITopologyPlugin",
     "IUsage",
     "IUsageOperations",
@@ -242,10 +243,15 @@ class INode(Interface):
     def kind(kindId: int) -> IKind:
         """The Kind with this id in the configuration; KeyError if none."""
 
-    def request(destination: bytes, messageCode: int, body: bytes) -> Deferred[tuple[int, bytes]]:
+    def request(
+        destination: bytes, messageCode: int, body: bytes, extensions: Sequence[Any] = ()
+    ) -> Deferred[tuple[int, bytes]]:
         """Send a request (section 6.3) routed to ``destination`` (a Node-ID
         or Resource-ID, as the topology routes it) and return a Deferred that
-        fires with ``(messageCode, body)`` of the answer."""
+        fires with ``(messageCode, body)`` of the answer.  ``extensions``
+        (:class:`reload.api.topology.MessageExtension` values) go into the
+        request's MessageContents (section 6.3.3); extensions of the answer
+        reach a topology that provides :class:`ITopologyExtensions`."""
 
     def store(
         resourceId: bytes, kindId: int, values: StoreValues, lifetime: int = DEFAULT_LIFETIME
@@ -448,6 +454,39 @@ class ITopology(Interface):
         """Register ``callback(ranges)`` to be called whenever the set of
         Resource-IDs this node is responsible for, or a replica set, changes,
         so that storage can hand data over or re-replicate (section 10.7)."""
+
+
+class ITopologyExtensions(Interface):
+    """Message extensions (RFC 6940 section 6.3.3) a topology defines, such
+    as RFC 7363's self_tuning_data (section 6.5).  An :class:`ITopology`
+    that also provides this (``@implementer``) is found by the node when it
+    is wired in; every other topology never sees an extension.
+
+    The node declares :attr:`extensionTypes` understood, so a request that
+    carries one of them marked critical is not refused with
+    Error_Unknown_Extension.  An extension of a type the topology does not
+    name is handled by the core as before: ignored unless critical.
+    """
+
+    extensionTypes = Attribute(
+        "A frozenset of the MessageExtensionType codes (section 14.14 "
+        "registry) this topology understands."
+    )
+
+    def requestExtensions(
+        sender: bytes, messageCode: int, extensions: Sequence[Any]
+    ) -> Sequence[Any]:
+        """A request addressed to this node from ``sender`` (its verified
+        signer) carries ``extensions`` of :attr:`extensionTypes`; called
+        after the request has been handled and only when it succeeded (not
+        for an Error answer).  Return the extensions to put into the answer
+        (empty for none).  Raising is logged; the answer goes out
+        without extensions."""
+
+    def answerExtensions(sender: bytes, messageCode: int, extensions: Sequence[Any]) -> None:
+        """The answer (``messageCode``) from ``sender`` to a request this
+        node sent carries ``extensions`` of :attr:`extensionTypes`; called
+        before the request's Deferred fires."""
 
 
 class ITopologyPlugin(IPlugin):

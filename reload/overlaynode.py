@@ -13,7 +13,7 @@ conversion between the two is here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
@@ -179,11 +179,17 @@ class OverlayNode:
     # -- messages and links ---------------------------------------------------------
 
     def request(
-        self, destination: bytes, messageCode: int, body: bytes, **options: Any
+        self,
+        destination: bytes,
+        messageCode: int,
+        body: bytes,
+        extensions: Sequence[Any] = (),
+        **options: Any,
     ) -> Deferred[tuple[int, bytes]]:
         """Section 6.3: a request routed to ``destination`` (a Node-ID; a
-        Resource-ID with ``resource=True``)."""
-        return self._transport.request(destination, messageCode, body, **options)
+        Resource-ID with ``resource=True``) carrying ``extensions`` (section
+        6.3.3, :class:`reload.api.topology.MessageExtension` values)."""
+        return self._transport.request(destination, messageCode, body, extensions, **options)
 
     def attach(
         self, destination: bytes, via: bytes | None = None, sendUpdate: bool = False

@@ -72,6 +72,16 @@ def greeterSite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
+@pytest.fixture(scope="session")
+def fullMeshSite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The worked example topology (examples/fullmesh, FULL-MESH), built
+    and installed as the separate distribution it is."""
+    site = installDistribution(REPO / "examples" / "fullmesh", tmp_path_factory.mktemp("fullmesh"))
+    assert (site / "topologies" / "fullmesh.py").exists()
+    assert not (site / "topologies" / "__init__.py").exists()
+    return site
+
+
 def freePort() -> int:
     """A TCP port on 127.0.0.1 that is free, below the ephemeral range (so
     no outbound connection takes it before the test's listener does)."""

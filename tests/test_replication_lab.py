@@ -28,17 +28,17 @@ from .replication_support import (
     storeSpread,
     writeOverlay,
 )
-from .topology_plugins import PLUGIN_PATH, TOPOLOGIES
+from .topology_plugins import TOPOLOGIES
 
 
 @pytest.fixture(params=TOPOLOGIES)
-def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """Seven peers; the same test runs on CHORD-RELOAD and on the tests'
-    FULL-MESH plugin (installed by path, as a third party's), with no
-    change in the core."""
+def lab(tmp_path: Path, request: pytest.FixtureRequest, fullMeshSite: Path) -> Iterator[Lab]:
+    """Seven peers; the same test runs on every topology, FULL-MESH
+    installed with pip from its own distribution (examples/fullmesh) as a
+    third party's, with no change in the core."""
     writeOverlay(tmp_path, "replication-lab.reload.local", topology=request.param)
     lab = Lab(
-        tmp_path, basePort=None, adminBasePort=None, environment=sourceEnv([str(PLUGIN_PATH)])
+        tmp_path, basePort=None, adminBasePort=None, environment=sourceEnv([str(fullMeshSite)])
     )
     try:
         lab.start(7)

@@ -1,7 +1,7 @@
-"""The topologies tests run against: CHORD-RELOAD as installed, and the
-test's own FULL-MESH (``tests/plugins/topologies/fullmesh.py``, a plugin
-module without a package, loaded from its file here; a real process finds
-it with ``tests/plugins`` on ``PYTHONPATH``)."""
+"""The topologies tests run against: those this checkout ships, and the
+worked example FULL-MESH (``examples/fullmesh``, a third party's
+distribution: loaded from its file here; a real process finds it installed
+with pip, the ``fullMeshSite`` fixture of conftest)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from reload.plugins import loadTopology
 
 from .conftest import REPO
 
-PLUGIN_PATH = REPO / "tests" / "plugins"
-FULL_MESH_FILE = PLUGIN_PATH / "topologies" / "fullmesh.py"
+FULL_MESH_FILE = REPO / "examples" / "fullmesh" / "topologies" / "fullmesh.py"
 
 
 def fullMeshModule() -> ModuleType:

@@ -9,6 +9,9 @@ package itself:
 
 - :func:`redirBranchingFactor`: ``redir:branching-factor`` of the REDIR
   Kind (RFC 7374 section 8), :data:`DEFAULT_BRANCHING_FACTOR` when absent;
+- :func:`selfTuningPeersToProbe`: ``self-tuning:number-of-peers-to-probe``
+  (RFC 7363 section 7), :data:`DEFAULT_PEERS_TO_PROBE` when absent; for
+  the CHORD-SELF-TUNING topology;
 - :func:`turnDensity`: the base document's ``turn-density`` (RFC 6940
   sections 9 and 11.1), 1 when absent;
 - :func:`sipDomainRestriction`: ``sip:domain-restriction`` (or the
@@ -20,14 +23,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from reload.config.usages import DEFAULT_BRANCHING_FACTOR, NamePatterns
+from reload.config.model import OverlayConfiguration
+from reload.config.usages import DEFAULT_BRANCHING_FACTOR, DEFAULT_PEERS_TO_PROBE, NamePatterns
 from reload.config.usages import redirBranchingFactor as _redirBranchingFactor
+from reload.config.usages import selfTuningPeersToProbe as _selfTuningPeersToProbe
 from reload.config.usages import sipDomainRestriction as _sipDomainRestriction
 
 __all__ = [
     "DEFAULT_BRANCHING_FACTOR",
+    "DEFAULT_PEERS_TO_PROBE",
     "NamePatterns",
     "redirBranchingFactor",
+    "selfTuningPeersToProbe",
     "sipDomainRestriction",
     "turnDensity",
 ]
@@ -39,6 +46,16 @@ def redirBranchingFactor(configuration: Any) -> int:
     :class:`reload.config.ConfigError` (a ValueError) for a bad value (a
     configuration that was read has been checked already)."""
     return _redirBranchingFactor(configuration)
+
+
+def selfTuningPeersToProbe(configuration: Any) -> int:
+    """RFC 7363 section 7: how many fingers a CHORD-SELF-TUNING peer Probes
+    each stabilisation period (section 6.5), default 4.  Anything that is
+    not an overlay configuration document (``None``, a simulator's
+    settings) gives the default."""
+    if not isinstance(configuration, OverlayConfiguration):
+        return DEFAULT_PEERS_TO_PROBE
+    return _selfTuningPeersToProbe(configuration)
 
 
 def turnDensity(configuration: Any) -> int:

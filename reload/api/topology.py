@@ -18,6 +18,13 @@ and on :mod:`reload.interfaces` and :mod:`reload.errors`, nothing else of
   have the overlay's length, :data:`DEFAULT_NODE_ID_LENGTH` unless told),
   :func:`encode_node_id`, and the :class:`EncodeError` and
   :class:`DecodeError` they raise;
+- message extensions (section 6.3.3): :class:`MessageExtension`, which
+  ``INode.request(..., extensions=...)`` sends and an
+  :class:`reload.interfaces.ITopologyExtensions` topology reads and
+  answers with, and the Probe bodies (section 6.4.2.5:
+  :class:`ProbeReq`, :class:`ProbeAns`, :class:`ProbeInformation`,
+  :class:`ProbeInformationType`) a topology may send them on (RFC 7363
+  section 6.5);
 - the client role (section 4.2): :class:`ClientTopology`, which
   ``ITopologyPlugin.makeClientTopology`` returns or subclasses, and
   :data:`DEFAULT_DIRECT_LINKS`, the direct links a client keeps unless
@@ -29,7 +36,7 @@ from reload.settings import DEFAULT_DIRECT_LINKS
 from reload.wire.base import WireStruct
 from reload.wire.buffer import Reader
 from reload.wire.errors import DecodeError, EncodeError
-from reload.wire.message import ErrorCode
+from reload.wire.message import ErrorCode, MessageExtension
 from reload.wire.methods import (
     DEFAULT_NODE_ID_LENGTH,
     JoinAns,
@@ -37,6 +44,10 @@ from reload.wire.methods import (
     LeaveAns,
     LeaveReq,
     NodeIdStruct,
+    ProbeAns,
+    ProbeInformation,
+    ProbeInformationType,
+    ProbeReq,
     RouteQueryAns,
     RouteQueryReq,
     UpdateAns,
@@ -56,7 +67,12 @@ __all__ = [
     "JoinReq",
     "LeaveAns",
     "LeaveReq",
+    "MessageExtension",
     "NodeIdStruct",
+    "ProbeAns",
+    "ProbeInformation",
+    "ProbeInformationType",
+    "ProbeReq",
     "Reader",
     "RouteQueryAns",
     "RouteQueryReq",

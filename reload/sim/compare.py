@@ -11,8 +11,15 @@ Per topology, on one overlay of ``peers`` peers (joined one by one, then
 * idle maintenance: link messages (every message of any kind crossing a
   link: Updates, Attaches and their answers, forwarded copies) per peer
   per second over ``window`` quiet simulated seconds;
-* churn maintenance: the same under ``churn`` of the membership per
-  minute (half joins, a quarter graceful leaves, a quarter failures) for
+* aged: the same overlay left alone for ``age`` more simulated seconds
+  (no joins, leaves or failures), then hops and idle maintenance again:
+  what a long-running overlay with low churn costs.  Topologies whose
+  work depends on the overlay's history differ here: CHORD-SELF-TUNING's
+  join-rate estimate (RFC 7363 section 6.4) is the overlay size over the
+  median age of the peers, so it slows its stabilisation as the peers age,
+  and ONE-HOP-RELOAD completes its links at its bounded rate;
+* churn maintenance (on the aged overlay): the same under ``churn`` of
+  the membership per minute (half joins, a quarter graceful leaves, a quarter failures) for
   ``window`` seconds, without lookups; then the success of ``lookups``
   lookups right after the churn;
 * failure: 20% of the peers fail at once; after ``detection`` (their links
@@ -41,6 +48,7 @@ def compareTopology(
     seed: int = 1,
     stabilise: float = 600.0,
     window: float = 600.0,
+    age: float = 0.0,
     churn: float = 0.10,
     failure: float = 0.20,
     progress: Callable[[str], object] | None = None,
@@ -66,6 +74,17 @@ def compareTopology(
     messages = sim.network.messages
     sim.stabilise(window)
     idle = (sim.network.messages - messages) / (len(sim.members) * window)
+    aged: dict[str, Any] = {}
+    if age > 0:
+        say(f"ageing {age:.0f} s")
+        sim.stabilise(age)
+        aged["lookups"] = sim.lookups(lookups).summary()
+        messages = sim.network.messages
+        sim.stabilise(window)
+        aged["idleMessagesPerPeerSecond"] = round(
+            (sim.network.messages - messages) / (len(sim.members) * window), 4
+        )
+        aged["ageSeconds"] = age + stabilise + 2 * window
     perMinute = churn * len(sim.members) / 60.0
     say(f"churn {100 * churn:.0f}%/min for {window:.0f} s")
     messages = sim.network.messages
@@ -88,6 +107,7 @@ def compareTopology(
         "join": join.summary(),
         "lookups": hops,
         "idleMessagesPerPeerSecond": round(idle, 4),
+        "aged": aged,
         "churnPerMinute": churn,
         "churn": churned,
         "churnMessagesPerPeerSecond": round(underChurn, 4),

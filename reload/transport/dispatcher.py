@@ -29,8 +29,9 @@ Attach is :mod:`reload.transport.attach`'s.
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +48,7 @@ from reload.wire.message import (
     ErrorCode,
     Message,
     MessageCode,
+    MessageExtension,
     UnknownCriticalExtension,
     answer_code,
 )
@@ -71,6 +73,7 @@ from reload.wire.storage import DEFAULT_NODE_ID_LENGTH
 __all__ = [
     "BodyDecoder",
     "Dispatcher",
+    "ExtensionHandler",
     "Handler",
     "Reply",
     "Request",
@@ -150,6 +153,8 @@ class Reply:
     body: bytes
     afterSent: Callable[[], object] | None = field(default=None, compare=False)
     certificates: tuple[bytes, ...] = ()
+    #: Message extensions of the answer's MessageContents (section 6.3.3).
+    extensions: tuple[MessageExtension, ...] = ()
 
     @property
     def isError(self) -> bool:
@@ -163,6 +168,22 @@ def errorReply(code: int, info: bytes | str = b"") -> Reply:
 
 Handler = Callable[[Request], Reply | Body | Deferred[Any]]
 BodyDecoder = Callable[[bytes], object]
+
+
+class ExtensionHandler(Protocol):
+    """:class:`reload.interfaces.ITopologyExtensions`: the message
+    extensions a topology defines, and what it answers to them."""
+
+    @property
+    def extensionTypes(self) -> frozenset[int]: ...
+
+    def requestExtensions(
+        self, sender: bytes, messageCode: int, extensions: Sequence[MessageExtension]
+    ) -> Sequence[MessageExtension]: ...
+
+    def answerExtensions(
+        self, sender: bytes, messageCode: int, extensions: Sequence[MessageExtension]
+    ) -> None: ...
 
 
 class Dispatcher:
@@ -182,7 +203,16 @@ class Dispatcher:
     ) -> None:
         self.nodeIdLength = nodeIdLength
         self.understoodExtensions = understoodExtensions
+        self.extensionHandler: ExtensionHandler | None = None
         self._handlers: dict[int, tuple[Handler, BodyDecoder]] = {}
+
+    def useExtensions(self, handler: ExtensionHandler) -> None:
+        """Pass the extensions of ``handler.extensionTypes`` that requests
+        carry to ``handler`` and add what it returns to the answer; those
+        types are understood from now on (a critical one is accepted,
+        section 6.3.3)."""
+        self.extensionHandler = handler
+        self.understoodExtensions = self.understoodExtensions | frozenset(handler.extensionTypes)
 
     def register(self, code: int, handler: Handler, decoder: BodyDecoder | None = None) -> None:
         """Handle requests with message code ``code``; ``decoder`` turns the
@@ -242,11 +272,37 @@ class Dispatcher:
             result = handler(request.withBody(body))
         except BaseException:
             return self._failed(code, Failure())
+        extended = self.extensionHandler is not None and bool(request.message.contents.extensions)
         if isinstance(result, Deferred):
-            return result.addCallbacks(
+            d = result.addCallbacks(
                 lambda answer: self._reply(code, answer), lambda f: self._failed(code, f)
             )
-        return self._reply(code, result)
+            if extended:
+                d.addCallback(self._withExtensions, request)
+            return d
+        reply = self._reply(code, result)
+        return self._withExtensions(reply, request) if extended else reply
+
+    def _withExtensions(self, reply: Reply, request: Request) -> Reply:
+        """The extension handler's extensions added to a successful answer
+        of a request that carried extensions it understands."""
+        handler = self.extensionHandler
+        if handler is None or reply.isError:
+            return reply
+        types = handler.extensionTypes
+        theirs = [e for e in request.message.contents.extensions if e.type in types]
+        if not theirs:
+            return reply
+        try:
+            ours = tuple(handler.requestExtensions(request.source, request.code, theirs))
+        except Exception:
+            self.log.failure(
+                "the topology failed on the extensions of a {code:#x}", code=request.code
+            )
+            return reply
+        if not ours:
+            return reply
+        return dataclasses.replace(reply, extensions=reply.extensions + ours)
 
     def _reply(self, code: int, result: object) -> Reply:
         if isinstance(result, Reply):

@@ -24,19 +24,26 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
 
 from reload.errors import ReloadError
 from reload.transport.attach import AttachHandler, AttachService
-from reload.transport.dispatcher import Dispatcher, TopologyHandlers, pingHandler, probeHandler
+from reload.transport.dispatcher import (
+    Dispatcher,
+    ExtensionHandler,
+    TopologyHandlers,
+    pingHandler,
+    probeHandler,
+)
 from reload.transport.routing import wildcard
 from reload.transport.security import MessageSecurity
 from reload.transport.transactions import Clock
 from reload.transport.transport import Response, Transport, TransportSettings
 from reload.wire.header import Destination
-from reload.wire.message import ErrorCode
+from reload.wire.message import ErrorCode, MessageExtension
 from reload.wire.methods import (
     PingAns,
     PingReq,
@@ -48,6 +55,8 @@ from reload.wire.methods import (
 )
 
 __all__ = ["NodeTopology", "TransportNode"]
+
+log = Logger()
 
 
 class NodeTopology(Protocol):
@@ -127,6 +136,7 @@ class TransportNode:
             self.probeProviders.update(probeProviders)
         self.dispatcher.register(PingReq.CODE, pingHandler(clock, rng))
         self.dispatcher.register(ProbeReq.CODE, probeHandler(self.probeProviders))
+        self.extensionHandler: ExtensionHandler | None = None
         self.attachService: AttachService | None = None
         if attachHandler is not None:
             self.attachService = AttachService(self.transport, attachHandler, self._sendUpdate)
@@ -138,10 +148,15 @@ class TransportNode:
 
     def useTopology(self, topology: NodeTopology) -> None:
         """Route with ``topology`` and pass it Join, Leave, Update and
-        RouteQuery (section 6.4.2)."""
+        RouteQuery (section 6.4.2); one that defines message extensions
+        (:class:`reload.interfaces.ITopologyExtensions`: it has
+        ``extensionTypes``) sees those of requests and answers."""
         self.topology = topology
         TopologyHandlers(topology).register(self.dispatcher)
         self.transport.setTopology(topology)
+        if getattr(topology, "extensionTypes", None) is not None:
+            self.extensionHandler = cast(ExtensionHandler, topology)
+            self.dispatcher.useExtensions(self.extensionHandler)
 
     def _sendUpdate(self, peer: bytes) -> object:
         if self.topology is None:
@@ -161,20 +176,40 @@ class TransportNode:
         destination: bytes,
         messageCode: int,
         body: bytes,
+        extensions: Sequence[MessageExtension] = (),
         *,
         resource: bool = False,
         maxResponseLength: int = 0,
         ttl: int | None = None,
     ) -> Deferred[tuple[int, bytes]]:
         """INode.request: send a request to the Node-ID ``destination`` (a
-        Resource-ID with ``resource``) and fire with the answer's
-        ``(messageCode, body)``; fails with :class:`ReloadError` or a
-        TimeoutError."""
+        Resource-ID with ``resource``), carrying ``extensions`` (section
+        6.3.3), and fire with the answer's ``(messageCode, body)``; fails
+        with :class:`ReloadError` or a TimeoutError.  The answer's
+        extensions of the topology's types go to the topology first."""
         target = Destination.resource(destination) if resource else Destination.node(destination)
         d = self.transport.request(
-            [target], messageCode, body, maxResponseLength=maxResponseLength, ttl=ttl
+            [target],
+            messageCode,
+            body,
+            maxResponseLength=maxResponseLength,
+            ttl=ttl,
+            extensions=extensions,
         )
-        return d.addCallback(lambda response: (response.code, response.body))
+        return d.addCallback(self._answered)
+
+    def _answered(self, response: Response) -> tuple[int, bytes]:
+        handler = self.extensionHandler
+        carried = response.message.contents.extensions
+        if handler is not None and carried:
+            types = handler.extensionTypes
+            theirs = [e for e in carried if e.type in types]
+            if theirs:
+                try:
+                    handler.answerExtensions(response.signer.nodeId, response.code, theirs)
+                except Exception:
+                    log.failure("the topology failed on the extensions of an answer")
+        return response.code, response.body
 
     def requestTo(
         self,

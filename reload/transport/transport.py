@@ -95,6 +95,7 @@ from reload.wire.message import (
     Message,
     MessageCode,
     MessageContents,
+    MessageExtension,
     UnknownCriticalExtension,
 )
 from reload.wire.security_block import CertificateType, GenericCertificate, SecurityBlock
@@ -684,7 +685,11 @@ class Transport:
 
     def _signedAnswer(self, header: ForwardingHeader, reply: Reply) -> tuple[Message, bytes]:
         signed = self.security.sign(
-            Message(header, MessageContents(reply.code, reply.body), _carrying(reply.certificates))
+            Message(
+                header,
+                MessageContents(reply.code, reply.body, reply.extensions),
+                _carrying(reply.certificates),
+            )
         )
         return signed, signed.encode()
 
@@ -858,13 +863,15 @@ class Transport:
         firstHop: bytes | None = None,
         configurationSequence: int | None = None,
         certificates: Sequence[bytes] = (),
+        extensions: Sequence[MessageExtension] = (),
     ) -> Deferred[Response]:
         """Send a request along ``destinations`` (section 6.2.1) and fire
         with its verified :class:`Response`.  ``configurationSequence``
         overrides this node's (ConfigUpdate sends 65535, section 6.3.2.1).
         ``certificates`` (DER) go into the security block besides the
         signer's: a replica Store carries those of its values' signers
-        (section 6.3.4).
+        (section 6.3.4).  ``extensions`` go into the MessageContents
+        (section 6.3.3).
 
         Fails with :class:`ReloadError` when an Error comes back (or this
         node cannot route it at all), with
@@ -891,7 +898,9 @@ class Transport:
         )
         try:
             message = self.security.sign(
-                Message(header, MessageContents(code, body), _carrying(certificates))
+                Message(
+                    header, MessageContents(code, body, tuple(extensions)), _carrying(certificates)
+                )
             )
             data = message.encode()
         except Exception as exc:  # EncodeError, or a signer that cannot sign

@@ -5,7 +5,7 @@ transport, storage service, replicator and storage handlers wired by
 wires them, and nothing but
 :class:`~reload.interfaces.ITopology` between them and the topology.  Every
 test runs against CHORD-RELOAD and against the tests' own FULL-MESH
-(tests/plugins/topologies/fullmesh.py)."""
+(examples/fullmesh/topologies/fullmesh.py)."""
 
 from __future__ import annotations
 

@@ -9,9 +9,11 @@ from random import Random
 from typing import Any, cast
 
 import pytest
-from twisted.internet.defer import succeed
+from twisted.internet.defer import fail, succeed
+from twisted.python.failure import Failure
 
-from reload.api.topology import DecodeError, EncodeError
+from reload.api.topology import DecodeError, EncodeError, ErrorCode
+from reload.errors import ReloadError, ReloadTimeout
 from reload.interfaces import INode
 from reload.transport.node_api import TransportNode
 from topologies.onehop import oneHop
@@ -92,6 +94,9 @@ def test_responsibility_and_replicas_follow_the_ring() -> None:
     assert m.closestPreceding(B, {A, C}) == A
     assert m.closestPreceding(B, {C}) == C
     assert m.closestPreceding(C, {A, B}) is None, "nothing usable between ME and C"
+    assert m.closestFollowing(C, {A, B}) == A, "then the first usable one after it"
+    assert m.closestFollowing(C, {B, C}) == B
+    assert m.closestFollowing(C, set()) is None
 
 
 def test_digests_differ_exactly_in_the_segments_that_differ() -> None:
@@ -182,17 +187,20 @@ def test_every_peer_knows_every_peer_and_a_request_takes_one_hop() -> None:
 def test_a_peer_that_missed_a_join_converges_by_digest_exchange() -> None:
     overlay, ids = _build(6)
     deaf = overlay.topology(ids[1])
-    # The deaf peer drops every membership event while a new peer joins.
+    # The deaf peer drops every membership event and neighbour exchange
+    # while a new peer joins.
     original = deaf.handleUpdate
 
     def dropEvents(sender: bytes, data: bytes) -> bytes:
-        if OneHopUpdate.decode(data).type is OneHopUpdateType.EVENTS:
+        if OneHopUpdate.decode(data).type is not OneHopUpdateType.DIGEST:
             return b""
         return original(sender, data)  # type: ignore[no-any-return]
 
     deaf.handleUpdate = dropEvents
     exchange = deaf.exchangeDigests
     deaf.exchangeDigests = lambda peer: succeed(0)  # nor compares digests itself
+    neighbourly = deaf.exchangeNeighbours
+    deaf.exchangeNeighbours = lambda peer: succeed(False)  # nor neighbourhoods
     newcomer = next(
         n
         for n in (overlay.rnd.randbytes(16) for _ in range(100))
@@ -203,6 +211,7 @@ def test_a_peer_that_missed_a_join_converges_by_digest_exchange() -> None:
     assert all(newcomer in overlay.topology(n).members for n in ids if n != ids[1])
     deaf.handleUpdate = original
     deaf.exchangeDigests = exchange
+    deaf.exchangeNeighbours = neighbourly
     # Within two digest intervals someone compares digests with it.
     overlay.net.clock.advance(2 * deaf.settings.digestInterval * 1.25)
     overlay.net.settle(horizon=60.0)
@@ -233,3 +242,106 @@ def test_a_peer_that_missed_a_failure_learns_it_from_the_tombstones() -> None:
     overlay.run(other.exchangeDigests(ids[2]))
     assert victim not in deaf.members
     assert deaf.members.ring == other.members.ring
+
+
+def test_a_joining_peer_links_its_neighbours_at_once_and_others_within_the_budget() -> None:
+    """A join's Attaches are bounded (issue 22: maintenance per peer does
+    not grow with the overlay): the newcomer links its ring neighbours at
+    once, every other member at most linksPerTick per linkInterval (or on
+    demand); the others link to it at their own budget; in time it is
+    linked to every member."""
+    overlay, ids = _build(12)
+    newcomer = overlay.rnd.randbytes(16)
+    overlay.addPeer(newcomer, ids[0])
+    topology = overlay.topology(newcomer)
+    settings = topology.settings
+    preds, succs = topology._neighbourhood()
+    neighbours = {*preds, *succs}
+    assert neighbours <= topology._connected
+    # The newcomer's own Attaches within the first seconds: its neighbours
+    # (the admitting peer among them) and at most one tick's budget more.
+    assert topology.sent["attaches"] <= len(neighbours) + settings.linksPerTick
+    for _ in range(12):
+        overlay.net.clock.advance(settings.linkInterval * 1.25)
+        overlay.net.settle(horizon=30.0)
+    assert set(ids) <= topology._connected
+
+
+def test_a_joining_peer_announces_itself_to_its_neighbours_until_they_answer() -> None:
+    """The join announcement is confirmed, not fire-and-forget: a ring
+    neighbour that refuses the first neighbour exchanges (and hears no
+    gossip) still learns of the newcomer from a retry within seconds."""
+    overlay, ids = _build(6)
+    newcomer = next(n for n in (overlay.rnd.randbytes(16) for _ in range(100)) if n not in ids)
+    # Its successor admits it; its predecessor must hear it from it.
+    probe = overlay.topology(ids[0]).members
+    ring = sorted([*probe.ring, newcomer])
+    predecessor = ring[ring.index(newcomer) - 1]
+    target = overlay.topology(predecessor)
+    original = target.handleUpdate
+    refused: list[bytes] = []
+
+    def flaky(sender: bytes, data: bytes) -> bytes:
+        kind = OneHopUpdate.decode(data).type
+        if kind is OneHopUpdateType.EVENTS:
+            return b""  # no gossip reaches it
+        if kind is OneHopUpdateType.NEIGHBOURS and sender == newcomer and len(refused) < 2:
+            refused.append(sender)
+            raise ReloadError(ErrorCode.IN_PROGRESS, "not now")
+        return original(sender, data)  # type: ignore[no-any-return]
+
+    target.handleUpdate = flaky
+    overlay.addPeer(newcomer, ids[0])
+    overlay.net.clock.advance(10.0)
+    overlay.net.settle(horizon=30.0)
+    assert len(refused) == 2, "both first exchanges were refused"
+    assert newcomer in target.members, "the third try got through"
+    assert predecessor in overlay.topology(newcomer)._introduced
+
+
+def test_crossed_attaches_do_not_report_a_peer_failed() -> None:
+    """Section 6.5.1.2: Error_In_Progress from the peer itself means its
+    own Attach is connecting -- it is alive, whatever the link does."""
+    overlay, ids = _build(4)
+    topology = overlay.topology(ids[0])
+    other = next(n for n in ids[1:])
+    topology._connected.discard(other)
+    crossed = ReloadError(ErrorCode.IN_PROGRESS, "crossed", other)
+    for _ in range(topology.settings.suspectAttempts + 1):
+        topology._attachFailed(other, Failure(crossed))
+    assert other in topology.members
+    assert other not in topology._suspicion
+
+
+def test_an_unreachable_peer_is_reported_only_after_repeated_attaches_and_refutes() -> None:
+    """A live peer whose Attaches time out is reported failed only after
+    suspectAttempts tries; the report goes to it, and its refutation (a
+    higher version) reaches every peer."""
+    overlay, ids = _build(9)  # a peer beyond its 3 neighbours either side
+    reporter = overlay.topology(ids[0])
+    victim = next(n for n in ids[1:] if not reporter.isNeighbour(n))
+    reporter._connected.discard(victim)
+    before = overlay.topology(victim).members.me.version
+    attach = reporter.node.attach
+    tries: list[bytes] = []
+
+    def unreachable(destination: bytes, via: bytes | None = None, sendUpdate: bool = False) -> Any:
+        if destination == victim:
+            tries.append(destination)
+            return fail(ReloadTimeout(1, 5, 15.0, "Attach"))
+        return attach(destination, via, sendUpdate)
+
+    reporter.node.attach = unreachable
+    reporter._attachTo(victim)
+    assert victim in reporter.members, "one failed Attach is only a suspicion"
+    # (Not settle: the reporter's link filler keeps trying the victim.)
+    overlay.net.clock.pump([0.5] * 120)
+    assert len(tries) >= reporter.settings.suspectAttempts
+    # It was told, refuted once (it is alive, if not reachable from the
+    # reporter: no report again), and every peer has it alive.
+    version = overlay.topology(victim).members.me.version
+    assert version == before + 1
+    for nodeId in ids:
+        if nodeId != victim:
+            entry = overlay.topology(nodeId).members.entry(victim)
+            assert entry is not None and entry.alive and entry.version == version, nodeId.hex()

@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import math
 from random import Random
+from typing import Any
 
 import pytest
+from twisted.python.failure import Failure
 
+from reload.config import parseConfiguration
+from reload.errors import ReloadError
 from reload.transport.node_api import TransportNode
+from reload.wire.message import ErrorCode, MessageExtension
+from reload.wire.methods import ProbeAns, ProbeInformationType, ProbeReq
 from topologies.chordreload.ring import idToInt
 from topologies.chordreload.topology import ChordTopology
 from topologies.chordselftuning.estimator import (
@@ -21,8 +27,14 @@ from topologies.chordselftuning.estimator import (
     routingTableSizes,
     stabilisationInterval,
 )
+from topologies.chordselftuning.sharing import (
+    SELF_TUNING_DATA,
+    SelfTuningData,
+    thirdQuartile,
+)
 from topologies.chordselftuning.topology import SelfTuningTopology
 
+from ..test_config import document
 from ..transport.test_chord_overlay import Overlay
 
 BITS = 128
@@ -78,13 +90,17 @@ def test_stabilisation_interval_is_the_smaller_bound_within_limits() -> None:
 # -- mixed-version overlays -------------------------------------------------------------
 
 
-def _mixed(count: int, seed: int) -> tuple[Overlay, list[bytes], set[bytes]]:
-    """CHORD-RELOAD peers with every third one self-tuning."""
+def _mixed(
+    count: int, seed: int, every: int = 3, configuration: object = None
+) -> tuple[Overlay, list[bytes], set[bytes]]:
+    """CHORD-RELOAD peers with every ``every``-th one self-tuning (all of
+    them with ``every=1``)."""
     overlay = Overlay(seed)
     ids = [overlay.rnd.randbytes(16) for _ in range(count)]
-    tuned = set(ids[1::3])
+    tuned = set(ids[every // 2 :: every])
     for i, nodeId in enumerate(ids):
         node = overlay.node(nodeId)
+        node.configuration = configuration
         rng = Random(overlay.rnd.random())
         topology = (
             SelfTuningTopology(node, rng=rng) if nodeId in tuned else ChordTopology(node, rng=rng)
@@ -145,3 +161,153 @@ def test_a_self_tuning_peer_updates_only_its_first_neighbours() -> None:
     assert estimates.neighbours == max(3, math.ceil(math.log2(estimates.networkSize)))
     assert topology.ring.neighbourCount == estimates.neighbours
     assert estimates.fingers == 16
+
+
+# -- section 6.5: estimate sharing --------------------------------------------------------
+
+
+def test_self_tuning_data_layout_and_rates_per_day() -> None:
+    """Section 6.5: three uint32; rates per 24 hours, rounded up (0.123
+    peers/s is 10628); the extension is self_tuning_data (0x3, section
+    9.1) and not critical."""
+    data = SelfTuningData.fromEstimates(1234.4, 0.123, 0.0)
+    assert data == SelfTuningData(1234, 10628, 0)
+    assert data.encode() == bytes.fromhex("000004d20000298400000000")
+    assert SelfTuningData.decode(data.encode()) == data
+    extension = data.extension()
+    assert (extension.type, extension.critical) == (SELF_TUNING_DATA, False)
+    assert data.joinsPerSecond == pytest.approx(10628 / 86400)
+    for bad in (b"", b"\x00" * 11, b"\x00" * 13, bytes(12)):
+        with pytest.raises(ValueError):
+            SelfTuningData.decode(bad)
+
+
+def test_third_quartile() -> None:
+    assert thirdQuartile([5.0]) == 5.0
+    assert thirdQuartile([1.0, 2.0, 3.0, 4.0]) == 3.0
+    assert thirdQuartile([9.0, 1.0, 5.0, 3.0, 7.0, 2.0, 8.0, 4.0, 6.0]) == 7.0
+
+
+def _period(overlay: Overlay, seconds: float = 900.0) -> None:
+    overlay.net.clock.advance(seconds)
+    overlay.net.settle()
+
+
+def test_peers_share_estimates_in_probes_to_their_fingers() -> None:
+    """Section 6.5: every period each peer Probes number-of-peers-to-probe
+    (default 4) random fingers with self_tuning_data; the answers carry it
+    back, and requests received count too."""
+    overlay, ids, tuned = _mixed(10, 7, every=1)
+    assert tuned == set(ids)
+    topologies = [overlay.nodes[i].topology for i in ids]
+    assert all(isinstance(t, SelfTuningTopology) for t in topologies)
+    for _ in range(4):
+        _period(overlay)
+    for topology in topologies:
+        assert isinstance(topology, SelfTuningTopology)
+        assert topology.peersToProbe == 4
+        assert topology.sharing["probesSent"] > 0
+        assert topology.sharing["probesUnanswered"] == 0
+        # Answers to its own Probes at least; each carries one estimate.
+        assert topology.sharing["estimatesReceived"] >= topology.sharing["probesSent"]
+    _lookupsCorrect(overlay, ids)
+
+
+def test_a_probe_with_the_extension_is_answered_with_the_estimate() -> None:
+    """Both the Probe request and its answer carry self_tuning_data (section
+    6.5); the receiver keeps the sender's estimate for its next period."""
+    overlay, ids, _ = _mixed(6, 8, every=1)
+    sender, target = overlay.nodes[ids[0]], overlay.nodes[ids[3]]
+    theirs = target.topology
+    assert isinstance(theirs, SelfTuningTopology)
+    before = len(theirs.received)
+    estimate = SelfTuningData(600, 86400, 8640)
+    response = overlay.run(
+        sender.transport.request(
+            [sender._target(target.nodeId, False)],
+            ProbeReq.CODE,
+            ProbeReq((ProbeInformationType.UPTIME,)).encode(),
+            extensions=[estimate.extension()],
+        )
+    )
+    [answer] = response.message.contents.extensions
+    assert answer.type == SELF_TUNING_DATA and not answer.critical
+    assert SelfTuningData.decode(answer.contents).networkSize >= 1
+    assert ProbeAns.decode(response.body).probe_info[0].type == ProbeInformationType.UPTIME
+    assert theirs.received[before:] == [estimate]
+
+
+def test_the_third_quartile_of_the_shared_estimates_is_used() -> None:
+    """Section 6.5: at the end of the period the estimates are the 75th
+    percentile of the peer's own and the received ones."""
+    overlay, ids, _ = _mixed(6, 9, every=1)
+    topology = overlay.nodes[ids[2]].topology
+    assert isinstance(topology, SelfTuningTopology)
+    own = topology.estimate().networkSize
+    topology.received = [SelfTuningData(n, 0, 0) for n in (1000, 2000, 3000, 4000)]
+    merged = topology.estimate()
+    assert merged.networkSize == thirdQuartile([own, 1000, 2000, 3000, 4000]) == 3000
+    assert merged.neighbours == math.ceil(math.log2(3000))
+    assert topology.received == [], "a new period starts with no received estimates"
+    # What it shares is its own estimate, not the merged one: peers passing
+    # merged figures on would go on agreeing on them whatever they see.
+    assert topology._share().networkSize == round(own) != 3000
+
+
+def test_number_of_peers_to_probe_from_the_configuration() -> None:
+    """Section 7: self-tuning:number-of-peers-to-probe sets how many fingers
+    are Probed each period."""
+    config = parseConfiguration(
+        document("<st:number-of-peers-to-probe>1</st:number-of-peers-to-probe>")
+    )
+    overlay, ids, _ = _mixed(10, 10, every=1, configuration=config)
+    topology = overlay.nodes[ids[4]].topology
+    assert isinstance(topology, SelfTuningTopology)
+    assert topology.peersToProbe == 1
+    sent: list[bytes] = []
+    original = overlay.nodes[ids[4]].request
+
+    def recording(destination: bytes, code: int, body: bytes, *a: object, **k: object) -> object:
+        if code == ProbeReq.CODE:
+            sent.append(destination)
+        return original(destination, code, body, *a, **k)  # type: ignore[arg-type]
+
+    overlay.nodes[ids[4]].request = recording  # type: ignore[method-assign,assignment]
+    topology._stabiliseNeighbours()
+    assert len(sent) == 1 and sent[0] in topology.ring.fingers()
+    topology.peersToProbe = 0
+    topology._stabiliseNeighbours()
+    assert len(sent) == 1
+
+
+def test_a_chord_reload_peer_ignores_the_extension() -> None:
+    """Mixed versions: the extension is not critical, so a CHORD-RELOAD
+    peer answers the Probe (without estimates) and the self-tuning peer
+    goes on with its own; marked critical, only the self-tuning peer, which
+    understands it, accepts it (RFC 6940 section 6.3.3)."""
+    overlay, ids, tuned = _mixed(9, 11)
+    chord = next(overlay.nodes[i] for i in ids if i not in tuned)
+    tunedNode = overlay.nodes[min(tuned)]
+    data = SelfTuningData(9, 0, 0)
+    body = ProbeReq((ProbeInformationType.UPTIME,)).encode()
+
+    def probe(source: TransportNode, target: TransportNode, critical: bool) -> Any:
+        extension = MessageExtension(SELF_TUNING_DATA, critical, data.encode())
+        return overlay.run(
+            source.transport.request(
+                [source._target(target.nodeId, False)], ProbeReq.CODE, body, extensions=[extension]
+            )
+        )
+
+    plain = probe(tunedNode, chord, critical=False)
+    assert plain.message.contents.extensions == ()
+    assert ProbeAns.decode(plain.body).probe_info
+    refused = probe(tunedNode, chord, critical=True)
+    assert isinstance(refused, Failure) and isinstance(refused.value, ReloadError)
+    assert refused.value.code == ErrorCode.UNKNOWN_EXTENSION
+    accepted = probe(chord, tunedNode, critical=True)
+    assert [e.type for e in accepted.message.contents.extensions] == [SELF_TUNING_DATA]
+    # The mixed overlay still routes after periods of sharing.
+    for _ in range(3):
+        _period(overlay)
+    _lookupsCorrect(overlay, ids)

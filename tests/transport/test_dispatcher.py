@@ -143,3 +143,56 @@ def test_answer_gives_a_synchronous_reply_without_a_deferred() -> None:
     assert PingAns.decode(reply(pending).body) == PingAns(3, 4)
     failed = dispatcher.answer(request(PingReq.CODE, PingReq().encode()))
     assert isinstance(failed, Reply) and errorCode(failed) == ErrorCode.INVALID_MESSAGE
+
+
+class _Extensions:
+    """A topology's extension half (ITopologyExtensions) for type 0x3."""
+
+    extensionTypes = frozenset({0x3})
+
+    def __init__(self, fails: bool = False) -> None:
+        self.fails = fails
+        self.seen: list[tuple[bytes, int, list[MessageExtension]]] = []
+
+    def requestExtensions(
+        self, sender: bytes, messageCode: int, extensions: Any
+    ) -> tuple[MessageExtension, ...]:
+        self.seen.append((sender, messageCode, list(extensions)))
+        if self.fails:
+            raise RuntimeError("broken topology")
+        return (MessageExtension(0x3, False, b"mine"),)
+
+    def answerExtensions(self, sender: bytes, messageCode: int, extensions: Any) -> None:
+        raise AssertionError("not for requests")
+
+
+def test_a_topology_reads_request_extensions_and_extends_the_answer() -> None:
+    """RFC 6940 section 6.3.3: extensions of the topology's types reach it
+    (others do not), its own go into the successful answer; a critical one
+    of its types is understood."""
+    dispatcher = Dispatcher()
+    dispatcher.register(PingReq.CODE, lambda r: PingAns(1, 2))
+    handler = _Extensions()
+    dispatcher.useExtensions(handler)
+    theirs = MessageExtension(0x3, True, b"theirs")
+    other = MessageExtension(0x77, False, b"other")
+    r = reply(dispatcher.dispatch(request(PingReq.CODE, b"\0\0", (other, theirs))))
+    assert r.code == PingAns.CODE
+    assert r.extensions == (MessageExtension(0x3, False, b"mine"),)
+    assert handler.seen == [(SOURCE, PingReq.CODE, [theirs])]
+    # Without extensions of its types, or for an Error answer: not asked.
+    assert reply(dispatcher.dispatch(request(PingReq.CODE, b"\0\0", (other,)))).extensions == ()
+    failing = reply(dispatcher.dispatch(request(PingReq.CODE, b"\xff", (theirs,))))
+    assert errorCode(failing) == ErrorCode.INVALID_MESSAGE and failing.extensions == ()
+    assert len(handler.seen) == 1
+
+
+def test_a_failing_extension_handler_still_gets_the_answer_out() -> None:
+    dispatcher = Dispatcher()
+    dispatcher.register(PingReq.CODE, lambda r: PingAns(1, 2))
+    handler = _Extensions(fails=True)
+    dispatcher.useExtensions(handler)
+    ext = MessageExtension(0x3, False, b"x")
+    r = reply(dispatcher.dispatch(request(PingReq.CODE, b"\0\0", (ext,))))
+    assert r.code == PingAns.CODE and r.extensions == ()
+    assert len(handler.seen) == 1

@@ -9,19 +9,24 @@ of RFC 6940 section 6.4.2 (presentation language of section 3.3):
         Boolean alive;
     } OneHopEntry;                        /* 16 + 4 + 1 bytes */
 
-    enum { events(1), digest(2), (255) } OneHopUpdateType;
+    enum { events(1), digest(2), neighbours(3), (255) } OneHopUpdateType;
 
     struct {
         OneHopUpdateType type;
         select (type) {
-            case events: OneHopEntry entries<0..2^16-1>;
-            case digest: opaque digests<0..2^8-1>;   /* 8 bytes a segment */
+            case events:     OneHopEntry entries<0..2^16-1>;
+            case digest:     opaque digests<0..2^8-1>;   /* 8 bytes a segment */
+            case neighbours: OneHopEntry entries<0..2^16-1>;
         };
     } OneHopUpdate;                       /* the whole UpdateReq body */
 
 An UpdateAns to a ``digest`` carries ``OneHopEntry entries<0..2^16-1>``:
 the answering peer's entries of the segments whose digests differ (empty
-when none do, or for ``events``).  A JoinReq's overlay_specific_data is the
+when none do).  ``neighbours`` is the exchange of two ring neighbours: the
+request lists the sender and its ring neighbourhood, the answer (the same
+entry list) the answering peer, its neighbourhood and its newer entries of
+the peers the request listed; an answer is the sender's confirmation.  The
+UpdateAns to ``events`` is empty.  A JoinReq's overlay_specific_data is the
 joining peer's ``uint32 version``, the JoinAns's an entry list, a
 LeaveReq's the leaving peer's ``uint32 version``, a RouteQueryAns the
 ``NodeId`` of the next peer (as CHORD-RELOAD's, section 10.8).
@@ -63,6 +68,7 @@ _UINT32_MAX = 0xFFFFFFFF
 class OneHopUpdateType(IntEnum):
     EVENTS = 1
     DIGEST = 2
+    NEIGHBOURS = 3
 
 
 def encodeVersion(version: int) -> bytes:
@@ -124,16 +130,17 @@ def decodeEntries(data: bytes, nodeIdLength: int = DEFAULT_NODE_ID_LENGTH) -> tu
 
 @dataclass(frozen=True, slots=True)
 class OneHopUpdate(NodeIdStruct):
-    """The UpdateReq body: membership events, or segment digests."""
+    """The UpdateReq body: membership events, segment digests, or a
+    neighbour exchange."""
 
     type: OneHopUpdateType
     entries: tuple[Entry, ...] = ()
     digests: tuple[bytes, ...] = ()
 
     def encode(self) -> bytes:
-        if self.type is OneHopUpdateType.EVENTS:
+        if self.type in (OneHopUpdateType.EVENTS, OneHopUpdateType.NEIGHBOURS):
             if self.digests:
-                raise EncodeError("an events OneHopUpdate carries no digests")
+                raise EncodeError(f"a {self.type.name.lower()} OneHopUpdate carries no digests")
             return bytes((self.type,)) + _writeEntries(self.entries)
         if self.type is OneHopUpdateType.DIGEST:
             if self.entries:
@@ -147,8 +154,8 @@ class OneHopUpdate(NodeIdStruct):
     @classmethod
     def read(cls, r: Reader, node_id_length: int = DEFAULT_NODE_ID_LENGTH) -> Self:
         raw = r.u8("type")
-        if raw == OneHopUpdateType.EVENTS:
-            return cls(OneHopUpdateType.EVENTS, _readEntries(r, node_id_length))
+        if raw in (OneHopUpdateType.EVENTS, OneHopUpdateType.NEIGHBOURS):
+            return cls(OneHopUpdateType(raw), _readEntries(r, node_id_length))
         if raw == OneHopUpdateType.DIGEST:
             body = r.opaque(1, "digests")
             if len(body) % 8:

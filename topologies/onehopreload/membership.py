@@ -26,7 +26,7 @@ message of a few hundred bytes and exchange only those entries.
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
 
 __all__ = ["SEGMENTS", "Entry", "Membership", "segmentOf"]
@@ -191,6 +191,21 @@ class Membership:
             if peer in usable:
                 return peer
             i = (i - 1) % n
+        return None
+
+    def closestFollowing(self, target: bytes, usable: set[bytes]) -> bytes | None:
+        """The peer in ``usable`` first after ``target`` going clockwise
+        (``target`` excluded, this node neither): the next hop when no
+        usable peer lies before ``target`` -- the peer after a newcomer is
+        the one that admitted it and has a link to it."""
+        ring = self._ring
+        n = len(ring)
+        i = bisect_right(ring, target) % n
+        for _ in range(n):
+            peer = ring[i]
+            if peer != self.nodeId and peer != target and peer in usable:
+                return peer
+            i = (i + 1) % n
         return None
 
     # -- digests (convergence) ---------------------------------------------------------------

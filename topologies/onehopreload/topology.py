@@ -14,10 +14,15 @@ Membership changes (:mod:`topologies.onehopreload.membership`):
 
 - a join is announced by the admitting peer (the joining peer's successor,
   which answers its JoinReq, section 6.4.2.1) and by the joining peer to its
-  ring neighbours (Update, section 6.4.2.3);
+  ring neighbours: a neighbour exchange (Update, section 6.4.2.3) with each,
+  retried until the neighbour answers;
 - a leave by the LeaveReq to the leaving peer's neighbours (6.4.2.2);
 - a failure by every peer whose link to it closes (section 10.7.1's rule,
-  a lost connection is a failed peer) or whose Attach to it fails.
+  a lost connection is a failed peer) or whose Attaches to it fail
+  ``suspectAttempts`` times in a row with nobody answering for it (an
+  Error the peer itself sends, such as Error_In_Progress for crossed
+  Attaches, section 6.5.1.2, shows it alive).  The report goes to that
+  peer too: if it is alive it refutes it at once.
 
 Whoever first hears of a change spreads it in ``eventRounds`` gossip
 rounds, each an Update to ``fanout`` random linked peers every
@@ -27,6 +32,16 @@ Every ``digestInterval`` a peer compares segment digests with a random peer
 differ) and pushes back what the other lacks, so a peer that missed an
 event converges.  A peer reported failed that is alive answers with a
 higher version of itself.
+
+Gossip reaches every peer only with high probability, and responsibility
+and replica placement (sections 10.1, 10.4) need the ring neighbours to
+agree at once, so neighbours confirm: a peer exchanges its neighbourhood
+(itself and the ``neighbours`` peers either side) with each new ring
+neighbour until that one answers, and with its successor in every digest
+round (every ``digestInterval`` seconds); the answer brings the other's
+neighbourhood and its newer entries of the peers listed, so a neighbour
+that missed a join, a failure or a refutation converges within that
+interval whatever the gossip did.
 
 It is meant for overlays of up to a few thousand peers (the default
 ``maxLinks`` is 2,048): each peer holds 21 bytes of membership and one link
@@ -149,10 +164,22 @@ class OneHopTopology:
         #: Changes still to spread, and in how many more rounds.
         self._fresh: dict[bytes, tuple[Entry, int]] = {}
         self._attaching: set[bytes] = set()
+        #: Ring neighbours a neighbour exchange was confirmed with since
+        #: they became neighbours; those being exchanged with.
+        self._introduced: set[bytes] = set()
+        self._introducing: set[bytes] = set()
+        #: Attaches in a row that failed with nobody answering for a peer.
+        self._suspicion: dict[bytes, int] = {}
+        #: Peers this node reported failed after unanswered Attaches: if
+        #: one refutes, it is alive but unreachable from here (routing
+        #: goes through others); it is not reported again for that.
+        self._unreachable: set[bytes] = set()
+        #: Retries per peer: ``("introduce" | "attach", peer)``.
+        self._retries: dict[tuple[str, bytes], Timer] = {}
         self._callbacks: list[Callable[[tuple[object, ...]], object]] = []
         self._timers: dict[str, Timer] = {}
         #: Counters for the simulator and status pages.
-        self.sent: dict[str, int] = {"events": 0, "digests": 0, "attaches": 0}
+        self.sent: dict[str, int] = {"events": 0, "digests": 0, "attaches": 0, "neighbours": 0}
 
     # -- state ------------------------------------------------------------------------
 
@@ -183,8 +210,11 @@ class OneHopTopology:
         self._wantLink(owner)
         hop = self.members.closestPreceding(owner, self._connected)
         if hop is None:
-            # Not linked to any peer before it: the one after it routes back.
-            hop = min(self._connected & set(self.members.others()), default=None)
+            # Not linked to any peer before it (a newcomer just after this
+            # node, its link still coming up): the linked peer after it,
+            # which routes back (a peer before it would route through this
+            # node again, a routing loop).
+            hop = self.members.closestFollowing(owner, self._connected)
         return hop
 
     def isResponsible(self, resourceId: bytes) -> bool:
@@ -273,7 +303,20 @@ class OneHopTopology:
                 self._armLinks()
         if self._neighbourhood() != before and self.phase in ("joining", "joined"):
             self._notify()
+            if self.phase == "joined":
+                self._linkNeighbours()
+                self._introduceNeighbours()
         return changed
+
+    def _learnFrom(self, sender: bytes, entries: tuple[Entry, ...] | list[Entry]) -> None:
+        """Reports from ``sender``: all of them from a member (or while
+        this node joins); from anyone else only its report about itself,
+        after which it is a member."""
+        if sender not in self.members and self.phase != "joining":
+            self._learn([e for e in entries if e.nodeId == sender])
+            if sender not in self.members:
+                return
+        self._learn(entries)
 
     def _spread(self, entry: Entry) -> None:
         self._fresh[entry.nodeId] = (entry, self.settings.eventRounds)
@@ -288,6 +331,23 @@ class OneHopTopology:
         self._timers.pop(name, None)
         if self.phase == "joined":
             action()
+
+    def _retryLater(
+        self, what: str, peer: bytes, delay: float, action: Callable[[bytes, int], object], n: int
+    ) -> None:
+        """``action(peer, n)`` in about ``delay`` seconds, if this node is
+        still in the ring then (one pending retry of each kind per peer)."""
+        key = (what, peer)
+
+        def run() -> None:
+            self._retries.pop(key, None)
+            if self.phase == "joined":
+                action(peer, n)
+
+        old = self._retries.get(key)
+        if old is not None and old.active():
+            old.cancel()
+        self._retries[key] = self.clock.callLater(delay * self._rng.uniform(0.75, 1.25), run)
 
     def _linkedMembers(self) -> list[bytes]:
         return sorted(n for n in self._connected if n in self.members)
@@ -319,9 +379,15 @@ class OneHopTopology:
     # -- convergence: digest exchanges -------------------------------------------------
 
     def _digestRound(self) -> None:
+        """Digests with a random peer, and neighbourhoods with the
+        successor: a neighbour that missed a change near it learns it
+        within ``digestInterval`` whatever the gossip did."""
         others = self._linkedMembers() or self.members.others()
         if others:
             self.exchangeDigests(self._rng.choice(others))
+        successors = self.members.successors(1)
+        if successors:
+            self.exchangeNeighbours(successors[0])
         self._arm("digest", self.settings.digestInterval, self._digestRound)
 
     def _catchUp(self) -> None:
@@ -384,21 +450,122 @@ class OneHopTopology:
             out.extend(entries[: self.settings.maxEntries - len(out)])
         return encodeEntries(out)
 
+    # -- ring neighbours: confirmed exchanges ------------------------------------------
+
+    def _neighbourEntries(self) -> list[Entry]:
+        """This node and its ring neighbourhood, as entries."""
+        preds, succs = self._neighbourhood()
+        out = [self.members.me]
+        for nodeId in dict.fromkeys((*succs, *preds)):
+            entry = self.members.entry(nodeId)
+            if entry is not None:
+                out.append(entry)
+        return out
+
+    def _introduceNeighbours(self) -> list[Deferred[bool]]:
+        """A neighbour exchange with each ring neighbour that has had none
+        since it became one; the first tries."""
+        preds, succs = self._neighbourhood()
+        self._introduced &= {*preds, *succs}
+        return [
+            self._introduce(peer)
+            for peer in dict.fromkeys((*succs, *preds))
+            if peer not in self._introduced and peer not in self._introducing
+        ]
+
+    def _introduce(self, peer: bytes, attempt: int = 1) -> Deferred[bool]:
+        """Exchange neighbourhoods with ``peer`` until it answers, it is no
+        longer a ring neighbour, or ``announceAttempts`` tries failed
+        (waiting 1, 2, 4... seconds between them)."""
+        self._introducing.add(peer)
+
+        def settled(confirmed: bool) -> bool:
+            if confirmed:
+                self._introducing.discard(peer)
+                return True
+            if (
+                attempt < self.settings.announceAttempts
+                and self.phase == "joined"
+                and peer in self.members
+                and self.isNeighbour(peer)
+            ):
+                delay = min(2.0 ** (attempt - 1), self.settings.gossipInterval)
+                self._retryLater("introduce", peer, delay, self._retryIntroduce, attempt + 1)
+            else:
+                self._introducing.discard(peer)
+            return False
+
+        return self.exchangeNeighbours(peer).addCallback(settled)
+
+    def _retryIntroduce(self, peer: bytes, attempt: int) -> None:
+        if peer in self.members and self.isNeighbour(peer) and peer not in self._introduced:
+            self._introduce(peer, attempt)
+        else:
+            self._introducing.discard(peer)
+
+    def exchangeNeighbours(self, peer: bytes) -> Deferred[bool]:
+        """Send ``peer`` this node and its neighbourhood; learn what it
+        answers.  Fires with whether it answered (confirmed)."""
+        self.sent["neighbours"] += 1
+        update = OneHopUpdate(OneHopUpdateType.NEIGHBOURS, tuple(self._neighbourEntries()))
+        d = self.node.request(peer, UpdateReq.CODE, UpdateReq(update.encode()).encode())
+
+        def answered(result: tuple[int, bytes]) -> bool:
+            code, answer = result
+            if code != UpdateAns.CODE:
+                return False
+            entries = decodeEntries(
+                UpdateAns.decode(answer).overlay_specific_data, len(self.nodeId)
+            )
+            self._introduced.add(peer)
+            self._learnFrom(peer, entries)
+            return True
+
+        def failed(failure: Failure) -> bool:
+            self.log.debug(
+                "ONE-HOP-RELOAD: neighbour exchange with {peer} failed: {why}",
+                peer=peer.hex(),
+                why=failure.getErrorMessage(),
+            )
+            return False
+
+        return d.addCallbacks(answered, failed)
+
+    def _answerNeighbours(self, sender: bytes, theirs: tuple[Entry, ...]) -> bytes:
+        """This node, its neighbourhood, and its newer entries of the peers
+        ``sender`` listed (a tombstone of one it thinks alive, a refutation
+        of one it thinks failed)."""
+        if sender in self.members:
+            self._introduced.add(sender)
+        out = {e.nodeId: e for e in self._neighbourEntries()}
+        for entry in theirs:
+            mine = self.members.entry(entry.nodeId)
+            if mine is not None and mine.supersedes(entry):
+                out[entry.nodeId] = mine
+        return encodeEntries(list(out.values())[: self.settings.maxEntries])
+
     # -- links ------------------------------------------------------------------------
 
     def linkUp(self, nodeId: bytes) -> None:
         if nodeId != self.nodeId and len(nodeId) == len(self.nodeId):
             self._connected.add(nodeId)
+            self._suspicion.pop(nodeId, None)
+            self._unreachable.discard(nodeId)
 
     def linkDown(self, nodeId: bytes) -> None:
         """Section 10.7.1's rule: a lost connection is a failed peer."""
         self._connected.discard(nodeId)
         entry = self.members.entry(nodeId)
         if entry is not None and entry.alive and self.phase in ("joining", "joined"):
-            self._learn([Entry(nodeId, entry.version, False)])
+            # Every linked peer sees a failed peer's links close; its ring
+            # neighbours alone tell it (a link closed by a fault, not a
+            # failure, costs at most those few messages).
+            self._reportFailed(entry, tell=self.isNeighbour(nodeId))
 
     def _wantLink(self, peer: bytes) -> None:
         """On demand: a link to ``peer`` now, if the bounds allow."""
+        if peer in self._suspicion or peer in self._unreachable:
+            return  # its retries are scheduled, or it is reached through others
         if (
             peer in self._connected
             or peer in self._attaching
@@ -414,18 +581,24 @@ class OneHopTopology:
             self._arm("links", self.settings.linkInterval, self._fillLinks)
 
     def _fillLinks(self) -> None:
-        """Open up to ``linksPerTick`` links, ring neighbours first."""
+        """Links to the ring neighbours at once (routing falls back on
+        them, and replica Stores come from them); to the other members at
+        most ``linksPerTick`` every ``linkInterval``, so that the Attaches
+        a join causes (one per member, from one side or the other) stay
+        within a fixed budget per peer however fast peers join.  A member
+        a message is routed to gets its link on demand (:meth:`nextHop`)."""
         if len(self._connected) >= self.settings.maxLinks:
             return
-        preds, succs = self._neighbourhood()
-        wanted = [p for p in (*succs, *preds) if p not in self._connected]
+        wanted = self._linkNeighbours()
         unlinked = [
-            n for n in self.members.others() if n not in self._connected and n not in wanted
+            n
+            for n in self.members.others()
+            if n not in self._connected and n not in wanted and n not in self._suspicion
         ]
-        budget = self.settings.linksPerTick - len(self._attaching)
+        budget = self.settings.linksPerTick - len(self._attaching.difference(wanted))
         if budget > 0 and len(unlinked) > budget:
             unlinked = self._rng.sample(unlinked, budget)
-        for peer in [*wanted, *unlinked]:
+        for peer in unlinked:
             if budget <= 0:
                 break
             if peer not in self._attaching:
@@ -434,6 +607,19 @@ class OneHopTopology:
         if any(n not in self._connected for n in self.members.others()):
             self._arm("links", self.settings.linkInterval, self._fillLinks)
 
+    def _linkNeighbours(self) -> list[bytes]:
+        """Attach to the ring neighbours this peer has no link to; those."""
+        preds, succs = self._neighbourhood()
+        wanted = [
+            p
+            for p in dict.fromkeys((*succs, *preds))
+            if p not in self._connected and p not in self._suspicion
+        ]
+        for peer in wanted:
+            if peer not in self._attaching:
+                self._attachTo(peer)
+        return wanted
+
     def _attachTo(self, peer: bytes) -> Deferred[None]:
         self._attaching.add(peer)
         self.sent["attaches"] += 1
@@ -441,19 +627,63 @@ class OneHopTopology:
 
         def done(connected: object) -> None:
             self._attaching.discard(peer)
-            if isinstance(connected, bytes) and connected != peer:
+            if connected == peer:
+                self._suspicion.pop(peer, None)
+            elif isinstance(connected, bytes):
                 self.log.debug(
                     "ONE-HOP-RELOAD: Attach to {p} reached {q}", p=peer.hex(), q=connected.hex()
                 )
 
         def failed(failure: Failure) -> None:
             self._attaching.discard(peer)
-            entry = self.members.entry(peer)
-            if entry is not None and entry.alive and self.phase == "joined":
-                # Not reachable: report it failed; if it is alive it says so.
-                self._learn([Entry(peer, entry.version, False)])
+            self._attachFailed(peer, failure)
 
         return d.addCallbacks(done, failed)
+
+    def _attachFailed(self, peer: bytes, failure: Failure) -> None:
+        """An Attach to ``peer`` failed.  An Error the peer itself signed
+        shows it alive (crossed Attaches, section 6.5.1.2: its own link will
+        come up); anything else is a suspicion, retried, and reported only
+        after ``suspectAttempts`` in a row -- a slow or loaded peer is not a
+        failed one."""
+        entry = self.members.entry(peer)
+        if entry is None or not entry.alive or self.phase != "joined" or peer in self._connected:
+            self._suspicion.pop(peer, None)
+            return
+        error = failure.value
+        if peer in self._unreachable or (isinstance(error, ReloadError) and error.nodeId == peer):
+            self._suspicion.pop(peer, None)
+            self._armLinks()
+            return
+        count = self._suspicion.get(peer, 0) + 1
+        if count < self.settings.suspectAttempts:
+            self._suspicion[peer] = count
+            self._retryLater("attach", peer, 2.0**count, self._retryAttach, count)
+            return
+        self._suspicion.pop(peer, None)
+        self._unreachable.add(peer)
+        self.log.info(
+            "ONE-HOP-RELOAD: {peer} unreachable ({n} Attaches): reporting it failed",
+            peer=peer.hex(),
+            n=count,
+        )
+        self._reportFailed(entry, tell=True)
+
+    def _retryAttach(self, peer: bytes, count: int) -> None:
+        if peer in self.members and peer not in self._connected and peer not in self._attaching:
+            self._attachTo(peer)
+        else:
+            self._suspicion.pop(peer, None)
+
+    def _reportFailed(self, entry: Entry, tell: bool) -> None:
+        """This node found ``entry``'s peer failed: spread it, and with
+        ``tell`` send it the report too, so that it refutes it at once if it
+        is alive after all (else the neighbour exchanges bring it the report
+        within ``digestInterval``)."""
+        tombstone = Entry(entry.nodeId, entry.version, False)
+        self._learn([tombstone])
+        if tell:
+            self._sendEvents(entry.nodeId, [tombstone])
 
     # -- Join (sections 6.4.2.1) --------------------------------------------------------
 
@@ -502,14 +732,11 @@ class OneHopTopology:
         # digest exchange, with another peer, a few gossip rounds later.
         self._arm("catchUp", 3 * self.settings.gossipInterval, self._catchUp)
         # Tell the ring neighbours at once (storage hands over to this
-        # node, section 10.5 step 6); everyone else hears it by gossip.
-        me = [self.members.me]
-        preds, succs = self._neighbourhood()
-        sent = []
-        for peer in dict.fromkeys((*succs, *preds)):
-            if peer != admitting:
-                sent.append(self._sendEvents(peer, me))
-        await DeferredList(sent)
+        # node, section 10.5 step 6), each until it confirms; everyone else
+        # hears it by gossip.  The join is done when each has answered or
+        # its first try failed (the retries go on).
+        self._introduced.add(admitting)
+        await DeferredList(self._introduceNeighbours())
 
     async def _joinOnce(self, bootstrap: bytes) -> bytes:
         """Attach to the peer responsible for this Node-ID (its successor)
@@ -572,10 +799,9 @@ class OneHopTopology:
         if self.phase == "left":
             return b""
         # Changes come from members, or from a peer about itself.
-        if sender in self.members or self.phase == "joining":
-            self._learn(update.entries)
-        else:
-            self._learn([e for e in update.entries if e.nodeId == sender])
+        self._learnFrom(sender, update.entries)
+        if update.type is OneHopUpdateType.NEIGHBOURS:
+            return self._answerNeighbours(sender, update.entries)
         return b""
 
     def handleLeave(self, leavingPeer: bytes, data: bytes) -> None:
@@ -620,7 +846,8 @@ class OneHopTopology:
         return DeferredList(sent, consumeErrors=True).addCallback(left)
 
     def _stopTimers(self) -> None:
-        for call in self._timers.values():
+        for call in (*self._timers.values(), *self._retries.values()):
             if call.active():
                 call.cancel()
         self._timers.clear()
+        self._retries.clear()

@@ -4,10 +4,11 @@ It exists to show that the core works with whichever topology the
 configuration names (DESIGN.md): it is written against
 :mod:`reload.interfaces`, :mod:`reload.errors` and :mod:`reload.api.topology`
 only, as a third party would, and the storage, replication and handover
-tests run against it unchanged.  This directory has no ``__init__.py``: put
-``tests/plugins`` on ``PYTHONPATH`` and ``getPlugins(ITopologyPlugin,
-topologies)`` finds it (``topologies.__path__`` is extended with
-``pluginPackagePaths``).
+tests run against it unchanged.  It ships as a distribution of its own
+(``examples/fullmesh``), whose ``topologies`` directory has no
+``__init__.py``: ``pip install ./examples/fullmesh`` and
+``getPlugins(ITopologyPlugin, topologies)`` finds it (``topologies.__path__``
+is extended with ``pluginPackagePaths``).
 
 The algorithm (RFC 6940 section 3.2.1 leaves the overlay algorithm open):
 
