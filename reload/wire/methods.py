@@ -19,6 +19,7 @@ the topology plug-in decodes them (for CHORD-RELOAD,
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Self
@@ -514,8 +515,10 @@ class ConfigUpdateReq(WireStruct):
         return cls(ConfigUpdateType.CONFIG, config_data=config_data)
 
     @classmethod
-    def for_kinds(cls, kinds: tuple[bytes, ...]) -> ConfigUpdateReq:
-        return cls(ConfigUpdateType.KIND, kinds=kinds)
+    def for_kinds(cls, kinds: Iterable[bytes]) -> ConfigUpdateReq:
+        """Any iterable of kind blocks: the compiled codec's field takes a
+        tuple only, so a list from a caller is turned into one here."""
+        return cls(ConfigUpdateType.KIND, kinds=tuple(kinds))
 
     def encode(self) -> bytes:
         t = self.type
