@@ -817,11 +817,11 @@ def plotThroughput(results: dict[str, Any], before: dict[str, Any] | None, path:
         return False
     columns: list[tuple[str, dict[str, Any]]] = []
     if before is not None and isinstance(before.get("reload"), dict):
-        columns.append(("reload before", before["reload"]))
+        columns.append(("reload\nbefore", before["reload"]))
     for system in SYSTEMS:
         outcome = results.get(system)
         if isinstance(outcome, dict):
-            label = "reload after" if system == "reload" and before is not None else system
+            label = "reload\nafter" if system == "reload" and before is not None else system
             columns.append((label, outcome))
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for axis, phase in zip(axes, ("store", "fetch"), strict=True):
