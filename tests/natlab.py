@@ -3,17 +3,26 @@ helpers that run Python inside its namespaces."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reload.natlab import NatLab, natLabAvailable
+from reload.config import KindConfig, defaultConfiguration, writeConfiguration
+from reload.natlab import NatLab, NatLabPeer, NatPeerLab, natLabAvailable
+
+#: The private Kind the NAT-lab tests store to and fetch from.
+NOTES = 0xF0000001
+#: The long-term credentials of the labs' TURN server (``TURN:users``).
+TURN_USER, TURN_PASSWORD = "relayuser", "relay-secret"
 
 
 def requireNatLab() -> None:
@@ -55,3 +64,58 @@ def pythonIn(lab: NatLab, namespace: str, source: str, *args: str, timeout: floa
 def postAdmin(lab: Any, peer: Any, path: str, **query: str) -> Any:
     """POST ``path?query`` to a NAT-lab peer's admin API (its Unix socket)."""
     return lab.adminCall(peer, "POST", f"{path}?{urllib.parse.urlencode(query)}", b"")
+
+
+def writeNotesOverlay(directory: Path, name: str) -> None:
+    """``directory/overlay.xml``: the default overlay ``name`` with the
+    NOTES Kind (an ARRAY each user writes under its own name) added."""
+    base = defaultConfiguration(name)
+    notes = KindConfig(
+        kindId=NOTES, name=None, maxCount=8, maxSize=64, maxNodeMultiple=None,
+        dataModel="ARRAY", accessControl="USER-MATCH",
+    )  # fmt: skip
+    (directory / "overlay.xml").write_bytes(
+        writeConfiguration(dataclasses.replace(base, kinds=(*base.kinds, notes)))
+    )
+
+
+@contextmanager
+def credentialRelayLab(
+    directory: Path, extraArgs: list[str], environment: dict[str, str]
+) -> Iterator[tuple[NatPeerLab, dict[str, NatLabPeer]]]:
+    """A NAT lab whose NATed peers relay with ``--turn-server``: a public
+    bootstrap peer, a public peer running the TURN usage's server with the
+    TURN_USER credentials, and one peer behind each NAT ("friendly" behind
+    ``a``, "hostile" behind ``b``) configured with that server; all joined.
+    ``directory`` must hold the overlay.xml; everything is stopped and the
+    namespaces removed on exit."""
+    users = directory / "turn-users"
+    users.write_text(f"{TURN_USER}:{TURN_PASSWORD}\n")
+    net = NatLab().build()
+    lab = NatPeerLab(directory, net, extraArgs=extraArgs, environment=environment)
+    try:
+        boot = lab.startPeerOn("public")
+        turnHost = net.nextHost("public")
+        relay = lab.startPeerOn(
+            "public",
+            extraArgs=[
+                "--usage", "TURN",
+                "--usage-option", f"TURN:host={turnHost}",
+                "--usage-option", "TURN:udp-port=3478",
+                "--usage-option", "TURN:tcp-port=off",
+                "--usage-option", f"TURN:users={users}",
+            ],
+        )  # fmt: skip
+        lab.waitFor(lambda s: s.get("state") == "joined", [boot, relay], 60)
+        turnArgs = [
+            "--turn-server", f"{turnHost}:3478",
+            "--turn-user", TURN_USER, "--turn-password", TURN_PASSWORD,
+        ]  # fmt: skip
+        friendly = lab.startPeerOn("a", extraArgs=turnArgs)
+        hostile = lab.startPeerOn("b", extraArgs=turnArgs)
+        peers = {"boot": boot, "relay": relay, "friendly": friendly, "hostile": hostile}
+        lab.waitFor(lambda s: s.get("state") == "joined", list(peers.values()), 90)
+        yield lab, peers
+    finally:
+        lab.stop()
+        net.teardown()

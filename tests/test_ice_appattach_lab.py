@@ -14,19 +14,16 @@ node's verified certificate (section 6.5.1.11)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reload.config import defaultConfiguration, writeConfiguration
-from reload.natlab import NatLab, NatLabPeer, NatPeerLab
+from reload.natlab import NatLabPeer, NatPeerLab
 
 from .conftest import TEST_PLUGINS, sourceEnv
-from .natlab import postAdmin, requireNatLab
-
-TURN_USER, TURN_PASSWORD = "relayuser", "relay-secret"
+from .natlab import credentialRelayLab, postAdmin, requireNatLab
 
 
 @pytest.fixture(scope="module")
@@ -35,43 +32,13 @@ def appLab(
 ) -> Iterator[tuple[NatPeerLab, dict[str, NatLabPeer]]]:
     requireNatLab()
     directory: Path = tmp_path_factory.mktemp("ice-appattach-lab")
-    base = defaultConfiguration("ice-appattach-lab.reload.local")
-    (directory / "overlay.xml").write_bytes(writeConfiguration(dataclasses.replace(base)))
-    users = directory / "turn-users"
-    users.write_text(f"{TURN_USER}:{TURN_PASSWORD}\n")
-    net = NatLab().build()
-    lab = NatPeerLab(
-        directory,
-        net,
-        extraArgs=["--usage", "ECHO-APP"],
-        environment=sourceEnv([str(TEST_PLUGINS)]),
+    (directory / "overlay.xml").write_bytes(
+        writeConfiguration(defaultConfiguration("ice-appattach-lab.reload.local"))
     )
-    try:
-        boot = lab.startPeerOn("public")
-        turnHost = net.nextHost("public")
-        relay = lab.startPeerOn(
-            "public",
-            extraArgs=[
-                "--usage", "TURN",
-                "--usage-option", f"TURN:host={turnHost}",
-                "--usage-option", "TURN:udp-port=3478",
-                "--usage-option", "TURN:tcp-port=off",
-                "--usage-option", f"TURN:users={users}",
-            ],
-        )  # fmt: skip
-        lab.waitFor(lambda s: s.get("state") == "joined", [boot, relay], 60)
-        turnArgs = [
-            "--turn-server", f"{turnHost}:3478",
-            "--turn-user", TURN_USER, "--turn-password", TURN_PASSWORD,
-        ]  # fmt: skip
-        friendly = lab.startPeerOn("a", extraArgs=turnArgs)
-        hostile = lab.startPeerOn("b", extraArgs=turnArgs)
-        peers = {"boot": boot, "relay": relay, "friendly": friendly, "hostile": hostile}
-        lab.waitFor(lambda s: s.get("state") == "joined", list(peers.values()), 90)
-        yield lab, peers
-    finally:
-        lab.stop()
-        net.teardown()
+    with credentialRelayLab(
+        directory, ["--usage", "ECHO-APP"], sourceEnv([str(TEST_PLUGINS)])
+    ) as lab:
+        yield lab
 
 
 def _appAttach(

@@ -9,22 +9,19 @@ peers are given a TURN server; these peers have none."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from reload.config import KindConfig, defaultConfiguration, writeConfiguration
 from reload.lab import ringErrors
 from reload.natlab import NatLab, NatLabPeer, NatPeerLab
 
 from .conftest import sourceEnv
-from .natlab import postAdmin, requireNatLab
+from .natlab import NOTES, postAdmin, requireNatLab, writeNotesOverlay
 from .replication_support import untilAsserted
 
-NOTES = 0xF0000001
 USER = "alice@example.org"
 
 
@@ -34,14 +31,7 @@ def iceLab(
 ) -> Iterator[tuple[NatPeerLab, list[NatLabPeer]]]:
     requireNatLab()
     directory: Path = tmp_path_factory.mktemp("ice-lab")
-    base = defaultConfiguration("ice-lab.reload.local")
-    notes = KindConfig(
-        kindId=NOTES, name=None, maxCount=8, maxSize=64, maxNodeMultiple=None,
-        dataModel="ARRAY", accessControl="USER-MATCH",
-    )  # fmt: skip
-    (directory / "overlay.xml").write_bytes(
-        writeConfiguration(dataclasses.replace(base, kinds=(*base.kinds, notes)))
-    )
+    writeNotesOverlay(directory, "ice-lab.reload.local")
     net = NatLab().build()
     lab = NatPeerLab(directory, net, extraArgs=["--user", USER], environment=sourceEnv())
     try:

@@ -16,23 +16,20 @@ ICE found it behind a NAT."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reload.config import KindConfig, defaultConfiguration, writeConfiguration
 from reload.ctl.main import linkPairTypes
 from reload.lab import ringErrors
 from reload.natlab import NatLab, NatLabPeer, NatPeerLab
 
 from .conftest import TEST_PLUGINS, sourceEnv
-from .natlab import postAdmin, requireNatLab
+from .natlab import NOTES, postAdmin, requireNatLab, writeNotesOverlay
 from .replication_support import untilAsserted
 
-NOTES = 0xF0000001
 USER = "alice@example.org"
 #: A global address for the NATed peer's own server: advertise=auto then
 #: has only ICE's verdict to go by (the lab's 198.18/15 and 10/8 addresses
@@ -46,14 +43,7 @@ Peers = dict[str, NatLabPeer]
 def overlayRelayLab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatPeerLab, Peers]]:
     requireNatLab()
     directory: Path = tmp_path_factory.mktemp("ice-overlay-relay-lab")
-    base = defaultConfiguration("ice-overlay-relay-lab.reload.local")
-    notes = KindConfig(
-        kindId=NOTES, name=None, maxCount=8, maxSize=64, maxNodeMultiple=None,
-        dataModel="ARRAY", accessControl="USER-MATCH",
-    )  # fmt: skip
-    (directory / "overlay.xml").write_bytes(
-        writeConfiguration(dataclasses.replace(base, kinds=(*base.kinds, notes)))
-    )
+    writeNotesOverlay(directory, "ice-overlay-relay-lab.reload.local")
     net = NatLab().build()
     lab = NatPeerLab(
         directory,

@@ -9,7 +9,6 @@ from both NATed peers."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,18 +16,15 @@ from typing import Any
 
 import pytest
 
-from reload.config import KindConfig, defaultConfiguration, writeConfiguration
 from reload.ctl.main import linkPairTypes, main
 from reload.lab import ringErrors
-from reload.natlab import NatLab, NatLabPeer, NatPeerLab
+from reload.natlab import NatLabPeer, NatPeerLab
 
 from .conftest import sourceEnv
-from .natlab import postAdmin, requireNatLab
+from .natlab import NOTES, credentialRelayLab, postAdmin, requireNatLab, writeNotesOverlay
 from .replication_support import untilAsserted
 
-NOTES = 0xF0000001
 USER = "alice@example.org"
-TURN_USER, TURN_PASSWORD = "relayuser", "relay-secret"
 
 
 @pytest.fixture(scope="module")
@@ -37,44 +33,9 @@ def relayLab(
 ) -> Iterator[tuple[NatPeerLab, dict[str, NatLabPeer]]]:
     requireNatLab()
     directory: Path = tmp_path_factory.mktemp("ice-relay-lab")
-    base = defaultConfiguration("ice-relay-lab.reload.local")
-    notes = KindConfig(
-        kindId=NOTES, name=None, maxCount=8, maxSize=64, maxNodeMultiple=None,
-        dataModel="ARRAY", accessControl="USER-MATCH",
-    )  # fmt: skip
-    (directory / "overlay.xml").write_bytes(
-        writeConfiguration(dataclasses.replace(base, kinds=(*base.kinds, notes)))
-    )
-    users = directory / "turn-users"
-    users.write_text(f"{TURN_USER}:{TURN_PASSWORD}\n")
-    net = NatLab().build()
-    lab = NatPeerLab(directory, net, extraArgs=["--user", USER], environment=sourceEnv())
-    try:
-        boot = lab.startPeerOn("public")
-        turnHost = net.nextHost("public")
-        relay = lab.startPeerOn(
-            "public",
-            extraArgs=[
-                "--usage", "TURN",
-                "--usage-option", f"TURN:host={turnHost}",
-                "--usage-option", "TURN:udp-port=3478",
-                "--usage-option", "TURN:tcp-port=off",
-                "--usage-option", f"TURN:users={users}",
-            ],
-        )  # fmt: skip
-        lab.waitFor(lambda s: s.get("state") == "joined", [boot, relay], 60)
-        turnArgs = [
-            "--turn-server", f"{turnHost}:3478",
-            "--turn-user", TURN_USER, "--turn-password", TURN_PASSWORD,
-        ]  # fmt: skip
-        friendly = lab.startPeerOn("a", extraArgs=turnArgs)
-        hostile = lab.startPeerOn("b", extraArgs=turnArgs)
-        peers = {"boot": boot, "relay": relay, "friendly": friendly, "hostile": hostile}
-        lab.waitFor(lambda s: s.get("state") == "joined", list(peers.values()), 90)
-        yield lab, peers
-    finally:
-        lab.stop()
-        net.teardown()
+    writeNotesOverlay(directory, "ice-relay-lab.reload.local")
+    with credentialRelayLab(directory, ["--user", USER], sourceEnv()) as lab:
+        yield lab
 
 
 def test_natedPeersAllocateARelay(relayLab: tuple[NatPeerLab, dict[str, NatLabPeer]]) -> None:
