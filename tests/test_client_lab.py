@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from reload.lab import Lab, ringErrors
+from topologies.chordreload.ring import hashResource
 
 from .conftest import commandPath, sourceEnv, twistd
 from .replication_support import (
@@ -69,8 +70,11 @@ def test_a_client_uses_the_overlay_without_joining_it(lab: Lab, tmp_path: Path) 
         resources = {i: spreadResource(clientId, i) for i in range(2, 14)}
         for i in resources:
             storeSpread(client.lab, clientId, i, f"direct {i}")
-        # Value 1, stored and fetched above, made its peer a direct link too.
-        stored = [spreadResource(clientId, 1), *resources.values()]
+        # Value 1, stored and fetched above, made its peer a direct link too,
+        # and so did the client's own certificate, which it stores at the
+        # hash of its Node-ID when it starts (section 11.3.1).
+        certificate = hashResource(bytes.fromhex(clientId), 16).hex()
+        stored = [spreadResource(clientId, 1), *resources.values(), certificate]
         answering = {next((p for p in peerIds if p >= r), peerIds[0]) for r in stored}
         assert eventually(
             lambda: set(client.status()["neighbours"]["direct"]) == answering,  # type: ignore[index]
