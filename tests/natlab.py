@@ -17,7 +17,11 @@ from typing import Any
 import pytest
 
 from reload.config import KindConfig, defaultConfiguration, writeConfiguration
+from reload.ctl.main import linkPairTypes
+from reload.lab import ringErrors
 from reload.natlab import NatLab, NatLabPeer, NatPeerLab, natLabAvailable
+
+from .replication_support import untilAsserted
 
 #: The private Kind the NAT-lab tests store to and fetch from.
 NOTES = 0xF0000001
@@ -119,3 +123,57 @@ def credentialRelayLab(
     finally:
         lab.stop()
         net.teardown()
+
+
+def assertRelayedBetweenTheNats(
+    lab: NatPeerLab, peers: dict[str, NatLabPeer], timeout: float
+) -> None:
+    """The "friendly" and "hostile" peers link over a relay pair (neither
+    side thinks it has a direct path, and `reloadctl ring` shows it), and
+    Pings both ways cross the relay: the relayed counters of their NAT
+    status grow in both directions."""
+    friendly, hostile = peers["friendly"], peers["hostile"]
+    friendlyId = lab.status(friendly)["nodeId"]
+    hostileId = lab.status(hostile)["nodeId"]
+
+    def linked() -> None:
+        fromFriendly = lab.status(friendly)["nat"]["pairTypes"].get(hostileId)
+        fromHostile = lab.status(hostile)["nat"]["pairTypes"].get(friendlyId)
+        assert "relay" in (fromFriendly, fromHostile), (fromFriendly, fromHostile)
+        assert fromFriendly in ("relay", None) and fromHostile in ("relay", None)
+        assert hostileId in lab.status(friendly)["links"]
+
+    untilAsserted(linked, timeout)
+    assert "relay" in (
+        linkPairTypes(lab.status(friendly))[hostileId],
+        linkPairTypes(lab.status(hostile))[friendlyId],
+    )
+    before = {n: lab.status(peers[n])["nat"] for n in ("friendly", "hostile")}
+    for source, target in ((friendly, hostileId), (hostile, friendlyId)):
+        answer = postAdmin(lab, source, "/ping", destination=target)
+        assert answer, answer
+    after = {n: lab.status(peers[n])["nat"] for n in ("friendly", "hostile")}
+    relayedIn = sum(after[n]["relayedIn"] - before[n]["relayedIn"] for n in after)
+    relayedOut = sum(after[n]["relayedOut"] - before[n]["relayedOut"] for n in after)
+    assert relayedIn > 0 and relayedOut > 0, (before, after)
+
+
+def assertStoreAndFetchAcrossTheNats(
+    lab: NatPeerLab, peers: dict[str, NatLabPeer], user: str
+) -> None:
+    """Once the ring has converged, what the peer behind one NAT stores
+    under ``user`` in the NOTES Kind the peer behind the other fetches."""
+    untilAsserted(lambda: _assertConverged(lab), 60)
+    for writer, reader, value in (
+        ("friendly", "hostile", "from nat a"),
+        ("hostile", "friendly", "from nat b"),
+    ):
+        stored = postAdmin(lab, peers[writer], "/store", kind=hex(NOTES), name=user, value=value)
+        assert stored["generation"] >= 1, stored
+        fetched = postAdmin(lab, peers[reader], "/fetch", kind=hex(NOTES), name=user)
+        values = [v["value"] for v in fetched["kinds"][0]["values"]]
+        assert value in str(values), fetched
+
+
+def _assertConverged(lab: NatPeerLab) -> None:
+    assert ringErrors(lab.statuses()) == []

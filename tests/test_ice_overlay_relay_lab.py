@@ -22,12 +22,16 @@ from typing import Any
 
 import pytest
 
-from reload.ctl.main import linkPairTypes
-from reload.lab import ringErrors
 from reload.natlab import NatLab, NatLabPeer, NatPeerLab
 
 from .conftest import TEST_PLUGINS, sourceEnv
-from .natlab import NOTES, postAdmin, requireNatLab, writeNotesOverlay
+from .natlab import (
+    assertRelayedBetweenTheNats,
+    assertStoreAndFetchAcrossTheNats,
+    postAdmin,
+    requireNatLab,
+    writeNotesOverlay,
+)
 from .replication_support import untilAsserted
 
 USER = "alice@example.org"
@@ -142,29 +146,7 @@ def test_peersBehindTheTwoNatsLinkThroughTheOverlayRelay(
     overlayRelayLab: tuple[NatPeerLab, Peers],
 ) -> None:
     lab, peers = overlayRelayLab
-    friendly, hostile = peers["friendly"], peers["hostile"]
-    friendlyId = lab.status(friendly)["nodeId"]
-    hostileId = lab.status(hostile)["nodeId"]
-
-    def linked() -> None:
-        fromFriendly = lab.status(friendly)["nat"]["pairTypes"].get(hostileId)
-        fromHostile = lab.status(hostile)["nat"]["pairTypes"].get(friendlyId)
-        assert "relay" in (fromFriendly, fromHostile), (fromFriendly, fromHostile)
-        assert fromFriendly in ("relay", None) and fromHostile in ("relay", None)
-        assert hostileId in lab.status(friendly)["links"]
-
-    untilAsserted(linked, 120)
-    assert "relay" in (
-        linkPairTypes(lab.status(friendly))[hostileId],
-        linkPairTypes(lab.status(hostile))[friendlyId],
-    )
-    before = {n: lab.status(peers[n])["nat"] for n in ("friendly", "hostile")}
-    for source, target in ((friendly, hostileId), (hostile, friendlyId)):
-        assert postAdmin(lab, source, "/ping", destination=target)
-    after = {n: lab.status(peers[n])["nat"] for n in ("friendly", "hostile")}
-    relayedIn = sum(after[n]["relayedIn"] - before[n]["relayedIn"] for n in after)
-    relayedOut = sum(after[n]["relayedOut"] - before[n]["relayedOut"] for n in after)
-    assert relayedIn > 0 and relayedOut > 0, (before, after)
+    assertRelayedBetweenTheNats(lab, peers, 120)
     # The relay traffic went through the overlay member's server.
     server = _turn(lab, peers["relay"])["server"]
     assert server["packetsRelayed"] > 0, server
@@ -172,20 +154,7 @@ def test_peersBehindTheTwoNatsLinkThroughTheOverlayRelay(
 
 def test_peersBehindBothNatsStoreAndFetch(overlayRelayLab: tuple[NatPeerLab, Peers]) -> None:
     lab, peers = overlayRelayLab
-    untilAsserted(lambda: _assertConverged(lab), 60)
-    for writer, reader, value in (
-        ("friendly", "hostile", "from nat a"),
-        ("hostile", "friendly", "from nat b"),
-    ):
-        stored = postAdmin(lab, peers[writer], "/store", kind=hex(NOTES), name=USER, value=value)
-        assert stored["generation"] >= 1, stored
-        fetched = postAdmin(lab, peers[reader], "/fetch", kind=hex(NOTES), name=USER)
-        values = [v["value"] for v in fetched["kinds"][0]["values"]]
-        assert value in str(values), fetched
-
-
-def _assertConverged(lab: NatPeerLab) -> None:
-    assert ringErrors(lab.statuses()) == []
+    assertStoreAndFetchAcrossTheNats(lab, peers, USER)
 
 
 def test_appAttachBetweenTheNatsRelaysOnTheOverlayServer_6_5_2(

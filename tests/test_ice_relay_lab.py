@@ -16,13 +16,17 @@ from typing import Any
 
 import pytest
 
-from reload.ctl.main import linkPairTypes, main
-from reload.lab import ringErrors
+from reload.ctl.main import main
 from reload.natlab import NatLabPeer, NatPeerLab
 
 from .conftest import sourceEnv
-from .natlab import NOTES, credentialRelayLab, postAdmin, requireNatLab, writeNotesOverlay
-from .replication_support import untilAsserted
+from .natlab import (
+    assertRelayedBetweenTheNats,
+    assertStoreAndFetchAcrossTheNats,
+    credentialRelayLab,
+    requireNatLab,
+    writeNotesOverlay,
+)
 
 USER = "alice@example.org"
 
@@ -50,52 +54,14 @@ def test_peersBehindTheTwoNatsLinkThroughTheRelay(
     relayLab: tuple[NatPeerLab, dict[str, NatLabPeer]],
 ) -> None:
     lab, peers = relayLab
-    friendly, hostile = peers["friendly"], peers["hostile"]
-    friendlyId = lab.status(friendly)["nodeId"]
-    hostileId = lab.status(hostile)["nodeId"]
-
-    def linked() -> None:
-        fromFriendly = lab.status(friendly)["nat"]["pairTypes"].get(hostileId)
-        fromHostile = lab.status(hostile)["nat"]["pairTypes"].get(friendlyId)
-        assert "relay" in (fromFriendly, fromHostile), (fromFriendly, fromHostile)
-        # Neither side may think it has a direct path.
-        assert fromFriendly in ("relay", None) and fromHostile in ("relay", None)
-        assert hostileId in lab.status(friendly)["links"]
-
-    untilAsserted(linked, 60)
-    # What `reloadctl ring` shows per link.
-    assert "relay" in (
-        linkPairTypes(lab.status(friendly))[hostileId],
-        linkPairTypes(lab.status(hostile))[friendlyId],
-    )
-    before = {n: lab.status(peers[n])["nat"] for n in ("friendly", "hostile")}
-    for source, target in ((friendly, hostileId), (hostile, friendlyId)):
-        answer = postAdmin(lab, source, "/ping", destination=target)
-        assert answer, answer
-    after = {n: lab.status(peers[n])["nat"] for n in ("friendly", "hostile")}
-    relayedIn = sum(after[n]["relayedIn"] - before[n]["relayedIn"] for n in after)
-    relayedOut = sum(after[n]["relayedOut"] - before[n]["relayedOut"] for n in after)
-    assert relayedIn > 0 and relayedOut > 0, (before, after)
+    assertRelayedBetweenTheNats(lab, peers, 60)
 
 
 def test_peersBehindBothNatsStoreAndFetch(
     relayLab: tuple[NatPeerLab, dict[str, NatLabPeer]],
 ) -> None:
     lab, peers = relayLab
-    untilAsserted(lambda: _assertConverged(lab), 60)
-    for writer, reader, value in (
-        ("friendly", "hostile", "from nat a"),
-        ("hostile", "friendly", "from nat b"),
-    ):
-        stored = postAdmin(lab, peers[writer], "/store", kind=hex(NOTES), name=USER, value=value)
-        assert stored["generation"] >= 1, stored
-        fetched = postAdmin(lab, peers[reader], "/fetch", kind=hex(NOTES), name=USER)
-        values = [v["value"] for v in fetched["kinds"][0]["values"]]
-        assert value in str(values), fetched
-
-
-def _assertConverged(lab: NatPeerLab) -> None:
-    assert ringErrors(lab.statuses()) == []
+    assertStoreAndFetchAcrossTheNats(lab, peers, USER)
 
 
 def test_natLabCommandNeedsRoot(
